@@ -1,0 +1,3 @@
+from pbnsec import create_app
+
+app = create_app()

@@ -1,0 +1,55 @@
+"""pbnsec: IP restrictions for multi-practice dental groups."""
+from __future__ import annotations
+
+from flask import Flask
+from jinja2 import StrictUndefined
+
+from . import db, enforcement, web
+from .config import PROJECT_ROOT, load_config
+from .extensions import csrf, htmx, login_manager
+from .models import create_tables
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app; `config` overrides what the environment says (tests pass their own)."""
+    app = Flask(
+        __name__,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+        instance_path=str(PROJECT_ROOT / "instance"),
+    )
+    instance = (config or {}).get("INSTANCE_PATH", app.instance_path)
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="pbnsec_session",
+        PERMANENT_SESSION_LIFETIME=12 * 3600,
+        MAX_CONTENT_LENGTH=64 * 1024,
+        MAX_FORM_MEMORY_SIZE=64 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session, so a page left open still works
+        SEND_FILE_MAX_AGE_DEFAULT=3600,
+    )
+    app.config.update(load_config(instance_path=instance))
+    app.config.update(config or {})
+    app.jinja_env.undefined = StrictUndefined
+
+    db.init_app(app, PROJECT_ROOT)
+    create_tables()
+    csrf.init_app(app)
+    htmx.init_app(app)
+    login_manager.init_app(app)
+    enforcement.init_app(app)
+    web.init_app(app)
+
+    from .auth import bp as auth_bp
+    from .home import bp as home_bp
+    from .security import bp as security_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(home_bp)
+    app.register_blueprint(security_bp)
+
+    from .cli import register_cli
+
+    register_cli(app)
+    return app

@@ -1,0 +1,120 @@
+"""Practices and users: creation rules shared by the CLI and the web, and password checks."""
+from __future__ import annotations
+
+import re
+import secrets
+
+from peewee import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .db import database
+from .models import Membership, Practice, Role, User
+
+PASSWORD_MIN_LENGTH = 12
+PASSWORD_MAX_LENGTH = 256
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Verified against when the email is unknown, so a miss costs as much time as a wrong password.
+_DUMMY_HASH = generate_password_hash(secrets.token_hex(16))
+_COMMON = {"password1234", "123456789012", "qwertyuiop12", "letmein12345", "dentist12345"}
+
+
+class AccountError(ValueError):
+    """A practice or user cannot be created as asked; the message says why."""
+
+
+def normalise_email(text: str) -> str:
+    email = (text or "").strip().lower()
+    if not email:
+        raise AccountError("Enter an email address.")
+    if len(email) > 254 or not _EMAIL.match(email):
+        raise AccountError(f"{email!r} is not an email address.")
+    return email
+
+
+def check_password_strength(password: str, email: str = "") -> None:
+    """Raise AccountError unless the password is long and not guessable from the account."""
+    if len(password) < PASSWORD_MIN_LENGTH:
+        raise AccountError(f"The password must be at least {PASSWORD_MIN_LENGTH} characters long.")
+    if len(password) > PASSWORD_MAX_LENGTH:
+        raise AccountError(f"The password must be at most {PASSWORD_MAX_LENGTH} characters long.")
+    lowered = password.lower()
+    local = email.split("@")[0].lower()
+    if len(set(password)) < 4 or lowered in _COMMON or (len(local) >= 4 and local in lowered):
+        raise AccountError("The password is too easy to guess: use a longer mix of words or characters.")
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(15)
+
+
+def create_practice(name: str) -> Practice:
+    name = " ".join((name or "").split())
+    if not name:
+        raise AccountError("Enter a practice name.")
+    if len(name) > 100:
+        raise AccountError("A practice name can be at most 100 characters long.")
+    try:
+        with database.atomic():
+            return Practice.create(name=name)
+    except IntegrityError:
+        raise AccountError(f"A practice named {name!r} already exists.") from None
+
+
+def find_practice(name: str) -> Practice:
+    practice = Practice.get_or_none(Practice.name == " ".join((name or "").split()))
+    if practice is None:
+        known = ", ".join(p.name for p in Practice.select().order_by(Practice.name)) or "none yet"
+        raise AccountError(f"No practice named {name!r} (known: {known}).")
+    return practice
+
+
+def find_role(name: str) -> Role:
+    role = Role.get_or_none(Role.name == (name or "").strip())
+    if role is None:
+        known = ", ".join(r.name for r in Role.select().order_by(Role.position))
+        raise AccountError(f"No role named {name!r} (choose from: {known}).")
+    return role
+
+
+def create_user(email, name, role_name, practice_names, password=None) -> tuple[User, str]:
+    """Create an active user in the named practices; returns the user and the password it got."""
+    email = normalise_email(email)
+    name = " ".join((name or "").split())
+    if not name or len(name) > 100:
+        raise AccountError("A name must be 1 to 100 characters long.")
+    role = find_role(role_name)
+    if not practice_names:
+        raise AccountError("A user must belong to at least one practice.")
+    practices = [find_practice(p) for p in practice_names]
+    password = password if password is not None else generate_password()
+    check_password_strength(password, email)
+    try:
+        with database.atomic():
+            user = User.create(
+                email=email, name=name, role=role, password_hash=generate_password_hash(password)
+            )
+            for practice in {p.id: p for p in practices}.values():
+                Membership.create(user=user, practice=practice)
+    except IntegrityError:
+        raise AccountError(f"A user with the email {email!r} already exists.") from None
+    return user, password
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The active user with this email and password, else None; equal work either way."""
+    user = User.get_or_none(User.email == (email or "").strip().lower())
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password or "")
+        return None
+    if not check_password_hash(user.password_hash, password or "") or not user.active:
+        return None
+    return user
+
+
+def bootstrap_owner(owner_email: str, practice_name: str) -> tuple[User, str] | None:
+    """On an empty database, create the first practice and its Owner; None when users exist."""
+    with database.atomic():
+        if User.select().exists():
+            return None
+        practice = Practice.get_or_none(Practice.name == practice_name) or create_practice(practice_name)
+        return create_user(owner_email, "Owner", "Owner", [practice.name])

@@ -1,0 +1,99 @@
+"""Command line: flask --app app init-db | serve | practices … | users …"""
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from . import audit
+from .accounts import AccountError, bootstrap_owner, create_practice, create_user
+from .models import Practice, create_tables
+
+
+def _fail_on_account_error(fn):
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except AccountError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+    return wrapper
+
+
+def bootstrap(echo=click.echo) -> None:
+    """Create the tables and, on an empty database, the Owner: the password is shown once, here."""
+    create_tables()
+    created = bootstrap_owner(current_app.config["OWNER_EMAIL"], current_app.config["FIRST_PRACTICE"])
+    if created:
+        user, password = created
+        audit.record("owner_created", actor_label="cli", target=user.email)
+        echo("=" * 64)
+        echo("pbnsec: created the Owner account for this new database.")
+        echo(f"  Email:    {user.email}")
+        echo(f"  Password: {password}")
+        echo("This password is shown only this once: keep it somewhere safe.")
+        echo("=" * 64)
+
+
+@click.command("init-db")
+@_fail_on_account_error
+def init_db_command():
+    """Create the database tables (and the first Owner on an empty database)."""
+    bootstrap()
+    click.echo("Database ready.")
+
+
+@click.command("serve")
+def serve_command():
+    """Serve the app with waitress on PBNSEC_HOST:PBNSEC_PORT."""
+    from waitress import serve
+
+    bootstrap()
+    host, port = current_app.config["HOST"], current_app.config["PORT"]
+    click.echo(f"pbnsec is serving on http://{host}:{port}/ (Ctrl+C stops it)")
+    serve(current_app._get_current_object(), host=host, port=port, threads=8, ident="pbnsec")
+
+
+practices_cli = AppGroup("practices", help="Manage practices.")
+
+
+@practices_cli.command("create")
+@click.argument("name")
+@_fail_on_account_error
+def create_practice_command(name):
+    """Create a practice."""
+    practice = create_practice(name)
+    audit.record("practice_created", actor_label="cli", practice=practice, target=practice.name)
+    click.echo(f"Created practice {practice.name!r} (id {practice.id}).")
+
+
+@practices_cli.command("list")
+def list_practices_command():
+    """List the practices."""
+    for practice in Practice.select().order_by(Practice.name):
+        click.echo(f"{practice.id}\t{practice.name}")
+
+
+users_cli = AppGroup("users", help="Manage users.")
+
+
+@users_cli.command("create")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--role", required=True, help="Owner, Admin, Office Manager, Provider, Hygienist, Front Desk or Billing.")
+@click.option("--practice", "practices", multiple=True, required=True, help="A practice name; repeat for several.")
+@click.option("--password", default=None, help="Leave out to have a strong one generated and shown once.")
+@_fail_on_account_error
+def create_user_command(email, name, role, practices, password):
+    """Create a user in one or more practices."""
+    user, used_password = create_user(email, name, role, list(practices), password)
+    audit.record("user_created", actor_label="cli", target=user.email, detail=f"role: {user.role.name}")
+    click.echo(f"Created {user.role.name} {user.name} <{user.email}> in {', '.join(p.name for p in user.practices())}.")
+    if password is None:
+        click.echo(f"Password (shown once): {used_password}")
+
+
+def register_cli(app) -> None:
+    for command in (init_db_command, serve_command, practices_cli, users_cli):
+        app.cli.add_command(command)

@@ -1,0 +1,80 @@
+"""Settings from the environment: every PBNSEC_* variable is read here and nowhere else."""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from .clientip import parse_trusted_proxies
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "sqlite:///instance/pbnsec.db"
+
+
+class ConfigError(ValueError):
+    """A PBNSEC_* setting has a value the app cannot use."""
+
+
+def _flag(env, name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true or false), got {raw!r}")
+
+
+def _port(env) -> int:
+    raw = env.get("PBNSEC_PORT", "8000").strip()
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ConfigError(f"PBNSEC_PORT must be a port number from 1 to 65535, got {raw!r}")
+    return int(raw)
+
+
+def _secret_key(env, instance_path: Path) -> str:
+    """Use PBNSEC_SECRET_KEY, or keep a generated key under instance/ so sessions survive restarts."""
+    configured = env.get("PBNSEC_SECRET_KEY", "").strip()
+    if configured:
+        if len(configured) < 32:
+            raise ConfigError("PBNSEC_SECRET_KEY must be at least 32 characters long")
+        return configured
+    key_file = instance_path / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    # Write-then-rename so two processes starting together never read half a key.
+    tmp = key_file.with_name(f".secret_key.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    try:
+        os.link(tmp, key_file)  # fails if another process won the race; then use its key
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return key_file.read_text().strip()
+
+
+def load_config(env=None, instance_path: Path | None = None) -> dict:
+    """Flask config built from the PBNSEC_* environment variables."""
+    env = os.environ if env is None else env
+    instance_path = Path(instance_path or PROJECT_ROOT / "instance")
+    try:
+        trusted_proxies = parse_trusted_proxies(env.get("PBNSEC_TRUSTED_PROXIES"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return {
+        "DATABASE_URL": env.get("PBNSEC_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
+        "SECRET_KEY": _secret_key(env, instance_path),
+        "TRUSTED_PROXIES": trusted_proxies,
+        "HOST": env.get("PBNSEC_HOST", "").strip() or "127.0.0.1",
+        "PORT": _port(env),
+        "SESSION_COOKIE_SECURE": _flag(env, "PBNSEC_SECURE_COOKIES", False),
+        "OWNER_EMAIL": env.get("PBNSEC_OWNER_EMAIL", "").strip().lower() or "owner@example.com",
+        "FIRST_PRACTICE": env.get("PBNSEC_FIRST_PRACTICE", "").strip() or "Main Practice",
+    }

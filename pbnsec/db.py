@@ -1,0 +1,42 @@
+"""The database handle: one proxy, initialised from PBNSEC_DATABASE_URL by the app factory."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from peewee import DatabaseProxy, SqliteDatabase
+from playhouse import db_url
+
+database = DatabaseProxy()
+
+# WAL lets readers carry on while one writer commits; busy_timeout makes a second writer wait, not fail.
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "busy_timeout": 10000,
+    "synchronous": "normal",
+}
+
+
+def open_database(url: str, root: Path):
+    """A peewee database for a URL; a relative SQLite path is taken from the project root."""
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if path != ":memory:":
+            file = Path(path) if Path(path).is_absolute() else root / path
+            file.parent.mkdir(parents=True, exist_ok=True)
+            path = str(file)
+        return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
+    return db_url.connect(url)
+
+
+def init_app(app, root: Path) -> None:
+    database.initialize(open_database(app.config["DATABASE_URL"], root))
+
+    @app.before_request
+    def _connect():
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_appcontext
+    def _close(exc):
+        if not database.is_closed():
+            database.close()

@@ -1,0 +1,100 @@
+"""The access decision: may this user work in this practice from this IP? Pure code, no I/O."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address, IPv4Network, IPv6Network
+from typing import Iterable
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+NOT_REQUESTED = "not_requested"
+
+
+@dataclass(frozen=True)
+class Subject:
+    user_id: int
+    role_id: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A practice's IP restrictions."""
+
+    enforced: bool = False
+    everyone: bool = True
+    role_ids: frozenset[int] = frozenset()
+    user_ids: frozenset[int] = frozenset()
+
+    def applies_to(self, user: Subject) -> bool:
+        return self.everyone or user.role_id in self.role_ids or user.user_id in self.user_ids
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An allowlist entry or a user grant, reduced to what the decision needs."""
+
+    network: IPNetwork
+    active: bool = True
+    expires_at: datetime | None = None
+    ref: object = None  # the entry or grant it came from, for the caller's messages
+
+
+@dataclass(frozen=True)
+class Allowed:
+    reason: str  # restrictions_off | not_in_scope | allowlist_entry | user_grant
+    rule: Rule | None = None
+    allowed = True
+
+
+@dataclass(frozen=True)
+class Blocked:
+    reason: str  # ip_not_approved | ip_unknown
+    request_status: str = NOT_REQUESTED
+    allowed = False
+
+
+Decision = Allowed | Blocked
+
+
+def _as_ipv4_if_mapped(ip: IPAddress) -> IPAddress:
+    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _covering(ip: IPAddress, rules: Iterable[Rule], now: datetime) -> Rule | None:
+    for rule in rules:
+        live = rule.active and (rule.expires_at is None or rule.expires_at > now)
+        if live and rule.network.version == ip.version and ip in rule.network:
+            return rule
+    return None
+
+
+def decide(
+    user: Subject,
+    ip: IPAddress | None,
+    settings: Settings,
+    entries: Iterable[Rule],
+    grants: Iterable[Rule],
+    now: datetime,
+    request_status: str = NOT_REQUESTED,
+) -> Decision:
+    """Allowed or Blocked for one user, practice and IP.
+
+    `entries` and `grants` need only be the candidates for this IP (the database narrows them with an
+    index), so the cost does not grow with the length of the allowlist.
+    """
+    if not settings.enforced:
+        return Allowed("restrictions_off")
+    if not settings.applies_to(user):
+        return Allowed("not_in_scope")
+    if ip is None:
+        return Blocked("ip_unknown", request_status)
+    ip = _as_ipv4_if_mapped(ip)
+    if (rule := _covering(ip, entries, now)) is not None:
+        return Allowed("allowlist_entry", rule)
+    if (rule := _covering(ip, grants, now)) is not None:
+        return Allowed("user_grant", rule)
+    return Blocked("ip_not_approved", request_status)

@@ -1,0 +1,73 @@
+"""IP restrictions on every request: one before_request hook, for every endpoint and method."""
+from __future__ import annotations
+
+import time
+
+from flask import current_app, flash, g, request, session, url_for
+from flask_login import current_user, logout_user
+
+from . import audit
+from .clientip import resolve_client_ip
+from .policy import decide_for
+
+# Everything else needs a signed-in user whose IP is allowed for the active practice.
+EXEMPT_ENDPOINTS = frozenset({"static", "auth.login", "auth.logout", "auth.blocked", "auth.access_requests"})
+PENDING_IDENTITY_SECONDS = 15 * 60
+
+
+def start_pending_identity(user) -> None:
+    """Let a blocked user (not signed in) see and submit their own access requests for a while."""
+    session.clear()
+    session["pending_user_id"] = user.id
+    session["pending_until"] = int(time.time()) + PENDING_IDENTITY_SECONDS
+
+
+def pending_user_id() -> int | None:
+    user_id, until = session.get("pending_user_id"), session.get("pending_until")
+    if isinstance(user_id, int) and isinstance(until, int) and until > time.time():
+        return user_id
+    return None
+
+
+def _allowed_practice(user):
+    """The active practice if the IP is allowed there, else the first practice that allows it."""
+    practices = list(user.practices())
+    active_id = session.get("practice_id")
+    practices.sort(key=lambda p: p.id != active_id)
+    for practice in practices:
+        if decide_for(user, practice.id, g.client_ip).allowed:
+            return practice
+    return None
+
+
+def enforce():
+    from .web import hx_redirect
+
+    g.client_ip = resolve_client_ip(request.environ, current_app.config["TRUSTED_PROXIES"])
+    if request.endpoint in EXEMPT_ENDPOINTS:
+        return None
+    if not current_user.is_authenticated:
+        target = request.full_path.rstrip("?") if request.method == "GET" and not request.htmx else None
+        return hx_redirect(url_for("auth.login", next=target))
+    user = current_user._get_current_object()
+    practice = _allowed_practice(user)
+    if practice is None:
+        audit.record("session_blocked", target=user.email,
+                     practice=session.get("practice_id"),
+                     detail=f"IP {g.client_ip or 'unknown'} is not approved for any of the user's practices")
+        logout_user()
+        start_pending_identity(user)
+        return hx_redirect(url_for("auth.blocked"))
+    if practice.id != session.get("practice_id"):
+        moved = session.get("practice_id") is not None
+        session["practice_id"] = practice.id
+        if moved:
+            # Do not carry a request meant for the old practice over to this one.
+            flash(f"Your IP is not approved for that practice; you are now working in {practice.name}.", "warning")
+            return hx_redirect(url_for("home.index"))
+    g.practice = practice
+    return None
+
+
+def init_app(app) -> None:
+    app.before_request(enforce)

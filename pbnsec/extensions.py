@@ -1,0 +1,21 @@
+"""Flask extensions, created here and attached to the app in create_app with init_app."""
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+from htmx_flask import Htmx
+
+csrf = CSRFProtect()
+htmx = Htmx()
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.login_message = "Please sign in to continue."
+login_manager.session_protection = "basic"
+
+
+@login_manager.user_loader
+def _load_user(user_id: str):
+    from .models import User
+
+    if not user_id.isdigit():
+        return None
+    user = User.get_or_none(User.id == int(user_id))
+    return user if user is not None and user.active else None

@@ -1,0 +1,212 @@
+"""Tables. Constraints live in Meta.indexes so the database, not the view, keeps the rules."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from peewee import (
+    BooleanField,
+    CharField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+from .db import database
+
+
+def utcnow() -> datetime:
+    """Now in UTC, without tzinfo: every stored time is UTC."""
+    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Practice(BaseModel):
+    name = CharField(max_length=100, unique=True)
+    created_at = DateTimeField(default=utcnow)
+
+
+# The seeded roles; Owners and Admins are security administrators.
+ROLES = (
+    ("Owner", True),
+    ("Admin", True),
+    ("Office Manager", False),
+    ("Provider", False),
+    ("Hygienist", False),
+    ("Front Desk", False),
+    ("Billing", False),
+)
+
+
+class Role(BaseModel):
+    name = CharField(max_length=50, unique=True)
+    is_security_admin = BooleanField(default=False)
+    position = IntegerField(default=0)
+
+
+class User(BaseModel):
+    email = CharField(max_length=254, unique=True)
+    name = CharField(max_length=100)
+    password_hash = CharField(max_length=255)
+    active = BooleanField(default=True)
+    role = ForeignKeyField(Role, backref="users")
+    created_at = DateTimeField(default=utcnow)
+
+    # flask-login's interface
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+    @property
+    def is_security_admin(self) -> bool:
+        return self.role.is_security_admin
+
+    def practices(self):
+        return (
+            Practice.select()
+            .join(Membership)
+            .where(Membership.user == self)
+            .order_by(Practice.name)
+        )
+
+
+class Membership(BaseModel):
+    user = ForeignKeyField(User, backref="memberships", on_delete="CASCADE")
+    practice = ForeignKeyField(Practice, backref="memberships", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("user", "practice"), True),)
+
+
+ALL_PRACTICES = 0  # AllowlistEntry.scope for entries that apply to every practice
+
+
+class AllowlistEntry(BaseModel):
+    # practice is NULL for "All practices"; scope repeats it as a number (0 for all) because a
+    # unique index treats NULLs as distinct and would let the same all-practices network in twice.
+    practice = ForeignKeyField(Practice, null=True, backref="entries", on_delete="CASCADE")
+    scope = IntegerField()
+    network = CharField(max_length=64)  # canonical form from iprules.parse_entry
+    # The network's first address as 32 hex digits and its prefix length: a lookup probes the index
+    # with the client IP masked to each prefix length instead of scanning every entry.
+    start = CharField(max_length=32, index=True)
+    prefix_length = IntegerField()
+    label = CharField(max_length=100)
+    active = BooleanField(default=True)
+    added_by = ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
+    added_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("scope", "network"), True),)
+
+    @property
+    def is_all_practices(self) -> bool:
+        return self.scope == ALL_PRACTICES
+
+
+class IPRestriction(BaseModel):
+    """A practice's IP restrictions; a practice without a row has them off."""
+
+    practice = ForeignKeyField(Practice, unique=True, backref="+", on_delete="CASCADE")
+    enforced = BooleanField(default=False)
+    everyone = BooleanField(default=True)  # False: only the selected roles and users
+    requests_allowed = BooleanField(default=True)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class RestrictedRole(BaseModel):
+    practice = ForeignKeyField(Practice, backref="+", on_delete="CASCADE")
+    role = ForeignKeyField(Role, backref="+", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("practice", "role"), True),)
+
+
+class RestrictedUser(BaseModel):
+    practice = ForeignKeyField(Practice, backref="+", on_delete="CASCADE")
+    user = ForeignKeyField(User, backref="+", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("practice", "user"), True),)
+
+
+PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
+
+
+class AccessRequest(BaseModel):
+    user = ForeignKeyField(User, backref="access_requests", on_delete="CASCADE")
+    practice = ForeignKeyField(Practice, backref="+", on_delete="CASCADE")
+    ip = CharField(max_length=64)  # as the server resolved it, never from a form
+    note = TextField(default="")
+    status = CharField(max_length=10, default=PENDING)
+    created_at = DateTimeField(default=utcnow, index=True)
+    decided_by = ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
+    decided_at = DateTimeField(null=True)
+
+
+# At most one pending request per user, practice and IP, even when two submit at once.
+AccessRequest.add_index(
+    AccessRequest.index(AccessRequest.user, AccessRequest.practice, AccessRequest.ip, unique=True)
+    .where(AccessRequest.status == PENDING)
+)
+
+
+class Grant(BaseModel):
+    """An approved access request: this user may work in this practice from this IP."""
+
+    user = ForeignKeyField(User, backref="grants", on_delete="CASCADE")
+    practice = ForeignKeyField(Practice, backref="+", on_delete="CASCADE")
+    ip = CharField(max_length=64)
+    request = ForeignKeyField(AccessRequest, null=True, backref="+", on_delete="SET NULL")
+    created_by = ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("user", "practice", "ip"), True),)
+
+
+class AuditEvent(BaseModel):
+    at = DateTimeField(default=utcnow, index=True)
+    actor = ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
+    actor_label = CharField(max_length=254)  # kept when the user is gone; "cli" for the command line
+    actor_ip = CharField(max_length=64, default="")
+    practice = ForeignKeyField(Practice, null=True, backref="+", on_delete="SET NULL")
+    action = CharField(max_length=50, index=True)
+    target = CharField(max_length=300, default="")
+    detail = TextField(default="")
+
+
+class RateLimitHit(BaseModel):
+    """One counted attempt (a failed sign-in, an access request) under a key such as 'login-ip:…'."""
+
+    key = CharField(max_length=300)
+    at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("key", "at"), False),)
+
+
+MODELS = [
+    Practice, Role, User, Membership, AllowlistEntry, IPRestriction, RestrictedRole, RestrictedUser,
+    AccessRequest, Grant, AuditEvent, RateLimitHit,
+]
+
+
+def create_tables() -> None:
+    """Create missing tables and seed the roles; safe to run again."""
+    with database.atomic():
+        database.create_tables(MODELS, safe=True)
+        for position, (name, is_admin) in enumerate(ROLES):
+            Role.get_or_create(name=name, defaults={"is_security_admin": is_admin, "position": position})

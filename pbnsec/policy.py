@@ -1,0 +1,108 @@
+"""The imperative shell around decide(): load one practice's rules for one IP and ask."""
+from __future__ import annotations
+
+from ipaddress import ip_network
+
+from .decision import NOT_REQUESTED, Decision, Rule, Settings, Subject, decide
+from .models import (
+    ALL_PRACTICES,
+    AccessRequest,
+    AllowlistEntry,
+    Grant,
+    IPRestriction,
+    Practice,
+    RestrictedRole,
+    RestrictedUser,
+    User,
+    utcnow,
+)
+
+
+def network_start(network) -> str:
+    """The indexed form of a network's first address: 32 hex digits, IPv4 and IPv6 alike."""
+    return f"{int(network.network_address):032x}"
+
+
+def probe_starts(ip) -> list[str]:
+    """The ip masked to every prefix length: the starts of all networks that could hold it."""
+    bits = ip.max_prefixlen
+    value = int(ip)
+    return [f"{value >> (bits - n) << (bits - n):032x}" for n in range(bits + 1)]
+
+
+def entry_rule(entry: AllowlistEntry) -> Rule:
+    return Rule(ip_network(entry.network), active=entry.active, ref=entry)
+
+
+def candidate_entries(practice_id: int, ip) -> list[Rule]:
+    """Entries of the practice or of all practices whose network holds ip: indexed probes, no scan."""
+    if ip is None:
+        return []
+    rows = AllowlistEntry.select().where(
+        AllowlistEntry.scope.in_([practice_id, ALL_PRACTICES])
+        & AllowlistEntry.start.in_(probe_starts(ip))
+    )
+    return [rule for rule in map(entry_rule, rows) if ip.version == rule.network.version and ip in rule.network]
+
+
+def grant_rules(user_id: int, practice_id: int, ip) -> list[Rule]:
+    if ip is None:
+        return []
+    grants = Grant.select().where(
+        (Grant.user == user_id) & (Grant.practice == practice_id) & (Grant.ip == str(ip))
+    )
+    return [Rule(ip_network(g.ip), ref=g) for g in grants]
+
+
+def settings_for(practice_id: int) -> Settings:
+    row = IPRestriction.get_or_none(IPRestriction.practice == practice_id)
+    if row is None:
+        return Settings()
+    if row.everyone:
+        return Settings(enforced=row.enforced)
+    roles = RestrictedRole.select(RestrictedRole.role).where(RestrictedRole.practice == practice_id)
+    users = RestrictedUser.select(RestrictedUser.user).where(RestrictedUser.practice == practice_id)
+    return Settings(
+        enforced=row.enforced,
+        everyone=False,
+        role_ids=frozenset(r.role_id for r in roles),
+        user_ids=frozenset(u.user_id for u in users),
+    )
+
+
+def request_status(user_id: int, practice_id: int, ip) -> str:
+    """The status of this user's latest access request for this practice and IP."""
+    if ip is None:
+        return NOT_REQUESTED
+    latest = (
+        AccessRequest.select(AccessRequest.status)
+        .where(
+            (AccessRequest.user == user_id)
+            & (AccessRequest.practice == practice_id)
+            & (AccessRequest.ip == str(ip))
+        )
+        .order_by(AccessRequest.created_at.desc(), AccessRequest.id.desc())
+        .first()
+    )
+    return latest.status if latest else NOT_REQUESTED
+
+
+def decide_for(user: User, practice_id: int, ip, settings: Settings | None = None) -> Decision:
+    settings = settings_for(practice_id) if settings is None else settings
+    subject = Subject(user.id, user.role_id)
+    if not settings.enforced or not settings.applies_to(subject):
+        return decide(subject, ip, settings, [], [], utcnow())
+    return decide(
+        subject,
+        ip,
+        settings,
+        candidate_entries(practice_id, ip),
+        grant_rules(user.id, practice_id, ip),
+        utcnow(),
+        request_status(user.id, practice_id, ip),
+    )
+
+
+def decisions_for(user: User, ip) -> list[tuple[Practice, Decision]]:
+    """Each of the user's practices with the decision for this IP, in name order."""
+    return [(p, decide_for(user, p.id, ip)) for p in user.practices()]

@@ -1,0 +1,218 @@
+"""Security Management › IP Allowlist."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import abort, g, render_template, request, url_for
+from flask_login import current_user
+from peewee import IntegrityError
+
+from .. import audit
+from ..db import database
+from ..iprules import EntryError, NetworkMatcher, ipv6_privacy_network, parse_entry
+from ..models import ALL_PRACTICES, AllowlistEntry, Practice
+from ..policy import network_start
+from ..web import done, render_page
+from . import bp
+
+LABEL_MAX = 100
+
+
+@dataclass
+class EntryForm:
+    address: str = ""
+    label: str = ""
+    practice: str = ""
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def can_manage_all_practices(user) -> bool:
+    """An "All practices" entry reaches every practice, so only a member of every practice may change one."""
+    return user.practices().count() == Practice.select().count()
+
+
+def clean_label(text: str) -> tuple[str, str | None]:
+    label = " ".join((text or "").split())
+    if not label:
+        return label, "Enter a label, such as Office Network or Remote Provider."
+    if len(label) > LABEL_MAX:
+        return label, f"A label can be at most {LABEL_MAX} characters long (this one has {len(label)})."
+    return label, None
+
+
+def visible_entries(practice):
+    """The practice's entries and the "All practices" entries."""
+    return (
+        AllowlistEntry.select()
+        .where(AllowlistEntry.scope.in_([practice.id, ALL_PRACTICES]))
+        .order_by(AllowlistEntry.scope.desc(), AllowlistEntry.added_at, AllowlistEntry.id)
+    )
+
+
+def entry_or_404(entry_id: int, change: bool = True) -> AllowlistEntry:
+    """An entry of one of the user's practices (or of all practices); anything else is not found."""
+    entry = AllowlistEntry.get_or_none(AllowlistEntry.id == entry_id)
+    if entry is None:
+        abort(404)
+    if entry.is_all_practices:
+        if change and not can_manage_all_practices(current_user):
+            abort(403, "Only a security administrator of every practice can change an All practices entry.")
+        return entry
+    if not current_user.practices().where(Practice.id == entry.practice_id).exists():
+        abort(404)
+    return entry
+
+
+def ip_status(entries) -> dict:
+    """What the admin's own IP looks like against the active entries shown."""
+    ip = g.client_ip
+    matcher = NetworkMatcher((parse_entry(e.network), e) for e in entries if e.active)
+    return {
+        "ip": ip,
+        "covered_by": matcher.match(ip),
+        "ipv6_network": ipv6_privacy_network(ip) if ip is not None else None,
+    }
+
+
+def page_context(form: EntryForm | None = None, editing: int | None = None) -> dict:
+    practice = g.practice
+    entries = list(visible_entries(practice))
+    return {
+        "entries": entries,
+        "status": ip_status(entries),
+        "form": form or EntryForm(practice=str(practice.id)),
+        "practice_choices": practice_choices(),
+        "editing": editing,
+    }
+
+
+def practice_choices() -> list[tuple[str, str]]:
+    choices = [(str(g.practice.id), g.practice.name)]
+    if can_manage_all_practices(current_user):
+        choices.append(("all", "All practices"))
+    return choices
+
+
+def _scope_for(form: EntryForm):
+    """The practice an entry is for (None for all practices), checked against what the user may manage."""
+    if form.practice == "all":
+        if not can_manage_all_practices(current_user):
+            form.errors["practice"] = "Only a security administrator of every practice can add an All practices entry."
+        return None
+    practice = None
+    if form.practice.isascii() and form.practice.isdigit():
+        practice = current_user.practices().where(Practice.id == int(form.practice)).first()
+    if practice is None:
+        form.errors["practice"] = "Choose one of your practices or All practices."
+    return practice
+
+
+@bp.route("/allowlist")
+def allowlist():
+    return render_template("security/allowlist.html", **page_context())
+
+
+@bp.route("/allowlist/status")
+def allowlist_status():
+    return render_page("security/allowlist.html", "security/_ip_status.html", **page_context())
+
+
+@bp.route("/allowlist", methods=["POST"])
+def add_entry():
+    form = EntryForm(
+        address=request.form.get("address", "")[:200],
+        label=request.form.get("label", "")[:200],
+        practice=request.form.get("practice", str(g.practice.id)).strip(),
+    )
+    network = None
+    try:
+        network = parse_entry(form.address)
+    except EntryError as exc:
+        form.errors["address"] = exc.message
+    form.label, label_error = clean_label(form.label)
+    if label_error:
+        form.errors["label"] = label_error
+    practice = _scope_for(form)
+    if network is not None and not form.errors:
+        try:
+            with database.atomic():
+                entry = AllowlistEntry.create(
+                    practice=practice,
+                    scope=practice.id if practice else ALL_PRACTICES,
+                    network=str(network),
+                    start=network_start(network),
+                    prefix_length=network.prefixlen,
+                    label=form.label,
+                    added_by=current_user.id,
+                )
+                audit.record("entry_added", practice=practice, target=entry.network, detail=f"label: {entry.label}")
+        except IntegrityError:
+            where = practice.name if practice else "All practices"
+            form.errors["address"] = f"{network} is already on the allowlist for {where}."
+    if form.errors:
+        return render_page("security/allowlist.html", "security/_allowlist.html", code=422,
+                           **page_context(form))
+    return done("security.allowlist", "security/_allowlist.html", trigger="allowlist-changed",
+                message=f"Added {entry.network} ({entry.label}) to the allowlist.", **page_context())
+
+
+@bp.route("/allowlist/<int:entry_id>/edit")
+def edit_entry(entry_id: int):
+    entry = entry_or_404(entry_id)
+    return render_page("security/allowlist.html", "security/_entry_row.html",
+                       entry=entry, label_error=None, **page_context(editing=entry.id))
+
+
+@bp.route("/allowlist/<int:entry_id>/row")
+def entry_row(entry_id: int):
+    entry = entry_or_404(entry_id, change=False)
+    return render_page("security/allowlist.html", "security/_entry_row.html",
+                       entry=entry, label_error=None, **page_context())
+
+
+@bp.route("/allowlist/<int:entry_id>/label", methods=["POST"])
+def relabel_entry(entry_id: int):
+    entry = entry_or_404(entry_id)
+    label, error = clean_label(request.form.get("label", "")[:200])
+    if error:
+        entry.label = label
+        return render_page("security/allowlist.html", "security/_entry_row.html", code=422,
+                           entry=entry, label_error=error, **page_context(editing=entry.id))
+    with database.atomic():
+        old = entry.label
+        AllowlistEntry.update(label=label).where(AllowlistEntry.id == entry.id).execute()
+        audit.record("entry_edited", practice=entry.practice_id, target=entry.network,
+                     detail=f"label: {old} -> {label}")
+    entry.label = label
+    return done("security.allowlist", "security/_entry_row.html",
+                entry=entry, label_error=None, **page_context())
+
+
+@bp.route("/allowlist/<int:entry_id>/active", methods=["POST"])
+def set_entry_active(entry_id: int):
+    entry = entry_or_404(entry_id)
+    active = request.form.get("active") == "1"
+    with database.atomic():
+        AllowlistEntry.update(active=active).where(AllowlistEntry.id == entry.id).execute()
+        audit.record("entry_enabled" if active else "entry_disabled", practice=entry.practice_id,
+                     target=entry.network, detail=f"label: {entry.label}")
+    entry.active = active
+    return done("security.allowlist", "security/_entry_row.html", trigger="allowlist-changed",
+                entry=entry, label_error=None, **page_context())
+
+
+@bp.route("/allowlist/<int:entry_id>/delete", methods=["GET"])
+def confirm_delete_entry(entry_id: int):
+    return render_template("security/confirm_delete.html", entry=entry_or_404(entry_id))
+
+
+@bp.route("/allowlist/<int:entry_id>/delete", methods=["POST"])
+def delete_entry(entry_id: int):
+    entry = entry_or_404(entry_id)
+    with database.atomic():
+        deleted = AllowlistEntry.delete().where(AllowlistEntry.id == entry.id).execute()
+        if deleted:
+            audit.record("entry_deleted", practice=entry.practice_id, target=entry.network,
+                         detail=f"label: {entry.label}")
+    return done("security.allowlist", None, trigger="allowlist-changed",
+                message=f"Deleted {entry.network} ({entry.label}).")

@@ -1,0 +1,97 @@
+"""What every page shares: page-or-fragment rendering, security headers, safe redirects."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import flash, g, redirect, render_template, request, url_for
+from htmx_flask import make_response as htmx_response
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+
+def wants_fragment() -> bool:
+    """htmx asked for a piece of a page (not a boosted navigation or a history restore)."""
+    return bool(request.htmx) and not request.htmx.boosted and not request.htmx.history_restore_request
+
+
+def render_page(page: str, fragment: str, code: int = 200, **context):
+    """The whole page for a browser, only the fragment for htmx."""
+    return render_template(fragment if wants_fragment() else page, **context), code
+
+
+def done(endpoint: str, fragment: str | None = None, trigger: str | None = None,
+         message: str | None = None, **context):
+    """After a change: htmx gets the fragment to swap, a plain form post a 303 to the page."""
+    if wants_fragment():
+        body = render_template(fragment, message=message, **context) if fragment else ""
+        return htmx_response(body, trigger=trigger)
+    if message:
+        flash(message, "success")
+    return redirect(url_for(endpoint), code=303)
+
+
+def hx_redirect(location: str, status: int = 303):
+    """Send the browser elsewhere; htmx is told with HX-Redirect so no page lands in a fragment."""
+    if request.htmx:
+        return htmx_response("", redirect=location)
+    return redirect(location, code=status)
+
+
+def safe_next(target: str | None) -> str | None:
+    """A same-site path to go on to after sign-in, or None (no open redirects)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or any(ord(c) < 32 for c in target):
+        return None
+    return target
+
+
+def init_app(app) -> None:
+    @app.after_request
+    def _headers(response):
+        response.vary.add("HX-Request")
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.endpoint != "static":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.context_processor
+    def _globals():
+        return {
+            "client_ip": g.get("client_ip"),
+            "practice": g.get("practice"),
+            "practice_switcher": _practice_switcher,
+        }
+
+    @app.template_filter("status_label")
+    def _status_label(status: str) -> str:
+        return STATUS_LABELS.get(status, status)
+
+    for code in (400, 403, 404, 405, 413, 429, 500):
+        app.register_error_handler(code, _error_page)
+
+
+STATUS_LABELS = {"not_requested": "Not Requested", "pending": "Pending", "approved": "Approved", "rejected": "Rejected"}
+
+
+def _practice_switcher():
+    from flask_login import current_user
+
+    from .policy import decisions_for
+
+    return decisions_for(current_user, g.get("client_ip"))
+
+
+def _error_page(error):
+    if request.htmx and error.code in (401, 403):
+        # A fragment request that may not proceed gets no page to swap; htmx reports the error.
+        return error.description or error.name, error.code
+    return render_template("errors/error.html", code=error.code, name=error.name,
+                           description=error.description), error.code
