@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from . import audit
 from .accounts import AccountError, bootstrap_owner, create_practice, create_user
@@ -37,6 +37,7 @@ def bootstrap(echo=click.echo) -> None:
 
 
 @click.command("init-db")
+@with_appcontext
 @_fail_on_account_error
 def init_db_command():
     """Create the database tables (and the first Owner on an empty database)."""
@@ -45,6 +46,7 @@ def init_db_command():
 
 
 @click.command("serve")
+@with_appcontext
 def serve_command():
     """Serve the app with waitress on PBNSEC_HOST:PBNSEC_PORT."""
     from waitress import serve

@@ -1,0 +1,135 @@
+"""Fixtures: a fresh app on a real SQLite file per test, clients that know their IP and CSRF token."""
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from pbnsec import create_app
+from pbnsec.accounts import create_practice, create_user
+
+PASSWORD = "correct horse battery"
+OFFICE_IP = "127.0.0.1"
+
+# Seeded people: (email, name, role, practices)
+PEOPLE = {
+    "owner": ("owner@example.com", "Olive Owner", "Owner", ["Riverside Dental", "Lakeside Dental"]),
+    "ann": ("ann@example.com", "Ann Lee", "Admin", ["Riverside Dental"]),
+    "bob": ("bob@example.com", "Bob Stone", "Admin", ["Lakeside Dental"]),
+    "fay": ("fay@example.com", "Fay Desk", "Front Desk", ["Riverside Dental"]),
+    "hal": ("hal@example.com", "Hal Hygienist", "Hygienist", ["Riverside Dental", "Lakeside Dental"]),
+}
+
+
+def make_app(tmp_path, **overrides):
+    config = {
+        "DATABASE_URL": f"sqlite:///{tmp_path}/pbnsec.db",
+        "INSTANCE_PATH": str(tmp_path),
+        "SECRET_KEY": "test-secret-key-" + "x" * 32,
+        "TRUSTED_PROXIES": 0,
+        "TESTING": True,
+    }
+    config.update(overrides)
+    return create_app(config)
+
+
+def seed(app) -> None:
+    with app.app_context():
+        create_practice("Riverside Dental")
+        create_practice("Lakeside Dental")
+        for email, name, role, practices in PEOPLE.values():
+            create_user(email, name, role, practices, PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def seeded_database(tmp_path_factory):
+    """Seed once (password hashing is slow on purpose); each test gets its own copy of the file."""
+    folder = tmp_path_factory.mktemp("seeded")
+    seed(make_app(folder))
+    from pbnsec.db import database
+    database.close()
+    return folder / "pbnsec.db"
+
+
+@pytest.fixture
+def app(tmp_path, seeded_database):
+    shutil.copyfile(seeded_database, tmp_path / "pbnsec.db")
+    return make_app(tmp_path)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class Visitor:
+    """A browser stand-in: one cookie jar, one client IP, and the CSRF token of its session."""
+
+    def __init__(self, app, ip: str = OFFICE_IP, headers: dict | None = None):
+        self.app = app
+        self.client = app.test_client()
+        self.ip = ip
+        self.headers = headers or {}
+        self.token = None
+
+    def _environ(self):
+        return {"REMOTE_ADDR": self.ip}
+
+    def request(self, method, url, htmx=False, headers=None, **kwargs):
+        all_headers = dict(self.headers)
+        if htmx:
+            all_headers["HX-Request"] = "true"
+        all_headers.update(headers or {})
+        response = self.client.open(url, method=method, headers=all_headers,
+                                    environ_base=self._environ(), **kwargs)
+        found = _TOKEN.search(response.get_data(as_text=True))
+        if found:
+            self.token = found.group(1)
+        return response
+
+    def get(self, url, **kwargs):
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url, data=None, csrf=True, **kwargs):
+        data = dict(data or {})
+        if csrf:
+            if self.token is None:
+                self.get("/login")
+            data.setdefault("csrf_token", self.token)
+        return self.request("POST", url, data=data, **kwargs)
+
+    def login(self, email, password=PASSWORD):
+        self.get("/login")
+        response = self.post("/login", {"email": email, "password": password})
+        self.token = None
+        if response.status_code == 303:
+            self.get(response.headers["Location"])  # the landing page carries the new session's token
+        return response
+
+
+@pytest.fixture
+def visitor(app):
+    """Make a Visitor from an IP: visitor(ip="203.0.113.7")."""
+    def make(ip: str = OFFICE_IP, **kwargs) -> Visitor:
+        return Visitor(app, ip=ip, **kwargs)
+    return make
+
+
+@pytest.fixture
+def signed_in(app):
+    """Sign a seeded person in: signed_in("ann", ip=...) -> Visitor."""
+    def make(who: str, ip: str = OFFICE_IP) -> Visitor:
+        v = Visitor(app, ip=ip)
+        response = v.login(PEOPLE[who][0])
+        assert response.status_code == 303, response.get_data(as_text=True)
+        return v
+    return make

@@ -1,0 +1,261 @@
+"""Security Management › IP Allowlist, as a full page and as htmx fragments."""
+import re
+
+import pytest
+
+from pbnsec.models import AllowlistEntry, AuditEvent, Practice
+
+
+def entries(app):
+    with app.app_context():
+        return sorted((e.network, e.label, e.practice.name if e.practice else "all", e.active)
+                      for e in AllowlistEntry.select())
+
+
+def practice_id(app, name):
+    with app.app_context():
+        return Practice.get(Practice.name == name).id
+
+
+def add(v, address, label="Office Network", practice=None, htmx=False):
+    data = {"address": address, "label": label}
+    if practice is not None:
+        data["practice"] = practice
+    return v.post("/security/allowlist", data, htmx=htmx)
+
+
+@pytest.fixture
+def ann(signed_in):
+    return signed_in("ann")
+
+
+def test_page_shows_current_ip_and_whether_it_is_covered(app, ann):
+    page = ann.get("/security/allowlist")
+    assert page.status_code == 200
+    assert '<code id="my-ip">127.0.0.1</code>' in page.text
+    assert "Not covered" in page.text
+    add(ann, "127.0.0.0/8", "Loopback")
+    page = ann.get("/security/allowlist")
+    assert "✓ Covered" in page.text and "Loopback" in page.text
+
+
+def test_add_entry_as_a_plain_form_redirects_to_the_page_with_a_message(app, ann):
+    response = add(ann, "192.0.2.0/24", practice=str(practice_id(app, "Riverside Dental")))
+    assert response.status_code == 303 and response.headers["Location"] == "/security/allowlist"
+    page = ann.get("/security/allowlist")
+    assert "Added 192.0.2.0/24 (Office Network) to the allowlist." in page.text
+    assert entries(app) == [("192.0.2.0/24", "Office Network", "Riverside Dental", True)]
+
+
+def test_add_entry_through_htmx_swaps_form_and_table_and_signals_the_change(app, ann):
+    response = add(ann, "2001:DB8::1", "Remote Provider", htmx=True)
+    assert response.status_code == 200
+    assert response.headers["HX-Trigger"] == "allowlist-changed"
+    assert "HX-Request" in response.headers["Vary"]
+    body = response.text
+    assert body.startswith('<div id="allowlist"') and "<html" not in body
+    assert "<code>2001:db8::1/128</code>" in body
+    assert 'id="address" name="address" value=""' in body  # the form is fresh again
+    assert entries(app) == [("2001:db8::1/128", "Remote Provider", "Riverside Dental", True)]
+    with app.app_context():
+        event = AuditEvent.get(AuditEvent.action == "entry_added")
+        assert (event.actor_label, event.actor_ip, event.target) == ("ann@example.com", "127.0.0.1", "2001:db8::1/128")
+
+
+@pytest.mark.parametrize("address,message", [
+    ("010.0.0.1", "ambiguous"),
+    ("0x7f.1", "ambiguous"),
+    ("127.1", "ambiguous"),
+    ("2130706433", "ambiguous"),
+    ("10.0.0.5/24", "did you mean 10.0.0.0/24?"),
+    ("fe80::1%eth0", "zone"),
+    ("0.0.0.0/0", "every address"),
+    ("::/0", "every address"),
+    ("", "Enter an IP address"),
+    ("   ", "Enter an IP address"),
+    ("1" * 65, "too long"),
+    ("not an address", ""),
+])
+@pytest.mark.parametrize("htmx", [False, True])
+def test_rejected_address_gets_a_specific_message_keeps_the_input_and_stores_nothing(app, ann, address, message, htmx):
+    response = add(ann, address, htmx=htmx)
+    assert response.status_code == 422
+    error = re.search(r'<p class="error" id="address-error">([^<]+)</p>', response.text)
+    assert error and message in error.group(1)
+    assert f'name="address" value="{address}"' in response.text
+    assert ("<html" in response.text) is (not htmx)
+    assert entries(app) == []
+
+
+def test_label_rules(app, ann):
+    assert "Enter a label" in add(ann, "192.0.2.1", "  ").text
+    too_long = add(ann, "192.0.2.1", "x" * 101)
+    assert "at most 100 characters" in too_long.text and too_long.status_code == 422
+    assert add(ann, "192.0.2.1", "x" * 100).status_code == 303
+    assert entries(app)[0][1] == "x" * 100
+
+
+def test_normalised_duplicate_in_the_same_scope_is_refused(app, ann):
+    assert add(ann, "::ffff:192.0.2.1").status_code == 303
+    response = add(ann, "192.0.2.1/32", htmx=True)
+    assert response.status_code == 422
+    assert "192.0.2.1/32 is already on the allowlist for Riverside Dental." in response.text
+    assert len(entries(app)) == 1
+
+
+def test_add_my_current_ip_in_one_click(app, ann):
+    page = ann.get("/security/allowlist")
+    assert 'id="add-my-ip">Add my current IP (127.0.0.1)' in page.text
+    assert "Ann Lee – current IP" in page.text  # the label comes prefilled
+    response = ann.post("/security/allowlist", {"address": "127.0.0.1", "label": "Ann Lee – current IP",
+                                                "practice": str(practice_id(app, "Riverside Dental"))}, htmx=True)
+    assert response.status_code == 200 and "✓ Covered" in response.text
+
+
+def test_ipv6_admin_is_offered_the_64_network(app, signed_in):
+    v = signed_in("ann", ip="::1")
+    page = v.get("/security/allowlist")
+    assert "Add my current IP (::1)" in page.text
+    assert 'id="add-my-network">Add its /64 network (::/64)' in page.text
+    assert "separate entries" in page.text
+
+
+def test_status_fragment_refreshes_itself(app, ann):
+    response = ann.get("/security/allowlist/status", htmx=True)
+    assert response.text.startswith('<section id="ip-status"')
+    assert 'hx-trigger="allowlist-changed from:body"' in response.text
+
+
+def test_edit_label_inline_through_htmx(app, ann):
+    add(ann, "192.0.2.0/24", "Old label")
+    entry_id = latest_entry_id(app)
+    form = ann.get(f"/security/allowlist/{entry_id}/edit", htmx=True)
+    assert form.text.lstrip().startswith(f'<tr id="entry-{entry_id}"') and 'name="label" value="Old label"' in form.text
+    saved = ann.post(f"/security/allowlist/{entry_id}/label", {"label": "Front office"}, htmx=True)
+    assert saved.status_code == 200 and "<td data-label=\"Label\">Front office</td>" in saved.text
+    bad = ann.post(f"/security/allowlist/{entry_id}/label", {"label": ""}, htmx=True)
+    assert bad.status_code == 422 and "Enter a label" in bad.text
+    cancel = ann.get(f"/security/allowlist/{entry_id}/row", htmx=True)
+    assert "Front office" in cancel.text
+    assert entries(app)[0][1] == "Front office"
+
+
+def test_edit_label_without_javascript(app, ann):
+    add(ann, "192.0.2.0/24", "Old label")
+    entry_id = latest_entry_id(app)
+    page = ann.get(f"/security/allowlist/{entry_id}/edit")
+    assert "<html" in page.text and 'name="label" value="Old label"' in page.text
+    saved = ann.post(f"/security/allowlist/{entry_id}/label", {"label": "Front office"})
+    assert saved.status_code == 303
+    assert entries(app)[0][1] == "Front office"
+
+
+def test_switch_an_entry_off_and_on(app, ann):
+    add(ann, "127.0.0.1", "Me")
+    entry_id = latest_entry_id(app)
+    off = ann.post(f"/security/allowlist/{entry_id}/active", {"active": "0"}, htmx=True)
+    assert off.headers["HX-Trigger"] == "allowlist-changed" and 'class="inactive"' in off.text
+    assert entries(app)[0][3] is False
+    assert "Not covered" in ann.get("/security/allowlist").text
+    ann.post(f"/security/allowlist/{entry_id}/active", {"active": "1"})
+    assert entries(app)[0][3] is True
+
+
+def test_delete_through_htmx_returns_nothing_to_swap(app, ann):
+    add(ann, "192.0.2.0/24")
+    entry_id = latest_entry_id(app)
+    response = ann.post(f"/security/allowlist/{entry_id}/delete", htmx=True)
+    assert response.status_code == 200 and response.text == ""
+    assert response.headers["HX-Trigger"] == "allowlist-changed"
+    assert entries(app) == []
+    with app.app_context():
+        assert AuditEvent.select().where(AuditEvent.action == "entry_deleted").count() == 1
+
+
+def test_delete_without_javascript_asks_for_confirmation_first(app, ann):
+    add(ann, "192.0.2.0/24")
+    entry_id = latest_entry_id(app)
+    confirm = ann.get(f"/security/allowlist/{entry_id}/delete")
+    assert "Delete allowlist entry?" in confirm.text and len(entries(app)) == 1
+    response = ann.post(f"/security/allowlist/{entry_id}/delete")
+    assert response.status_code == 303
+    assert "Deleted 192.0.2.0/24 (Office Network)." in ann.get("/security/allowlist").text
+    assert entries(app) == []
+
+
+def test_unknown_entry_is_404(ann):
+    assert ann.post("/security/allowlist/999/delete").status_code == 404
+    assert ann.get("/security/allowlist/999/edit").status_code == 404
+
+
+def test_every_change_needs_the_csrf_token(app, ann):
+    add(ann, "192.0.2.0/24")
+    entry_id = latest_entry_id(app)
+    for url, data in [("/security/allowlist", {"address": "192.0.2.9", "label": "x"}),
+                      (f"/security/allowlist/{entry_id}/label", {"label": "changed"}),
+                      (f"/security/allowlist/{entry_id}/active", {"active": "0"}),
+                      (f"/security/allowlist/{entry_id}/delete", {})]:
+        assert ann.post(url, data, csrf=False, htmx=True).status_code == 400
+    assert entries(app) == [("192.0.2.0/24", "Office Network", "Riverside Dental", True)]
+
+
+def test_htmx_header_token_is_accepted(app, ann):
+    token = ann.token
+    response = ann.post("/security/allowlist", {"address": "192.0.2.9", "label": "x"}, csrf=False,
+                        htmx=True, headers={"X-CSRFToken": token})
+    assert response.status_code == 200
+
+
+# --- who may see and change what ---
+
+SECURITY_PAGES = ["/security/allowlist", "/security/allowlist/status"]
+
+
+@pytest.mark.parametrize("who", ["fay", "hal"])
+def test_other_roles_get_403_on_every_security_page(app, signed_in, who):
+    v = signed_in(who)
+    for url in SECURITY_PAGES:
+        assert v.get(url).status_code == 403
+        assert v.get(url, htmx=True).status_code == 403
+    assert add(v, "192.0.2.0/24").status_code == 403
+    assert entries(app) == []
+    assert "Security Management" not in v.get("/").text
+
+
+def test_admins_never_see_or_change_another_practices_entries(app, signed_in):
+    ann, bob = signed_in("ann"), signed_in("bob")
+    add(ann, "192.0.2.0/24", "Riverside office")
+    entry_id = latest_entry_id(app)
+    assert "Riverside office" not in bob.get("/security/allowlist").text
+    for method, url in [("GET", f"/security/allowlist/{entry_id}/edit"),
+                        ("GET", f"/security/allowlist/{entry_id}/row"),
+                        ("GET", f"/security/allowlist/{entry_id}/delete"),
+                        ("POST", f"/security/allowlist/{entry_id}/label"),
+                        ("POST", f"/security/allowlist/{entry_id}/active"),
+                        ("POST", f"/security/allowlist/{entry_id}/delete")]:
+        response = bob.post(url, {"label": "mine now", "active": "0"}) if method == "POST" else bob.get(url)
+        assert response.status_code == 404, url
+    # nor add to it by naming its id in the form
+    response = add(bob, "198.51.100.0/24", practice=str(practice_id(app, "Riverside Dental")))
+    assert response.status_code == 422 and "Choose one of your practices" in response.text
+    assert entries(app) == [("192.0.2.0/24", "Riverside office", "Riverside Dental", True)]
+
+
+def test_all_practices_entries_are_seen_everywhere_but_changed_only_by_admins_of_every_practice(app, signed_in):
+    owner, ann = signed_in("owner"), signed_in("ann")
+    assert add(owner, "198.51.100.0/24", "Head office", practice="all").status_code == 303
+    entry_id = latest_entry_id(app)
+    page = ann.get("/security/allowlist")
+    assert "Head office" in page.text and "All practices" in page.text
+    assert '<option value="all"' not in page.text  # Ann belongs to one practice only
+    assert ann.post(f"/security/allowlist/{entry_id}/delete").status_code == 403
+    response = add(ann, "203.0.113.0/24", practice="all")
+    assert response.status_code == 422 and "Only a security administrator of every practice" in response.text
+    assert entries(app) == [("198.51.100.0/24", "Head office", "all", True)]
+    # an exact duplicate is refused per scope: the same network can still be added for one practice
+    assert add(ann, "198.51.100.0/24", "Riverside copy").status_code == 303
+
+
+def latest_entry_id(app):
+    with app.app_context():
+        return AllowlistEntry.select().order_by(AllowlistEntry.id.desc()).first().id

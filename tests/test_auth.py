@@ -1,0 +1,126 @@
+"""Sign-in and sign-out: one message for any wrong credential, rate limits, CSRF, safe redirects."""
+import pytest
+
+from pbnsec.models import AuditEvent
+from conftest import PASSWORD
+
+
+def test_owner_signs_in_and_lands_on_the_practice_home(visitor):
+    v = visitor()
+    response = v.login("owner@example.com")
+    assert response.status_code == 303 and response.headers["Location"] == "/"
+    home = v.get("/")
+    assert home.status_code == 200
+    assert "Lakeside Dental" in home.text and "Olive Owner" in home.text
+
+
+@pytest.mark.parametrize("email,password", [
+    ("ann@example.com", "wrong password here"),
+    ("nobody@example.com", PASSWORD),
+    ("", ""),
+])
+def test_wrong_email_or_password_give_the_same_message(visitor, email, password):
+    v = visitor()
+    response = v.login(email, password)
+    assert response.status_code == 401
+    assert "Wrong email or password." in response.text
+    assert v.get("/").headers.get("Location", "").startswith("/login")  # still signed out
+
+
+def test_sign_in_page_keeps_the_typed_email_but_never_the_password(visitor):
+    response = visitor().login("ann@example.com", "not the password")
+    assert 'value="ann@example.com"' in response.text
+    assert "not the password" not in response.text
+
+
+def test_failures_are_rate_limited_per_account_even_with_the_right_password(visitor):
+    v = visitor()
+    for _ in range(5):
+        assert v.login("ann@example.com", "wrong password here").status_code == 401
+    response = v.login("ann@example.com")
+    assert response.status_code == 429
+    assert "Too many sign-in attempts. Try again in 15 minutes." in response.text
+    # another account from the same IP is not held up by Ann's failures
+    assert visitor().login("bob@example.com").status_code == 303
+
+
+def test_failures_are_rate_limited_per_client_ip(visitor):
+    attacker = visitor(ip="127.0.0.9")
+    for n in range(20):
+        assert attacker.login(f"guess{n}@example.com", "whatever password").status_code == 401
+    assert attacker.login("ann@example.com").status_code == 429
+    assert visitor(ip="127.0.0.1").login("ann@example.com").status_code == 303
+
+
+def test_sign_in_without_csrf_token_is_refused(visitor):
+    v = visitor()
+    response = v.post("/login", {"email": "ann@example.com", "password": PASSWORD}, csrf=False)
+    assert response.status_code == 400
+    assert "CSRF" in response.text
+    assert v.get("/").headers.get("Location", "").startswith("/login")
+
+
+@pytest.mark.parametrize("target,expected", [
+    ("/security/allowlist", "/security/allowlist"),
+    ("https://evil.example/", "/"),
+    ("//evil.example/", "/"),
+    ("/\\evil.example", "/"),
+])
+def test_next_only_goes_to_this_site(visitor, target, expected):
+    v = visitor()
+    v.get(f"/login?next={target}")
+    response = v.post("/login", {"email": "ann@example.com", "password": PASSWORD, "next": target})
+    assert response.headers["Location"] == expected
+
+
+def test_a_protected_page_sends_a_signed_out_visitor_to_sign_in(visitor):
+    response = visitor().get("/security/allowlist")
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/login?next=/security/allowlist"
+
+
+def test_htmx_request_from_a_signed_out_visitor_gets_hx_redirect(visitor):
+    response = visitor().get("/security/allowlist/status", htmx=True)
+    assert response.headers["HX-Redirect"] == "/login"
+    assert response.text == ""
+
+
+def test_sign_out_is_a_post_with_csrf_and_ends_the_session(app, signed_in):
+    v = signed_in("ann")
+    assert v.get("/logout").status_code == 405
+    assert v.post("/logout", csrf=False).status_code == 400
+    assert v.get("/").status_code == 200
+    response = v.post("/logout")
+    assert response.status_code == 303
+    assert v.get("/").headers.get("Location", "").startswith("/login")
+    with app.app_context():
+        assert [e.action for e in AuditEvent.select().order_by(AuditEvent.id)][-2:] == ["login_allowed", "logout"]
+
+
+def test_inactive_user_cannot_sign_in_and_is_signed_out(app, signed_in, visitor):
+    from pbnsec.models import User
+    v = signed_in("ann")
+    with app.app_context():
+        User.update(active=False).where(User.email == "ann@example.com").execute()
+    assert v.get("/").headers.get("Location", "").startswith("/login")
+    assert visitor().login("ann@example.com").status_code == 401
+
+
+def test_session_cookie_is_httponly_and_samesite(visitor):
+    v = visitor()
+    v.login("ann@example.com")
+    cookie = v.client.get_cookie("pbnsec_session")
+    assert cookie.http_only and cookie.same_site == "Lax"
+
+
+def test_every_page_has_a_strict_content_security_policy(signed_in):
+    response = signed_in("ann").get("/security/allowlist")
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "HX-Request" in response.headers["Vary"]
+
+
+def test_oversized_request_is_refused(visitor):
+    response = visitor().post("/login", {"email": "a" * 100_000, "password": "x"})
+    assert response.status_code == 413

@@ -1,0 +1,63 @@
+"""The command line: practices and users for self-hosters and scripted set-up."""
+import pytest
+
+from pbnsec.models import AuditEvent, Membership, User
+from conftest import make_app
+
+
+def test_init_db_creates_the_owner_once_and_shows_the_password_once(tmp_path):
+    app = make_app(tmp_path, OWNER_EMAIL="boss@example.com", FIRST_PRACTICE="Riverside Dental")
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["init-db"])
+    assert first.exit_code == 0
+    assert "Email:    boss@example.com" in first.output
+    password = first.output.split("Password: ")[1].split()[0]
+    assert len(password) >= 16
+    second = runner.invoke(args=["init-db"])
+    assert second.exit_code == 0 and "Password" not in second.output
+    from conftest import Visitor
+    v = Visitor(app)
+    assert v.login("boss@example.com", password).status_code == 303
+    assert "Riverside Dental" in v.get("/").text
+
+
+def test_create_practice_and_user(runner, app):
+    result = runner.invoke(args=["practices", "create", "Hillside Dental"])
+    assert result.exit_code == 0 and "Created practice 'Hillside Dental'" in result.output
+    result = runner.invoke(args=["users", "create", "--email", "New@Example.com", "--name", "Nia New",
+                                 "--role", "Office Manager", "--practice", "Hillside Dental",
+                                 "--practice", "Riverside Dental"])
+    assert result.exit_code == 0, result.output
+    assert "Password (shown once): " in result.output
+    with app.app_context():
+        user = User.get(User.email == "new@example.com")
+        assert user.role.name == "Office Manager"
+        assert sorted(p.name for p in user.practices()) == ["Hillside Dental", "Riverside Dental"]
+        assert AuditEvent.select().where(AuditEvent.action == "user_created").count() == 1
+
+
+@pytest.mark.parametrize("args,reason", [
+    (["practices", "create", "Riverside Dental"], "A practice named 'Riverside Dental' already exists."),
+    (["practices", "create", "  "], "Enter a practice name."),
+    (["users", "create", "--email", "x@example.com", "--name", "X", "--role", "Boss", "--practice", "Riverside Dental"],
+     "No role named 'Boss'"),
+    (["users", "create", "--email", "x@example.com", "--name", "X", "--role", "Admin", "--practice", "Nowhere"],
+     "No practice named 'Nowhere'"),
+    (["users", "create", "--email", "ann@example.com", "--name", "X", "--role", "Admin", "--practice", "Riverside Dental"],
+     "A user with the email 'ann@example.com' already exists."),
+    (["users", "create", "--email", "x@example.com", "--name", "X", "--role", "Admin", "--practice", "Riverside Dental",
+      "--password", "short"], "at least 12 characters"),
+    (["users", "create", "--email", "x@example.com", "--name", "X", "--role", "Admin", "--practice", "Riverside Dental",
+      "--password", "aaaaaaaaaaaaaaaa"], "too easy to guess"),
+    (["users", "create", "--email", "not-an-email", "--name", "X", "--role", "Admin", "--practice", "Riverside Dental"],
+     "is not an email address"),
+])
+def test_bad_arguments_exit_non_zero_with_a_one_line_reason_and_change_nothing(runner, app, args, reason):
+    with app.app_context():
+        before = (User.select().count(), Membership.select().count())
+    result = runner.invoke(args=args)
+    assert result.exit_code != 0
+    assert reason in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    with app.app_context():
+        assert (User.select().count(), Membership.select().count()) == before
