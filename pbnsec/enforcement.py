@@ -47,7 +47,8 @@ def enforce():
     if request.endpoint in EXEMPT_ENDPOINTS:
         return None
     if not current_user.is_authenticated:
-        target = request.full_path.rstrip("?") if request.method == "GET" and not request.htmx else None
+        wants_page = request.method == "GET" and not request.htmx and request.path != "/"
+        target = request.full_path.rstrip("?") if wants_page else None
         return hx_redirect(url_for("auth.login", next=target))
     user = current_user._get_current_object()
     practice = _allowed_practice(user)

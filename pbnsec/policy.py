@@ -87,19 +87,28 @@ def request_status(user_id: int, practice_id: int, ip) -> str:
     return latest.status if latest else NOT_REQUESTED
 
 
-def decide_for(user: User, practice_id: int, ip, settings: Settings | None = None) -> Decision:
+def decide_for(user: User, practice_id: int, ip, settings: Settings | None = None,
+               without_entry: int | None = None, without_grant: int | None = None) -> Decision:
+    """The decision as things stand, or as they would be with other settings or one rule gone."""
     settings = settings_for(practice_id) if settings is None else settings
     subject = Subject(user.id, user.role_id)
     if not settings.enforced or not settings.applies_to(subject):
         return decide(subject, ip, settings, [], [], utcnow())
-    return decide(
-        subject,
-        ip,
-        settings,
-        candidate_entries(practice_id, ip),
-        grant_rules(user.id, practice_id, ip),
-        utcnow(),
-        request_status(user.id, practice_id, ip),
+    entries = [r for r in candidate_entries(practice_id, ip) if r.ref.id != without_entry]
+    grants = [r for r in grant_rules(user.id, practice_id, ip) if r.ref.id != without_grant]
+    return decide(subject, ip, settings, entries, grants, utcnow(),
+                  request_status(user.id, practice_id, ip))
+
+
+def lockout_message(ip) -> str:
+    return f"This would block you: your IP {ip or '(unknown)'} is not on the allowlist."
+
+
+def would_lock_out(user: User, practice_ids, ip, **change) -> bool:
+    """True when a change (other settings, an entry or grant gone) would block a user now allowed."""
+    return any(
+        decide_for(user, pid, ip).allowed and not decide_for(user, pid, ip, **change).allowed
+        for pid in practice_ids
     )
 
 

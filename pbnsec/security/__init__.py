@@ -14,4 +14,4 @@ def _security_administrators_only():
         abort(403)
 
 
-from . import allowlist  # noqa: E402,F401  (routes register on bp)
+from . import allowlist, settings  # noqa: E402,F401  (routes register on bp)

@@ -11,7 +11,7 @@ from .. import audit
 from ..db import database
 from ..iprules import EntryError, NetworkMatcher, ipv6_privacy_network, parse_entry
 from ..models import ALL_PRACTICES, AllowlistEntry, Practice
-from ..policy import network_start
+from ..policy import lockout_message, network_start, would_lock_out
 from ..web import done, render_page
 from . import bp
 
@@ -188,10 +188,25 @@ def relabel_entry(entry_id: int):
                 entry=entry, label_error=None, **page_context())
 
 
+def refuse_if_lockout(entry: AllowlistEntry):
+    """The refusal to send when losing this entry would block the admin making the change, else None."""
+    affected = [p.id for p in current_user.practices()] if entry.is_all_practices else [entry.practice_id]
+    if not would_lock_out(current_user, affected, g.client_ip, without_entry=entry.id):
+        return None
+    error = lockout_message(g.client_ip)
+    practice_id = g.practice.id if entry.is_all_practices else entry.practice_id
+    return render_page("security/allowlist.html", "security/_entry_row.html", code=409, entry=entry,
+                       label_error=None, lockout_error=error, lockout_entry=entry.id,
+                       lockout_practice_id=practice_id,
+                       **page_context())
+
+
 @bp.route("/allowlist/<int:entry_id>/active", methods=["POST"])
 def set_entry_active(entry_id: int):
     entry = entry_or_404(entry_id)
     active = request.form.get("active") == "1"
+    if not active and (refusal := refuse_if_lockout(entry)):
+        return refusal
     with database.atomic():
         AllowlistEntry.update(active=active).where(AllowlistEntry.id == entry.id).execute()
         audit.record("entry_enabled" if active else "entry_disabled", practice=entry.practice_id,
@@ -209,6 +224,8 @@ def confirm_delete_entry(entry_id: int):
 @bp.route("/allowlist/<int:entry_id>/delete", methods=["POST"])
 def delete_entry(entry_id: int):
     entry = entry_or_404(entry_id)
+    if refusal := refuse_if_lockout(entry):
+        return refusal
     with database.atomic():
         deleted = AllowlistEntry.delete().where(AllowlistEntry.id == entry.id).execute()
         if deleted:

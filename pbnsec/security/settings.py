@@ -1,0 +1,144 @@
+"""Security Management › General Settings: IP restrictions per practice, each control saving itself."""
+from __future__ import annotations
+
+from flask import abort, g, render_template, request
+from flask_login import current_user
+
+from .. import audit
+from ..db import database
+from ..decision import Settings
+from ..models import (
+    ALL_PRACTICES, AllowlistEntry, IPRestriction, Membership, Practice, RestrictedRole, RestrictedUser,
+    Role, User, utcnow,
+)
+from ..policy import lockout_message, settings_for, would_lock_out
+from ..web import done, wants_fragment
+from . import bp
+
+CONTROLS = ("enforced", "scope", "requests")
+
+
+def managed_practice(practice_id) -> Practice:
+    """One of the signed-in administrator's practices, else 404."""
+    practice = None
+    if str(practice_id).isascii() and str(practice_id).isdigit():
+        practice = current_user.practices().where(Practice.id == int(practice_id)).first()
+    if practice is None:
+        abort(404)
+    return practice
+
+
+def restriction_row(practice) -> IPRestriction:
+    row, _ = IPRestriction.get_or_create(practice=practice)
+    return row
+
+
+def settings_context(practice, control: str | None = None, error: str | None = None, saved: bool = False):
+    row = IPRestriction.get_or_none(IPRestriction.practice == practice) or IPRestriction(practice=practice)
+    current = settings_for(practice.id)
+    members = (User.select().join(Membership).where(Membership.practice == practice).order_by(User.name))
+    return {
+        "target": practice,
+        "row": row,
+        "current": current,
+        "roles": list(Role.select().order_by(Role.position)),
+        "members": list(members),
+        "practices": list(current_user.practices()),
+        "control": control,
+        "error": error,
+        "saved": saved,
+    }
+
+
+def respond(practice, control: str, error: str | None = None):
+    """The re-rendered control for htmx (with its saved or error state), the page otherwise."""
+    context = settings_context(practice, control, error, saved=error is None)
+    status = 409 if error else 200
+    if wants_fragment():
+        return render_template(f"security/_setting_{control}.html", **context), status
+    if error:
+        return render_template("security/settings.html", **context), status
+    return done("security.settings", message="Saved.")
+
+
+@bp.route("/settings")
+def settings():
+    practice = managed_practice(request.args.get("practice", g.practice.id))
+    return render_template("security/settings.html", **settings_context(practice))
+
+
+def _refusal(practice, new: Settings) -> str | None:
+    if new.enforced and not AllowlistEntry.select().where(
+        AllowlistEntry.scope.in_([practice.id, ALL_PRACTICES]) & AllowlistEntry.active
+    ).exists():
+        return "The allowlist is empty: add at least one entry before switching IP restrictions on."
+    if would_lock_out(current_user, [practice.id], g.client_ip, settings=new):
+        return lockout_message(g.client_ip)
+    return None
+
+
+@bp.route("/settings/<int:practice_id>/enforced", methods=["POST"])
+def set_enforced(practice_id: int):
+    practice = managed_practice(practice_id)
+    on = request.form.get("enforced") == "1"
+    current = settings_for(practice.id)
+    error = _refusal(practice, Settings(on, current.everyone, current.role_ids, current.user_ids))
+    if error is None:
+        with database.atomic():
+            IPRestriction.update(enforced=on, updated_at=utcnow()).where(
+                IPRestriction.id == restriction_row(practice).id).execute()
+            audit.record("settings_changed", practice=practice,
+                         target="IP restrictions", detail="enforced: " + ("on" if on else "off"))
+    return respond(practice, "enforced", error)
+
+
+def _ids(field: str, allowed: set[int]) -> frozenset[int] | None:
+    """The checked ids of a picker, or None when one is not among those offered."""
+    values = request.form.getlist(field)
+    if not all(v.isascii() and v.isdigit() and int(v) in allowed for v in values):
+        return None
+    return frozenset(int(v) for v in values)
+
+
+@bp.route("/settings/<int:practice_id>/scope", methods=["POST"])
+def set_scope(practice_id: int):
+    practice = managed_practice(practice_id)
+    everyone = request.form.get("applies_to", "everyone") != "selected"
+    role_ids = _ids("roles", {r.id for r in Role.select(Role.id)})
+    member_ids = {m.user_id for m in Membership.select(Membership.user).where(Membership.practice == practice)}
+    user_ids = _ids("users", member_ids)
+    if request.form.get("applies_to", "everyone") not in ("everyone", "selected"):
+        return respond(practice, "scope", "Choose everyone or selected roles and users.")
+    if role_ids is None or user_ids is None:
+        return respond(practice, "scope", "Choose only the roles and members listed.")
+    if everyone:
+        role_ids = user_ids = frozenset()
+    current = settings_for(practice.id)
+    error = _refusal(practice, Settings(current.enforced, everyone, role_ids, user_ids))
+    if error is None:
+        with database.atomic():
+            IPRestriction.update(everyone=everyone, updated_at=utcnow()).where(
+                IPRestriction.id == restriction_row(practice).id).execute()
+            RestrictedRole.delete().where(RestrictedRole.practice == practice).execute()
+            RestrictedUser.delete().where(RestrictedUser.practice == practice).execute()
+            for role_id in sorted(role_ids):
+                RestrictedRole.create(practice=practice, role=role_id)
+            for user_id in sorted(user_ids):
+                RestrictedUser.create(practice=practice, user=user_id)
+            names = [r.name for r in Role.select().where(Role.id.in_(role_ids))]
+            names += [u.email for u in User.select().where(User.id.in_(user_ids))]
+            audit.record("settings_changed", practice=practice, target="IP restrictions",
+                         detail="applies to: " + ("everyone" if everyone else ", ".join(names) or "nobody"))
+    return respond(practice, "scope", error)
+
+
+@bp.route("/settings/<int:practice_id>/requests", methods=["POST"])
+def set_requests_allowed(practice_id: int):
+    practice = managed_practice(practice_id)
+    on = request.form.get("requests_allowed") == "1"
+    with database.atomic():
+        IPRestriction.update(requests_allowed=on, updated_at=utcnow()).where(
+            IPRestriction.id == restriction_row(practice).id).execute()
+        audit.record("settings_changed", practice=practice, target="IP restrictions",
+                     detail="access requests: " + ("allowed" if on else "not allowed"))
+    return respond(practice, "requests")
