@@ -6,10 +6,14 @@ from datetime import timedelta
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
+from peewee import IntegrityError
+
 from . import audit, ratelimit
 from .accounts import authenticate
-from .enforcement import start_pending_identity
-from .policy import decisions_for
+from .db import database
+from .enforcement import pending_user_id, start_pending_identity
+from .models import PENDING, AccessRequest, IPRestriction, Practice, User
+from .policy import PracticeAccess, decisions_for
 from .web import safe_next
 
 bp = Blueprint("auth", __name__)
@@ -75,3 +79,107 @@ def logout():
     session.clear()
     flash("You have signed out.", "info")
     return redirect(url_for("auth.login"), code=303)
+
+
+# --- the blocked user: status per practice and access requests ---
+
+NOTE_MAX = 500
+REQUEST_WINDOW = timedelta(hours=1)
+REQUEST_LIMIT_PER_USER = 10
+REQUEST_LIMIT_PER_IP = 30
+
+
+def requester():
+    """Who is asking: the signed-in user, or the pending identity of a blocked sign-in; else None."""
+    if current_user.is_authenticated:
+        return current_user._get_current_object()
+    user_id = pending_user_id()
+    user = User.get_or_none(User.id == user_id) if user_id else None
+    return user if user is not None and user.active else None
+
+
+def practice_rows(user) -> list[PracticeAccess]:
+    """Each of the user's practices as seen from the current IP, with what the user may do there."""
+    rows = []
+    for practice, decision in decisions_for(user, g.client_ip):
+        settings = IPRestriction.get_or_none(IPRestriction.practice == practice)
+        rows.append(PracticeAccess.of(practice, decision, settings is None or settings.requests_allowed,
+                                      g.client_ip is not None))
+    return rows
+
+
+def _requests_page(user, rows, errors=None, note="", code=200):
+    history = (AccessRequest.select(AccessRequest, Practice).join(Practice)
+               .where(AccessRequest.user == user)
+               .order_by(AccessRequest.created_at.desc(), AccessRequest.id.desc()).limit(50))
+    template = "auth/access_requests.html" if current_user.is_authenticated else "auth/blocked.html"
+    return render_template(template, user=user, rows=rows, history=list(history),
+                           errors=errors or {}, note=note, note_max=NOTE_MAX), code
+
+
+@bp.route("/blocked")
+def blocked():
+    if current_user.is_authenticated:
+        return redirect(url_for("auth.access_requests"))
+    user = requester()
+    if user is None:
+        flash("Please sign in again.", "info")
+        return redirect(url_for("auth.login"))
+    return _requests_page(user, practice_rows(user))
+
+
+@bp.route("/access-requests", methods=["GET", "POST"])
+def access_requests():
+    user = requester()
+    if user is None:
+        flash("Please sign in again.", "info")
+        return redirect(url_for("auth.login"), code=303)
+    rows = practice_rows(user)
+    if request.method == "GET":
+        return _requests_page(user, rows)
+
+    note = request.form.get("note", "")[:5000].strip()
+    chosen = set(request.form.getlist("practice"))
+    errors = {}
+    offered = {str(r.practice.id): r for r in rows}
+    if not chosen:
+        errors["practice"] = "Choose at least one practice to ask for access to."
+    elif not chosen <= offered.keys():
+        errors["practice"] = "Choose only practices you belong to."
+    else:
+        for practice_id in sorted(chosen):
+            row = offered[practice_id]
+            if row.status == PENDING:
+                errors["practice"] = f"Your request for {row.practice.name} from {g.client_ip} is already pending."
+            elif not row.can_request:
+                errors["practice"] = f"{row.practice.name} does not take access requests from you right now."
+    if len(note) > NOTE_MAX:
+        errors["note"] = f"The note can be at most {NOTE_MAX} characters long (yours has {len(note)})."
+    wait = ratelimit.retry_after([(f"request-user:{user.id}", REQUEST_LIMIT_PER_USER),
+                                  (f"request-ip:{g.client_ip}", REQUEST_LIMIT_PER_IP)], REQUEST_WINDOW)
+    if wait and not errors:
+        errors["practice"] = f"Too many access requests. Try again in {max(1, round(wait / 60))} minutes."
+    if errors:
+        return _requests_page(user, rows, errors, note, code=429 if wait else 422)
+
+    created = submit_requests(user, [offered[p].practice for p in sorted(chosen)], g.client_ip, note)
+    ratelimit.record_hit(f"request-user:{user.id}", f"request-ip:{g.client_ip}")
+    if created:
+        flash(f"Access requested for {', '.join(p.name for p in created)}. An administrator will review it.", "success")
+    else:
+        flash("Your request is already pending.", "info")
+    return redirect(request.path if current_user.is_authenticated else url_for("auth.blocked"), code=303)
+
+
+def submit_requests(user, practices, ip, note) -> list:
+    """One pending request per practice; one already pending (even from a parallel submit) is kept."""
+    created = []
+    for practice in practices:
+        try:
+            with database.atomic():
+                AccessRequest.create(user=user, practice=practice, ip=str(ip), note=note)
+                audit.record("request_submitted", actor=user, practice=practice, target=str(ip), detail=note)
+            created.append(practice)
+        except IntegrityError:
+            pass
+    return created

@@ -1,6 +1,7 @@
 """The imperative shell around decide(): load one practice's rules for one IP and ask."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from ipaddress import ip_network
 
 from .decision import NOT_REQUESTED, Decision, Rule, Settings, Subject, decide
@@ -110,6 +111,26 @@ def would_lock_out(user: User, practice_ids, ip, **change) -> bool:
         decide_for(user, pid, ip).allowed and not decide_for(user, pid, ip, **change).allowed
         for pid in practice_ids
     )
+
+
+@dataclass(frozen=True)
+class PracticeAccess:
+    """A practice as one user sees it from one IP: the status word and whether they may ask."""
+
+    practice: Practice
+    decision: Decision
+    status: str  # allowed | approved | pending | rejected | not_requested
+    can_request: bool
+
+    @classmethod
+    def of(cls, practice, decision: Decision, requests_allowed: bool, ip_known: bool) -> "PracticeAccess":
+        if decision.allowed:
+            status = "approved" if decision.reason == "user_grant" else "allowed"
+        else:
+            # An approval whose grant was revoked no longer counts: the user may ask again.
+            status = NOT_REQUESTED if decision.request_status == "approved" else decision.request_status
+        can_request = not decision.allowed and status != "pending" and requests_allowed and ip_known
+        return cls(practice, decision, status, can_request)
 
 
 def decisions_for(user: User, ip) -> list[tuple[Practice, Decision]]:

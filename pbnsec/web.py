@@ -78,7 +78,10 @@ def init_app(app) -> None:
         app.register_error_handler(code, _error_page)
 
 
-STATUS_LABELS = {"not_requested": "Not Requested", "pending": "Pending", "approved": "Approved", "rejected": "Rejected"}
+STATUS_LABELS = {
+    "not_requested": "Not Requested", "pending": "Pending", "approved": "Approved", "rejected": "Rejected",
+    "allowed": "Allowed",
+}
 
 
 def _practice_switcher():

@@ -14,4 +14,11 @@ def _security_administrators_only():
         abort(403)
 
 
-from . import allowlist, settings  # noqa: E402,F401  (routes register on bp)
+@bp.context_processor
+def _security_globals():
+    from .requests import pending_count
+
+    return {"pending_requests": pending_count}
+
+
+from . import allowlist, audit_log, requests, settings  # noqa: E402,F401  (routes register on bp)

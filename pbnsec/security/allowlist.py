@@ -5,12 +5,12 @@ from dataclasses import dataclass, field
 
 from flask import abort, g, render_template, request, url_for
 from flask_login import current_user
-from peewee import IntegrityError
+from peewee import JOIN, IntegrityError
 
 from .. import audit
 from ..db import database
 from ..iprules import EntryError, NetworkMatcher, ipv6_privacy_network, parse_entry
-from ..models import ALL_PRACTICES, AllowlistEntry, Practice
+from ..models import ALL_PRACTICES, AccessRequest, AllowlistEntry, Grant, Practice, User
 from ..policy import lockout_message, network_start, would_lock_out
 from ..web import done, render_page
 from . import bp
@@ -74,11 +74,23 @@ def ip_status(entries) -> dict:
     }
 
 
+def practice_grants(practice):
+    """User grants of the practice, each with the access request it came from."""
+    return list(
+        Grant.select(Grant, User, AccessRequest)
+        .join(User, on=(Grant.user == User.id))
+        .switch(Grant).join(AccessRequest, join_type=JOIN.LEFT_OUTER, on=(Grant.request == AccessRequest.id))
+        .where(Grant.practice == practice)
+        .order_by(User.name, Grant.ip)
+    )
+
+
 def page_context(form: EntryForm | None = None, editing: int | None = None) -> dict:
     practice = g.practice
     entries = list(visible_entries(practice))
     return {
         "entries": entries,
+        "grants": practice_grants(practice),
         "status": ip_status(entries),
         "form": form or EntryForm(practice=str(practice.id)),
         "practice_choices": practice_choices(),
@@ -233,3 +245,20 @@ def delete_entry(entry_id: int):
                          detail=f"label: {entry.label}")
     return done("security.allowlist", None, trigger="allowlist-changed",
                 message=f"Deleted {entry.network} ({entry.label}).")
+
+
+@bp.route("/grants/<int:grant_id>/revoke", methods=["POST"])
+def revoke_grant(grant_id: int):
+    grant = Grant.get_or_none(Grant.id == grant_id)
+    if grant is None or not current_user.practices().where(Practice.id == grant.practice_id).exists():
+        abort(404)
+    if would_lock_out(current_user, [grant.practice_id], g.client_ip, without_grant=grant.id):
+        return render_page("security/allowlist.html", "security/_grant_row.html", code=409, grant=grant,
+                           lockout_error=lockout_message(g.client_ip), lockout_entry=None,
+                           lockout_grant=grant.id, lockout_practice_id=grant.practice_id, **page_context())
+    with database.atomic():
+        if Grant.delete().where(Grant.id == grant.id).execute():
+            audit.record("grant_revoked", practice=grant.practice_id, target=f"{grant.user.email} from {grant.ip}",
+                         detail=f"request #{grant.request_id}" if grant.request_id else "")
+    return done("security.allowlist", None, trigger="allowlist-changed",
+                message=f"Revoked {grant.user.name}'s access from {grant.ip}.")

@@ -1,0 +1,102 @@
+"""Security Management › IP Access Requests: approve or reject in one click, race-safe."""
+from __future__ import annotations
+
+from flask import abort, render_template
+from flask_login import current_user
+from peewee import JOIN
+
+from .. import audit
+from ..db import database
+from ..models import APPROVED, PENDING, REJECTED, AccessRequest, Grant, Practice, User, utcnow
+from ..web import done, htmx_response, wants_fragment
+from . import bp
+
+DECIDED_SHOWN = 200
+
+
+def my_practice_ids() -> list[int]:
+    return [p.id for p in current_user.practices()]
+
+
+def pending_count() -> int:
+    return AccessRequest.select().where(
+        (AccessRequest.status == PENDING) & AccessRequest.practice.in_(my_practice_ids())).count()
+
+
+def visible_requests():
+    """Pending first (oldest first), then the latest decided ones, for the admin's practices only."""
+    decider = User.alias()
+    base = (AccessRequest.select(AccessRequest, User, Practice, decider)
+            .join(User, on=(AccessRequest.user == User.id))
+            .switch(AccessRequest).join(Practice)
+            .switch(AccessRequest).join(decider, join_type=JOIN.LEFT_OUTER,
+                                        on=(AccessRequest.decided_by == decider.id), attr="decider")
+            .where(AccessRequest.practice.in_(my_practice_ids())))
+    pending = base.where(AccessRequest.status == PENDING).order_by(AccessRequest.created_at, AccessRequest.id)
+    decided = (base.where(AccessRequest.status != PENDING)
+               .order_by(AccessRequest.decided_at.desc(), AccessRequest.id.desc()).limit(DECIDED_SHOWN))
+    return list(pending), list(decided)
+
+
+def request_or_404(request_id: int) -> AccessRequest:
+    req = AccessRequest.get_or_none(AccessRequest.id == request_id)
+    if req is None or req.practice_id not in my_practice_ids():
+        abort(404)
+    return req
+
+
+@bp.route("/requests")
+def requests_page():
+    pending, decided = visible_requests()
+    return render_template("security/requests.html", pending=pending, decided=decided)
+
+
+@bp.route("/requests/badge")
+def requests_badge():
+    return render_template("security/_badge.html", count=pending_count())
+
+
+def decide_request(req: AccessRequest, status: str) -> bool:
+    """Record one decision; True for the click that made it, False when someone decided first."""
+    now = utcnow()
+    with database.atomic():
+        # The write comes first and only touches a pending row: of many racing clicks, one wins.
+        won = (AccessRequest.update(status=status, decided_by=current_user.id, decided_at=now)
+               .where((AccessRequest.id == req.id) & (AccessRequest.status == PENDING))
+               .execute()) == 1
+        if won:
+            if status == APPROVED:
+                (Grant.insert(user=req.user_id, practice=req.practice_id, ip=req.ip, request=req.id,
+                              created_by=current_user.id, created_at=now)
+                 .on_conflict_ignore().execute())
+            audit.record(f"request_{status}", practice=req.practice_id,
+                         target=f"{req.user.email} from {req.ip}", detail=f"request #{req.id}")
+    return won
+
+
+def _decide_view(request_id: int, status: str):
+    req = request_or_404(request_id)
+    won = decide_request(req, status)
+    req = (AccessRequest.select(AccessRequest, User).join(User, on=(AccessRequest.user == User.id))
+           .where(AccessRequest.id == req.id).get())
+    decider = User.get_or_none(User.id == req.decided_by_id)
+    if won:
+        return done("security.requests_page", "security/_request_row.html", trigger="requests-changed",
+                    message=None, r=req, decider=decider, lost=False)
+    if wants_fragment():
+        body = render_template("security/_request_row.html", r=req, decider=decider, lost=True)
+        return htmx_response(body, trigger="requests-changed")
+    pending, decided = visible_requests()
+    return render_template("security/requests.html", pending=pending, decided=decided,
+                           conflict=f"{decider.name if decider else 'Someone'} already "
+                                    f"{req.status} this request."), 409
+
+
+@bp.route("/requests/<int:request_id>/approve", methods=["POST"])
+def approve_request(request_id: int):
+    return _decide_view(request_id, APPROVED)
+
+
+@bp.route("/requests/<int:request_id>/reject", methods=["POST"])
+def reject_request(request_id: int):
+    return _decide_view(request_id, REJECTED)

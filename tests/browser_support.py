@@ -1,0 +1,110 @@
+"""Helpers for real-browser tests: the app served over HTTP on loopback, and a Chromium page to drive it.
+
+    with live_app(tmp_path, setup=seed) as (app, base_url), chromium_page() as page:
+        page.goto(base_url + "/login")
+
+`setup(app)` runs inside an app context before the server starts, so it can create practices and users.
+Playwright drives Debian's Chromium (/usr/bin/chromium); it never downloads a browser of its own.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from playwright.sync_api import Page, expect, sync_playwright
+from waitress import wasyncore
+from waitress.server import create_server
+
+from pbnsec import create_app
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+]
+DEFAULT_TIMEOUT_MS = 10_000
+SERVER_START_SECONDS = 10
+
+# urllib must not send loopback requests through a proxy from the environment.
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _wait_until_serving(url: str) -> None:
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while True:
+        try:
+            with _direct.open(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the test server did not answer at {url}")
+        time.sleep(0.05)
+
+
+def _stop(server, thread: threading.Thread) -> None:
+    """server.close() and every open connection, run on the server's own loop thread so nothing races it."""
+    def close_everything():
+        server.close()
+        wasyncore.close_all(server._map, ignore_all=True)  # keep-alive connections; ends the loop
+
+    server.trigger.pull_trigger(close_everything)
+    thread.join(timeout=5)
+    server.task_dispatcher.shutdown(timeout=5)
+    if thread.is_alive():
+        raise RuntimeError("the test server thread did not stop")
+
+
+@contextmanager
+def live_app(tmp_path: Path, setup: Callable | None = None, **config) -> Iterator[tuple[object, str]]:
+    """A fresh app on its own SQLite file, served by waitress on 127.0.0.1; yields (app, base_url)."""
+    settings = {
+        "DATABASE_URL": f"sqlite:///{tmp_path}/pbnsec.db",
+        "INSTANCE_PATH": str(tmp_path),
+        "SECRET_KEY": "browser-test-secret-" + "x" * 40,
+        "TRUSTED_PROXIES": 0,
+    }
+    settings.update(config)
+    app = create_app(settings)
+    if setup is not None:
+        with app.app_context():
+            setup(app)
+    # Port 0: the listening socket is bound to a free loopback port at once, so no other process can take it.
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    base_url = f"http://127.0.0.1:{server.effective_port}"
+    thread = threading.Thread(target=server.run, name="live-app", daemon=True)
+    thread.start()
+    try:
+        _wait_until_serving(base_url + "/login")
+        yield app, base_url
+    finally:
+        _stop(server, thread)
+        from pbnsec.db import database
+        if not database.is_closed():
+            database.close()
+
+
+@contextmanager
+def chromium_page(timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Iterator[Page]:
+    """A Page in a new browser context of a headless Chromium; actions and `expect` wait up to timeout_ms."""
+    if not os.access(CHROMIUM, os.X_OK):
+        raise RuntimeError(f"{CHROMIUM} is missing: run `make chromium` (never `playwright install`)")
+    expect.set_options(timeout=timeout_ms)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context()
+            context.set_default_timeout(timeout_ms)
+            try:
+                yield context.new_page()
+            finally:
+                context.close()
+        finally:
+            browser.close()
