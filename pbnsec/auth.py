@@ -60,7 +60,9 @@ def login():
     decisions = decisions_for(user, g.client_ip)
     allowed = [p for p, d in decisions if d.allowed]
     if not allowed:
-        audit.record("login_blocked", actor=user, target=user.email, detail=_summary(decisions))
+        for practice, decision in decisions:
+            audit.record("login_blocked", actor=user, practice=practice, target=user.email,
+                         detail=f"{decision.reason}: IP {g.client_ip or 'unknown'} is not approved")
         start_pending_identity(user)
         return redirect(url_for("auth.blocked"), code=303)
 

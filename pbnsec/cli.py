@@ -6,8 +6,9 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
 from . import audit
-from .accounts import AccountError, bootstrap_owner, create_practice, create_user
-from .models import Practice, create_tables
+from .accounts import AccountError, bootstrap_owner, create_practice, create_user, find_practice
+from .db import database
+from .models import IPRestriction, Practice, create_tables, utcnow
 
 
 def _fail_on_account_error(fn):
@@ -96,6 +97,39 @@ def create_user_command(email, name, role, practices, password):
         click.echo(f"Password (shown once): {used_password}")
 
 
+security_cli = AppGroup("security", help="Break-glass security commands.")
+
+
+@security_cli.command("unlock")
+@click.option("--practice", "practice_name", required=True, help="The practice to switch IP restrictions off for.")
+@_fail_on_account_error
+def unlock_command(practice_name):
+    """Switch IP restrictions off for a practice (when every administrator is locked out)."""
+    practice = find_practice(practice_name)
+    with database.atomic():
+        row, _ = IPRestriction.get_or_create(practice=practice)
+        was_on = row.enforced
+        IPRestriction.update(enforced=False, updated_at=utcnow()).where(IPRestriction.id == row.id).execute()
+        audit.record("security_unlock", actor_label="cli", actor_ip="local", practice=practice,
+                     target="IP restrictions", detail="enforced: " + ("on -> off" if was_on else "already off"))
+    if was_on:
+        click.echo(f"IP restrictions are now OFF for {practice.name}. Everyone in it can sign in from any IP.")
+        click.echo("Fix the allowlist, then switch them on again under Security Management > General Settings.")
+    else:
+        click.echo(f"IP restrictions were already off for {practice.name}; nothing changed.")
+
+
+@click.command("demo")
+@with_appcontext
+@_fail_on_account_error
+def demo_command():
+    """Load demo practices, people, allowlist entries and pending access requests."""
+    from .demo import load_demo
+
+    for line in load_demo():
+        click.echo(line)
+
+
 def register_cli(app) -> None:
-    for command in (init_db_command, serve_command, practices_cli, users_cli):
+    for command in (init_db_command, serve_command, practices_cli, users_cli, security_cli, demo_command):
         app.cli.add_command(command)
