@@ -133,3 +133,26 @@ def signed_in(app):
         assert response.status_code == 303, response.get_data(as_text=True)
         return v
     return make
+
+
+def restrict(app, practice: str, *networks: str, everyone: bool = True, roles=(), users=(),
+             requests_allowed: bool = True) -> None:
+    """Switch IP restrictions on for a practice, allowing the given networks (written straight to the DB)."""
+    from ipaddress import ip_network
+
+    from pbnsec.models import (AllowlistEntry, IPRestriction, Practice, RestrictedRole, RestrictedUser,
+                               Role, User)
+    from pbnsec.policy import network_start
+
+    with app.app_context():
+        p = Practice.get(Practice.name == practice)
+        for text in networks:
+            net = ip_network(text)
+            AllowlistEntry.create(practice=p, scope=p.id, network=str(net), start=network_start(net),
+                                  prefix_length=net.prefixlen, label=f"test {net}")
+        IPRestriction.delete().where(IPRestriction.practice == p).execute()
+        IPRestriction.create(practice=p, enforced=True, everyone=everyone, requests_allowed=requests_allowed)
+        for name in roles:
+            RestrictedRole.create(practice=p, role=Role.get(Role.name == name))
+        for who in users:
+            RestrictedUser.create(practice=p, user=User.get(User.email == PEOPLE[who][0]))

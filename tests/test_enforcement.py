@@ -1,0 +1,244 @@
+"""IP restrictions at sign-in and on every request: one hook for every endpoint and method."""
+import re
+
+import pytest
+
+from pbnsec.enforcement import EXEMPT_ENDPOINTS
+from pbnsec.models import AllowlistEntry, AuditEvent, IPRestriction, Practice
+from conftest import PEOPLE, Visitor, make_app, restrict
+
+ALLOWED_IP, BLOCKED_IP = "127.0.0.1", "127.0.0.2"
+
+
+def audit_actions(app, action):
+    with app.app_context():
+        return [(e.practice.name if e.practice_id else None, e.detail)
+                for e in AuditEvent.select().where(AuditEvent.action == action).order_by(AuditEvent.id)]
+
+
+# --- at sign-in ---
+
+def test_sign_in_from_an_approved_ip_is_allowed(app, visitor):
+    restrict(app, "Riverside Dental", "127.0.0.0/30")
+    assert visitor(ip=ALLOWED_IP).login("fay@example.com").headers["Location"] == "/"
+
+
+def test_sign_in_from_an_unapproved_ip_shows_the_blocked_page_and_does_not_sign_in(app, visitor):
+    restrict(app, "Riverside Dental", "127.0.0.1")
+    v = visitor(ip=BLOCKED_IP)
+    response = v.login("fay@example.com")
+    assert response.headers["Location"] == "/blocked"
+    page = v.get("/blocked")
+    assert "Your IP address 127.0.0.2 requires approval" in page.text
+    assert "Riverside Dental" in page.text and "Not Requested" in page.text
+    assert v.get("/").headers["Location"].startswith("/login")  # not signed in
+    assert audit_actions(app, "login_blocked") == [
+        ("Riverside Dental", "ip_not_approved: IP 127.0.0.2 is not approved")]
+
+
+def test_a_wrong_password_reveals_nothing_about_ips(app, visitor):
+    restrict(app, "Riverside Dental", "127.0.0.1")
+    response = visitor(ip=BLOCKED_IP).login("fay@example.com", "not the right password")
+    assert response.status_code == 401
+    assert "Wrong email or password." in response.text and "127.0.0.2" not in response.text
+    assert audit_actions(app, "login_blocked") == []
+
+
+def test_multi_practice_user_is_signed_in_to_an_allowed_practice_and_sees_the_blocked_one_marked(app, visitor):
+    restrict(app, "Riverside Dental", "127.0.0.1")  # Hal is in Riverside (blocked here) and Lakeside (open)
+    v = visitor(ip=BLOCKED_IP)
+    assert v.login("hal@example.com").headers["Location"] == "/"
+    home = v.get("/")
+    assert "<h1>Lakeside Dental</h1>" in home.text
+    assert re.search(r"Riverside Dental — blocked \(Not Requested\)", home.text)
+    riverside = practice_id(app, "Riverside Dental")
+    refused = v.post("/practice", {"practice": str(riverside)})
+    assert refused.status_code == 303
+    assert "Your IP 127.0.0.2 is not approved for Riverside Dental" in v.get("/").text
+    assert "<h1>Lakeside Dental</h1>" in v.get("/").text
+
+
+def test_practice_switcher_moves_between_allowed_practices_only_of_ones_own(app, signed_in):
+    v = signed_in("hal")
+    lakeside = practice_id(app, "Lakeside Dental")
+    assert v.post("/practice", {"practice": str(lakeside)}).status_code == 303
+    assert "<h1>Lakeside Dental</h1>" in v.get("/").text
+    ann = signed_in("ann")
+    assert ann.post("/practice", {"practice": str(lakeside)}).status_code == 404
+    assert ann.post("/practice", {"practice": "nonsense"}).status_code == 404
+
+
+def test_restrictions_for_selected_roles_leave_other_roles_alone(app, visitor):
+    restrict(app, "Riverside Dental", "127.0.0.1", everyone=False, roles=["Front Desk"], users=["ann"])
+    assert visitor(ip=BLOCKED_IP).login("fay@example.com").headers["Location"] == "/blocked"
+    assert visitor(ip=BLOCKED_IP).login("ann@example.com").headers["Location"] == "/blocked"
+    assert visitor(ip=BLOCKED_IP).login("owner@example.com").headers["Location"] == "/"
+
+
+def test_ipv4_mapped_client_address_matches_the_ipv4_entry(app, visitor):
+    restrict(app, "Riverside Dental", "127.0.0.1")
+    assert visitor(ip="::ffff:127.0.0.1").login("fay@example.com").headers["Location"] == "/"
+
+
+# --- on every request ---
+
+def test_session_that_moves_to_an_unapproved_ip_is_stopped_on_its_next_request(app, signed_in):
+    restrict(app, "Riverside Dental", "127.0.0.1")
+    v = signed_in("fay", ip=ALLOWED_IP)
+    assert v.get("/").status_code == 200
+    v.ip = BLOCKED_IP
+    response = v.get("/")
+    assert response.status_code == 303 and response.headers["Location"] == "/blocked"
+    assert "Your IP address 127.0.0.2 requires approval" in v.get("/blocked").text
+    v.ip = ALLOWED_IP  # going back does not revive the session: it was signed out
+    assert v.get("/").headers["Location"].startswith("/login")
+    assert [a for a, _ in audit_actions(app, "session_blocked")] == ["Riverside Dental"]
+
+
+def test_removing_the_covering_entry_stops_the_session(app, signed_in):
+    restrict(app, "Riverside Dental", "127.0.0.1")
+    v = signed_in("fay")
+    with app.app_context():
+        AllowlistEntry.delete().execute()
+    assert v.get("/").headers["Location"] == "/blocked"
+
+
+def test_role_falling_into_scope_stops_the_session(app, signed_in):
+    restrict(app, "Riverside Dental", "192.0.2.0/24", everyone=False, roles=["Hygienist"])
+    fay = signed_in("fay")
+    assert fay.get("/").status_code == 200
+    restrict(app, "Riverside Dental", everyone=False, roles=["Front Desk"])
+    assert fay.get("/").headers["Location"] == "/blocked"
+
+
+def test_htmx_request_of_a_stopped_session_gets_hx_redirect_not_a_page(app, signed_in):
+    restrict(app, "Riverside Dental", "127.0.0.1")
+    v = signed_in("ann")
+    v.ip = BLOCKED_IP
+    response = v.get("/security/allowlist/status", htmx=True)
+    assert response.headers["HX-Redirect"] == "/blocked"
+    assert response.text == ""
+
+
+def test_blocked_in_the_active_practice_but_allowed_in_another_moves_there(app, signed_in):
+    v = signed_in("hal")  # lands in Lakeside (first by name)
+    riverside = practice_id(app, "Riverside Dental")
+    v.post("/practice", {"practice": str(riverside)})
+    assert "<h1>Riverside Dental</h1>" in v.get("/").text
+    restrict(app, "Riverside Dental", "192.0.2.0/24")
+    response = v.get("/security/allowlist")
+    assert response.headers["Location"] == "/"
+    home = v.get("/")
+    assert "<h1>Lakeside Dental</h1>" in home.text
+    assert "you are now working in Lakeside Dental" in home.text
+
+
+# --- the client's IP: no header is trusted unless a proxy is configured ---
+
+SPOOFS = [{"X-Forwarded-For": ALLOWED_IP}, {"Forwarded": f"for={ALLOWED_IP}"}, {"X-Real-IP": ALLOWED_IP},
+          {"CF-Connecting-IP": ALLOWED_IP}, {"True-Client-IP": ALLOWED_IP}]
+
+
+@pytest.mark.parametrize("headers", SPOOFS)
+def test_with_no_trusted_proxy_forwarding_headers_are_ignored(app, headers):
+    restrict(app, "Riverside Dental", "127.0.0.1")
+    v = Visitor(app, ip=BLOCKED_IP, headers=headers)
+    assert v.login("fay@example.com").headers["Location"] == "/blocked"
+
+
+@pytest.fixture
+def proxied_app(tmp_path, seeded_database):
+    import shutil
+    shutil.copyfile(seeded_database, tmp_path / "pbnsec.db")
+    return make_app(tmp_path, TRUSTED_PROXIES=1)
+
+
+@pytest.mark.parametrize("xff,expected", [
+    ("127.0.0.1", "/"),                          # the proxy saw the office
+    ("127.0.0.1, 127.0.0.2", "/blocked"),        # a client-written value before the proxy's own
+    ("127.0.0.2", "/blocked"),
+])
+def test_behind_one_proxy_only_the_address_it_appended_counts(proxied_app, xff, expected):
+    restrict(proxied_app, "Riverside Dental", "127.0.0.1")
+    v = Visitor(proxied_app, ip="127.0.0.200", headers={"X-Forwarded-For": xff, "X-Real-IP": ALLOWED_IP,
+                                                         "Forwarded": f"for={ALLOWED_IP}"})
+    assert v.login("fay@example.com").headers["Location"] == expected
+
+
+def test_behind_a_proxy_a_request_without_forwarded_for_fails_closed(proxied_app):
+    restrict(proxied_app, "Riverside Dental", "127.0.0.1")
+    v = Visitor(proxied_app, ip=ALLOWED_IP)  # straight to the app, around the proxy
+    assert v.login("fay@example.com").headers["Location"] == "/blocked"
+    assert "Your IP address (unknown) requires approval" in v.get("/blocked").text
+
+
+def test_with_two_proxies_the_second_address_from_the_right_counts(tmp_path, seeded_database):
+    import shutil
+    shutil.copyfile(seeded_database, tmp_path / "pbnsec.db")
+    app = make_app(tmp_path, TRUSTED_PROXIES=2)
+    restrict(app, "Riverside Dental", "127.0.0.1")
+    ok = Visitor(app, ip="127.0.0.250", headers={"X-Forwarded-For": "127.0.0.2, 127.0.0.1, 127.0.0.249"})
+    assert ok.login("fay@example.com").headers["Location"] == "/"
+    spoofed = Visitor(app, ip="127.0.0.250", headers={"X-Forwarded-For": "127.0.0.1, 127.0.0.2, 127.0.0.249"})
+    assert spoofed.login("fay@example.com").headers["Location"] == "/blocked"
+
+
+# --- the sweep: every rule, every method, from a blocked IP with a valid session ---
+
+def _url_for_rule(app, rule, ids):
+    values = {arg: ids.get(arg, 1) for arg in rule.arguments}
+    with app.test_request_context():
+        from flask import url_for
+        return url_for(rule.endpoint, **values)
+
+
+def test_nothing_but_the_exempt_list_answers_a_blocked_session(app, signed_in):
+    owner = signed_in("owner", ip=ALLOWED_IP)  # a security administrator: the widest view there is
+    owner.post("/security/allowlist", {"address": "192.0.2.0/24", "label": "Sweep Marker Entry",
+                                       "practice": str(practice_id(app, "Riverside Dental"))})
+    owner.get("/security/allowlist")  # shows (and so clears) the flashed "Added …" message
+    with app.app_context():
+        for practice in Practice.select():
+            IPRestriction.create(practice=practice, enforced=True)
+        entry_id = AllowlistEntry.get().id
+        AllowlistEntry.create(practice=None, scope=0, network="127.0.0.1/32", start=f"{0x7f000001:032x}",
+                              prefix_length=32, label="office")
+    cookie = owner.client.get_cookie("pbnsec_session").value
+    token = owner.token
+    ids = {"entry_id": entry_id, "practice_id": practice_id(app, "Riverside Dental"),
+           "request_id": 1, "grant_id": 1}
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        for method in sorted(rule.methods):
+            for htmx in (False, True):
+                client = app.test_client()
+                client.set_cookie("pbnsec_session", cookie)
+                url = _url_for_rule(app, rule, ids)
+                headers = {"X-CSRFToken": token}
+                if htmx:
+                    headers["HX-Request"] = "true"
+                response = client.open(url, method=method, headers=headers, data={"csrf_token": token},
+                                       environ_base={"REMOTE_ADDR": BLOCKED_IP})
+                body = response.get_data(as_text=True)
+                where = f"{method} {url} htmx={htmx} -> {response.status_code}"
+                if rule.endpoint in EXEMPT_ENDPOINTS:
+                    assert "Sweep Marker Entry" not in body, where
+                    continue
+                checked += 1
+                assert "Sweep Marker Entry" not in body and "Riverside" not in body, where
+                if htmx:
+                    assert response.headers.get("HX-Redirect") == "/blocked", where
+                else:
+                    assert response.status_code == 303 and response.headers["Location"] == "/blocked", where
+    assert checked > 40  # every security screen and action was tried
+    with app.app_context():
+        assert AllowlistEntry.select().count() == 2  # and nothing was changed
+
+
+def test_the_exempt_list_is_exactly_the_pages_a_blocked_person_needs():
+    assert EXEMPT_ENDPOINTS == {"static", "auth.login", "auth.logout", "auth.blocked", "auth.access_requests"}
+
+
+def practice_id(app, name):
+    with app.app_context():
+        return Practice.get(Practice.name == name).id
