@@ -113,8 +113,13 @@ def authenticate(email: str, password: str) -> User | None:
 
 def bootstrap_owner(owner_email: str, practice_name: str) -> tuple[User, str] | None:
     """On an empty database, create the first practice and its Owner; None when users exist."""
-    with database.atomic():
-        if User.select().exists():
+    try:
+        with database.atomic():
+            if User.select().exists():
+                return None
+            practice = Practice.get_or_none(Practice.name == practice_name) or create_practice(practice_name)
+            return create_user(owner_email, "Owner", "Owner", [practice.name])
+    except AccountError:
+        if User.select().exists():  # another process starting at the same moment created them
             return None
-        practice = Practice.get_or_none(Practice.name == practice_name) or create_practice(practice_name)
-        return create_user(owner_email, "Owner", "Owner", [practice.name])
+        raise
