@@ -58,6 +58,11 @@ def test_admin_builds_the_allowlist_in_the_browser_without_reloading_the_page(tm
         page.evaluate("window.__sameDocument = true")
         navigations.clear()
 
+        def still_the_same_page():
+            expect(page).to_have_url(base_url + ALLOWLIST_PATH)
+            assert navigations == [], f"the browser navigated instead of swapping: {navigations}"
+            assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+
         # One click adds the admin's own IP; the status turns to Covered.
         page.get_by_role("button", name="Add my current IP (127.0.0.1)").click()
         mine = rows.filter(has=page.locator("code", has_text=re.compile(r"^127\.0\.0\.1/32$")))
@@ -66,7 +71,7 @@ def test_admin_builds_the_allowlist_in_the_browser_without_reloading_the_page(tm
         expect(badge).to_have_text("✓ Covered")
         expect(status).to_contain_text("127.0.0.1/32 (Ann Lee – current IP)")
         expect(page.get_by_role("status")).to_have_text("Added 127.0.0.1/32 (Ann Lee – current IP) to the allowlist.")
-        expect(page).to_have_url(base_url + ALLOWLIST_PATH)
+        still_the_same_page()
 
         # A labelled network through the add form.
         page.locator("#address").fill("192.0.2.0/24")
@@ -79,7 +84,7 @@ def test_admin_builds_the_allowlist_in_the_browser_without_reloading_the_page(tm
         expect(office.locator("td[data-label='Applies to']")).to_have_text("Riverside Dental")
         expect(rows).to_have_count(2)
         expect(page.locator("#address")).to_have_value("")  # a fresh form for the next entry
-        expect(page).to_have_url(base_url + ALLOWLIST_PATH)
+        still_the_same_page()
 
         # An ambiguous address: a specific message next to the field, the typed text kept, nothing added.
         page.locator("#address").fill("010.0.0.1")
@@ -92,7 +97,7 @@ def test_admin_builds_the_allowlist_in_the_browser_without_reloading_the_page(tm
         expect(page.locator("#address")).to_have_attribute("aria-invalid", "true")
         expect(page.locator("#label")).to_have_value("Typo")
         expect(rows).to_have_count(2)
-        expect(page).to_have_url(base_url + ALLOWLIST_PATH)
+        still_the_same_page()
 
         # Delete the office network, accepting the browser's confirm; the row goes, the status stays Covered.
         dialogs: list[str] = []
@@ -110,11 +115,7 @@ def test_admin_builds_the_allowlist_in_the_browser_without_reloading_the_page(tm
         expect(mine).to_have_count(1)
         expect(badge).to_have_text("✓ Covered")
         assert dialogs == ["Delete 192.0.2.0/24 (Office Network) from the allowlist?"]
-        expect(page).to_have_url(base_url + ALLOWLIST_PATH)
-
-        # Still the same document: swaps only, no reload and no navigation.
-        assert page.evaluate("window.__sameDocument") is True
-        assert navigations == []
+        still_the_same_page()
 
         # A reload shows what the database holds, and that is what the screen showed.
         page.reload()

@@ -164,7 +164,8 @@ def add_entry():
     if form.errors:
         return render_page("security/allowlist.html", "security/_allowlist.html", code=422,
                            **page_context(form))
-    return done("security.allowlist", "security/_allowlist.html", trigger="allowlist-changed",
+    # The whole block (status included) is swapped in, so no allowlist-changed event is needed here.
+    return done("security.allowlist", "security/_allowlist.html",
                 message=f"Added {entry.network} ({entry.label}) to the allowlist.", **page_context())
 
 
