@@ -192,7 +192,7 @@ class RateLimitHit(BaseModel):
     """One counted attempt (a failed sign-in, an access request) under a key such as 'login-ip:…'."""
 
     key = CharField(max_length=300)
-    at = DateTimeField(default=utcnow)
+    at = DateTimeField(default=utcnow, index=True)
 
     class Meta:
         indexes = ((("key", "at"), False),)

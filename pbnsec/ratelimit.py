@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from peewee import fn
 
+from .db import database
 from .models import RateLimitHit, utcnow
 
 
@@ -31,13 +32,16 @@ def retry_after(limits: list[tuple[str, int]], window: timedelta) -> int:
     return wait
 
 
+KEEP = timedelta(days=1)  # longer than any window a limit uses
+
+
 def record_hit(*keys: str) -> None:
-    RateLimitHit.insert_many([{"key": k, "at": utcnow()} for k in keys]).execute()
+    now = utcnow()
+    with database.atomic():
+        RateLimitHit.insert_many([{"key": k, "at": now} for k in keys]).execute()
+        # Old hits can never count again; dropping them here keeps the table small without a cron job.
+        RateLimitHit.delete().where(RateLimitHit.at < now - KEEP).execute()
 
 
 def clear(key: str) -> None:
     RateLimitHit.delete().where(RateLimitHit.key == key).execute()
-
-
-def prune(window: timedelta) -> None:
-    RateLimitHit.delete().where(RateLimitHit.at <= utcnow() - window).execute()

@@ -248,6 +248,8 @@ def test_all_practices_entries_are_seen_everywhere_but_changed_only_by_admins_of
     page = ann.get("/security/allowlist")
     assert "Head office" in page.text and "All practices" in page.text
     assert '<option value="all"' not in page.text  # Ann belongs to one practice only
+    assert f"/security/allowlist/{entry_id}/delete" not in page.text  # no buttons that would only say 403
+    assert "Changed by administrators of every practice" in page.text
     assert ann.post(f"/security/allowlist/{entry_id}/delete").status_code == 403
     response = add(ann, "203.0.113.0/24", practice="all")
     assert response.status_code == 422 and "Only a security administrator of every practice" in response.text

@@ -94,6 +94,7 @@ def page_context(form: EntryForm | None = None, editing: int | None = None) -> d
         "status": ip_status(entries),
         "form": form or EntryForm(practice=str(practice.id)),
         "practice_choices": practice_choices(),
+        "can_manage_all": can_manage_all_practices(current_user),
         "editing": editing,
     }
 
