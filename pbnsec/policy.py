@@ -101,16 +101,26 @@ def decide_for(user: User, practice_id: int, ip, settings: Settings | None = Non
                   request_status(user.id, practice_id, ip))
 
 
-def lockout_message(ip) -> str:
-    return f"This would block you: your IP {ip or '(unknown)'} is not on the allowlist."
+@dataclass(frozen=True)
+class Lockout:
+    """A refused change: it would block the administrator making it, from the IP they use now."""
+
+    message: str
+    practice_id: int  # where adding the admin's IP would let the change through
+    can_add_ip: bool  # False when that IP is already an entry there (it is the one being removed)
 
 
-def would_lock_out(user: User, practice_ids, ip, **change) -> bool:
-    """True when a change (other settings, an entry or grant gone) would block a user now allowed."""
-    return any(
-        decide_for(user, pid, ip).allowed and not decide_for(user, pid, ip, **change).allowed
-        for pid in practice_ids
-    )
+def lockout_for(user: User, practice_ids, ip, without: str = "", **change) -> Lockout | None:
+    """The Lockout a change would cause (other settings, or an entry or grant gone), else None."""
+    for practice_id in practice_ids:
+        if decide_for(user, practice_id, ip).allowed and not decide_for(user, practice_id, ip, **change).allowed:
+            prefix = f"without {without}, " if without else ""
+            can_add_ip = ip is not None and not AllowlistEntry.select().where(
+                (AllowlistEntry.scope == practice_id) & (AllowlistEntry.network == str(ip_network(ip)))
+            ).exists()
+            return Lockout(f"This would block you: {prefix}your IP {ip or '(unknown)'} is not on the allowlist.",
+                           practice_id, can_add_ip)
+    return None
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,14 @@ def render_page(page: str, fragment: str, code: int = 200, **context):
 
 
 def done(endpoint: str, fragment: str | None = None, trigger: str | None = None,
-         message: str | None = None, **context):
+         message: str | None = None, endpoint_args: dict | None = None, **context):
     """After a change: htmx gets the fragment to swap, a plain form post a 303 to the page."""
     if wants_fragment():
         body = render_template(fragment, message=message, **context) if fragment else ""
         return htmx_response(body, trigger=trigger)
     if message:
         flash(message, "success")
-    return redirect(url_for(endpoint), code=303)
+    return redirect(url_for(endpoint, **(endpoint_args or {})), code=303)
 
 
 def hx_redirect(location: str, status: int = 303):

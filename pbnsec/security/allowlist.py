@@ -11,7 +11,7 @@ from .. import audit
 from ..db import database
 from ..iprules import EntryError, NetworkMatcher, ipv6_privacy_network, parse_entry
 from ..models import ALL_PRACTICES, AccessRequest, AllowlistEntry, Grant, Practice, User
-from ..policy import lockout_message, network_start, would_lock_out
+from ..policy import lockout_for, network_start
 from ..web import done, render_page
 from . import bp
 
@@ -205,14 +205,11 @@ def relabel_entry(entry_id: int):
 def refuse_if_lockout(entry: AllowlistEntry):
     """The refusal to send when losing this entry would block the admin making the change, else None."""
     affected = [p.id for p in current_user.practices()] if entry.is_all_practices else [entry.practice_id]
-    if not would_lock_out(current_user, affected, g.client_ip, without_entry=entry.id):
+    lockout = lockout_for(current_user, affected, g.client_ip, without="this entry", without_entry=entry.id)
+    if lockout is None:
         return None
-    error = lockout_message(g.client_ip)
-    practice_id = g.practice.id if entry.is_all_practices else entry.practice_id
     return render_page("security/allowlist.html", "security/_entry_row.html", code=409, entry=entry,
-                       label_error=None, lockout_error=error, lockout_entry=entry.id,
-                       lockout_practice_id=practice_id,
-                       **page_context())
+                       label_error=None, lockout=lockout, lockout_entry=entry.id, **page_context())
 
 
 @bp.route("/allowlist/<int:entry_id>/active", methods=["POST"])
@@ -254,10 +251,11 @@ def revoke_grant(grant_id: int):
     grant = Grant.get_or_none(Grant.id == grant_id)
     if grant is None or not current_user.practices().where(Practice.id == grant.practice_id).exists():
         abort(404)
-    if would_lock_out(current_user, [grant.practice_id], g.client_ip, without_grant=grant.id):
+    lockout = lockout_for(current_user, [grant.practice_id], g.client_ip, without="this grant",
+                          without_grant=grant.id)
+    if lockout is not None:
         return render_page("security/allowlist.html", "security/_grant_row.html", code=409, grant=grant,
-                           lockout_error=lockout_message(g.client_ip), lockout_entry=None,
-                           lockout_grant=grant.id, lockout_practice_id=grant.practice_id, **page_context())
+                           lockout=lockout, lockout_grant=grant.id, **page_context())
     with database.atomic():
         if Grant.delete().where(Grant.id == grant.id).execute():
             audit.record("grant_revoked", practice=grant.practice_id, target=f"{grant.user.email} from {grant.ip}",

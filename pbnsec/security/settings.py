@@ -11,7 +11,7 @@ from ..models import (
     ALL_PRACTICES, AllowlistEntry, IPRestriction, Membership, Practice, RestrictedRole, RestrictedUser,
     Role, User, utcnow,
 )
-from ..policy import lockout_message, settings_for, would_lock_out
+from ..policy import lockout_for, settings_for
 from ..web import done, wants_fragment
 from . import bp
 
@@ -33,7 +33,7 @@ def restriction_row(practice) -> IPRestriction:
     return row
 
 
-def settings_context(practice, control: str | None = None, error: str | None = None, saved: bool = False):
+def settings_context(practice, control=None, error=None, lockout=None, saved=False, scope=None):
     row = IPRestriction.get_or_none(IPRestriction.practice == practice) or IPRestriction(practice=practice)
     current = settings_for(practice.id)
     members = (User.select().join(Membership).where(Membership.practice == practice).order_by(User.name))
@@ -41,24 +41,26 @@ def settings_context(practice, control: str | None = None, error: str | None = N
         "target": practice,
         "row": row,
         "current": current,
+        "scope": scope or current,  # what the scope control shows: saved, or as the admin is choosing it
         "roles": list(Role.select().order_by(Role.position)),
         "members": list(members),
         "practices": list(current_user.practices()),
         "control": control,
         "error": error,
+        "lockout": lockout,
         "saved": saved,
     }
 
 
-def respond(practice, control: str, error: str | None = None):
-    """The re-rendered control for htmx (with its saved or error state), the page otherwise."""
-    context = settings_context(practice, control, error, saved=error is None)
-    status = 409 if error else 200
+def respond(practice, control: str, error: str | None = None, lockout=None, code: int = 200, scope=None):
+    """The re-rendered control for htmx (with its saved or refused state), the page otherwise."""
+    saved = error is None and lockout is None and scope is None
+    context = settings_context(practice, control, error, lockout, saved, scope)
     if wants_fragment():
-        return render_template(f"security/_setting_{control}.html", **context), status
-    if error:
-        return render_template("security/settings.html", **context), status
-    return done("security.settings", message="Saved.")
+        return render_template(f"security/_setting_{control}.html", **context), code
+    if not saved:
+        return render_template("security/settings.html", **context), code
+    return done("security.settings", message="Saved.", endpoint_args={"practice": practice.id})
 
 
 @bp.route("/settings")
@@ -67,14 +69,13 @@ def settings():
     return render_template("security/settings.html", **settings_context(practice))
 
 
-def _refusal(practice, new: Settings) -> str | None:
+def _refusal(practice, new: Settings):
+    """(error, lockout) when the new settings may not be saved, else (None, None)."""
     if new.enforced and not AllowlistEntry.select().where(
         AllowlistEntry.scope.in_([practice.id, ALL_PRACTICES]) & AllowlistEntry.active
     ).exists():
-        return "The allowlist is empty: add at least one entry before switching IP restrictions on."
-    if would_lock_out(current_user, [practice.id], g.client_ip, settings=new):
-        return lockout_message(g.client_ip)
-    return None
+        return "The allowlist is empty: add at least one entry before switching IP restrictions on.", None
+    return None, lockout_for(current_user, [practice.id], g.client_ip, settings=new)
 
 
 @bp.route("/settings/<int:practice_id>/enforced", methods=["POST"])
@@ -82,14 +83,14 @@ def set_enforced(practice_id: int):
     practice = managed_practice(practice_id)
     on = request.form.get("enforced") == "1"
     current = settings_for(practice.id)
-    error = _refusal(practice, Settings(on, current.everyone, current.role_ids, current.user_ids))
-    if error is None:
+    error, lockout = _refusal(practice, Settings(on, current.everyone, current.role_ids, current.user_ids))
+    if error is None and lockout is None:
         with database.atomic():
             IPRestriction.update(enforced=on, updated_at=utcnow()).where(
                 IPRestriction.id == restriction_row(practice).id).execute()
             audit.record("settings_changed", practice=practice,
                          target="IP restrictions", detail="enforced: " + ("on" if on else "off"))
-    return respond(practice, "enforced", error)
+    return respond(practice, "enforced", error, lockout, code=409 if error or lockout else 200)
 
 
 def _ids(field: str, allowed: set[int]) -> frozenset[int] | None:
@@ -108,14 +109,17 @@ def set_scope(practice_id: int):
     member_ids = {m.user_id for m in Membership.select(Membership.user).where(Membership.practice == practice)}
     user_ids = _ids("users", member_ids)
     if request.form.get("applies_to", "everyone") not in ("everyone", "selected"):
-        return respond(practice, "scope", "Choose everyone or selected roles and users.")
+        return respond(practice, "scope", "Choose everyone or selected roles and users.", code=422)
     if role_ids is None or user_ids is None:
-        return respond(practice, "scope", "Choose only the roles and members listed.")
+        return respond(practice, "scope", "Choose only the roles and members listed.", code=422)
     if everyone:
         role_ids = user_ids = frozenset()
+    elif not role_ids and not user_ids:
+        # Saving "selected" with nothing ticked would restrict nobody: wait for the first tick.
+        return respond(practice, "scope", scope=Settings(False, False))
     current = settings_for(practice.id)
-    error = _refusal(practice, Settings(current.enforced, everyone, role_ids, user_ids))
-    if error is None:
+    error, lockout = _refusal(practice, Settings(current.enforced, everyone, role_ids, user_ids))
+    if error is None and lockout is None:
         with database.atomic():
             IPRestriction.update(everyone=everyone, updated_at=utcnow()).where(
                 IPRestriction.id == restriction_row(practice).id).execute()
@@ -129,7 +133,7 @@ def set_scope(practice_id: int):
             names += [u.email for u in User.select().where(User.id.in_(user_ids))]
             audit.record("settings_changed", practice=practice, target="IP restrictions",
                          detail="applies to: " + ("everyone" if everyone else ", ".join(names) or "nobody"))
-    return respond(practice, "scope", error)
+    return respond(practice, "scope", error, lockout, code=409 if error or lockout else 200)
 
 
 @bp.route("/settings/<int:practice_id>/requests", methods=["POST"])

@@ -1,0 +1,270 @@
+"""Security Management › Audit log: who sees which events, filters, paging, and the CSV download."""
+import csv
+import html
+import io
+import re
+from datetime import datetime, timedelta
+
+import pytest
+
+from pbnsec.models import AuditEvent, Practice
+
+
+def practice_id(app, name):
+    with app.app_context():
+        return Practice.get(Practice.name == name).id
+
+
+def add_entry(app, v, address, label, practice):
+    response = v.post("/security/allowlist", {"address": address, "label": label,
+                                              "practice": str(practice_id(app, practice))})
+    assert response.status_code == 303, response.text
+    return response
+
+
+def rows(response):
+    """The audit table as a user reads it: (actor, ip, practice, action, target, detail) per row."""
+    body = response.text.split('<tbody>', 1)[1].split('</tbody>', 1)[0]
+    found = []
+    for row in re.findall(r"<tr><td><time.*?</tr>", body, re.S):
+        cells = [html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        found.append(tuple(cells[1:]))
+    return found
+
+
+def csv_rows(response):
+    return list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+
+
+def error_of(response):
+    found = re.search(r'<p class="error" role="alert">([^<]*)</p>', response.text)
+    return html.unescape(found.group(1)) if found else None
+
+
+def create_events(app, count, practice="Riverside Dental", action="entry_added", start=datetime(2024, 1, 1)):
+    """count events, oldest first, one minute apart, targets event-00, event-01, …"""
+    with app.app_context():
+        place = Practice.get(Practice.name == practice) if practice else None
+        for i in range(count):
+            AuditEvent.create(at=start + timedelta(minutes=i), actor_label="script@example.com", actor_ip="127.0.0.9",
+                              practice=place, action=action, target=f"event-{i:02d}", detail="")
+
+
+@pytest.fixture
+def ann(signed_in):
+    return signed_in("ann")
+
+
+@pytest.fixture
+def bob(signed_in):
+    return signed_in("bob")
+
+
+@pytest.fixture
+def owner(signed_in):
+    return signed_in("owner")
+
+
+@pytest.fixture
+def both_practices_busy(app, ann, bob):
+    """Ann and Bob have each signed in and added an entry to their own practice."""
+    add_entry(app, ann, "192.0.2.0/24", "Riverside office", "Riverside Dental")
+    add_entry(app, bob, "198.51.100.0/24", "Lakeside office", "Lakeside Dental")
+
+
+def test_an_admin_sees_the_events_of_their_practice(app, ann, both_practices_busy):
+    response = ann.get("/security/audit")
+    assert response.status_code == 200
+    seen = rows(response)
+    assert ("ann@example.com", "127.0.0.1", "Riverside Dental", "entry added", "192.0.2.0/24",
+            "label: Riverside office") in seen
+    assert ("ann@example.com", "127.0.0.1", "Riverside Dental", "login allowed", "ann@example.com",
+            "Riverside Dental: allowed (restrictions_off)") in seen
+    assert {r[2] for r in seen} == {"Riverside Dental"}
+    assert "Lakeside" not in response.text.split("<tbody>", 1)[1]
+    assert "bob@example.com" not in response.text
+
+
+def test_an_admin_never_sees_another_practices_events(app, bob, both_practices_busy):
+    for url in ["/security/audit", "/security/audit?user=ann", "/security/audit?action=entry_added"]:
+        response = bob.get(url)
+        assert response.status_code == 200
+        assert "Riverside" not in response.text and "ann@example.com" not in response.text
+        assert {r[2] for r in rows(response)} <= {"Lakeside Dental"}
+    download = csv_rows(bob.get("/security/audit.csv"))
+    assert {r[3] for r in download[1:]} == {"Lakeside Dental"}
+    assert "192.0.2.0/24" not in str(download)
+
+
+def test_events_without_a_practice_are_shown_only_to_an_admin_of_every_practice(app, visitor, ann, bob, owner):
+    stranger = visitor()
+    assert stranger.login("nobody@example.com").status_code == 401
+    for admin in (ann, bob):
+        assert "nobody@example.com" not in admin.get("/security/audit").text
+        assert "nobody@example.com" not in admin.get("/security/audit.csv").text
+    response = owner.get("/security/audit?action=login_failed")
+    assert rows(response) == [("nobody@example.com", "127.0.0.1", "—", "login failed", "nobody@example.com", "")]
+    assert "nobody@example.com" in owner.get("/security/audit.csv").text
+
+
+def test_the_owner_sees_both_practices(app, owner, both_practices_busy):
+    practices = {r[2] for r in rows(owner.get("/security/audit"))}
+    assert practices == {"Riverside Dental", "Lakeside Dental"}
+
+
+def test_filter_by_practice(app, owner, both_practices_busy):
+    riverside = practice_id(app, "Riverside Dental")
+    response = owner.get(f"/security/audit?practice={riverside}")
+    assert response.status_code == 200
+    seen = rows(response)
+    assert seen and {r[2] for r in seen} == {"Riverside Dental"}
+    assert f'<option value="{riverside}" selected>' in response.text
+
+
+def test_filter_by_action(app, owner, both_practices_busy):
+    response = owner.get("/security/audit?action=entry_added")
+    assert sorted(r[4] for r in rows(response)) == ["192.0.2.0/24", "198.51.100.0/24"]
+    assert '<option value="entry_added" selected>' in response.text
+    assert "2 events." in response.text
+
+
+def test_filter_by_user(app, owner, both_practices_busy):
+    response = owner.get("/security/audit?user=BOB@")
+    seen = rows(response)
+    assert seen and all("bob@example.com" in (r[0], r[4]) for r in seen)
+    assert "198.51.100.0/24" in {r[4] for r in seen}
+    assert 'name="user" value="BOB@"' in response.text
+
+
+def test_filters_combine(app, owner, both_practices_busy):
+    lakeside = practice_id(app, "Lakeside Dental")
+    response = owner.get(f"/security/audit?practice={lakeside}&action=entry_added&user=bob")
+    assert [r[4] for r in rows(response)] == ["198.51.100.0/24"]
+    assert rows(owner.get(f"/security/audit?practice={lakeside}&user=ann")) == []
+    assert "No events match." in owner.get(f"/security/audit?practice={lakeside}&user=ann").text
+
+
+@pytest.mark.parametrize("query,message", [
+    ("page=0", "The page must be a whole number from 1 up, not '0'."),
+    ("page=abc", "The page must be a whole number from 1 up, not 'abc'."),
+    ("page=-1", "The page must be a whole number from 1 up, not '-1'."),
+    ("page=1.5", "The page must be a whole number from 1 up, not '1.5'."),
+    ("action=nope", "There is no action called 'nope'."),
+    ("practice=LAKESIDE", "Choose one of your practices."),
+    ("practice=999", "Choose one of your practices."),
+    ("practice=abc", "Choose one of your practices."),
+])
+def test_bad_filter_values_get_400_with_a_specific_message(app, ann, query, message):
+    query = query.replace("LAKESIDE", str(practice_id(app, "Lakeside Dental")))
+    response = ann.get(f"/security/audit?{query}")
+    assert response.status_code == 400
+    assert error_of(response) == message
+    assert rows(response) == []
+    download = ann.get(f"/security/audit.csv?{query}")
+    assert download.status_code == 400
+    assert download.get_data(as_text=True).strip() == message
+    assert "attachment" not in download.headers.get("Content-Disposition", "")
+
+
+def test_paging_shows_fifty_at_a_time_newest_first(app, ann):
+    create_events(app, 60)
+    page1 = ann.get("/security/audit?action=entry_added")
+    assert page1.status_code == 200
+    assert "60 events, page 1 of 2." in page1.text
+    first = [r[4] for r in rows(page1)]
+    assert first == [f"event-{i:02d}" for i in range(59, 9, -1)]
+    older = re.search(r'<a href="([^"]+)">Older →</a>', page1.text)
+    assert older and "Newer" not in page1.text
+    link = html.unescape(older.group(1))
+    assert "action=entry_added" in link and "page=2" in link  # the filter is kept
+    page2 = ann.get(link)
+    assert "60 events, page 2 of 2." in page2.text
+    assert [r[4] for r in rows(page2)] == [f"event-{i:02d}" for i in range(9, -1, -1)]
+    assert "← Newer" in page2.text and "Older →" not in page2.text
+
+
+def test_one_page_needs_no_pager(app, ann):
+    create_events(app, 3)
+    response = ann.get("/security/audit?action=entry_added")
+    assert "3 events." in response.text and "page 1 of" not in response.text
+    assert "Older →" not in response.text and "← Newer" not in response.text
+
+
+def test_what_users_typed_is_escaped(app, ann):
+    add_entry(app, ann, "192.0.2.0/24", '<script>alert("x")</script>', "Riverside Dental")
+    response = ann.get("/security/audit?action=entry_added")
+    assert "<script>alert" not in response.text
+    assert rows(response)[0][5] == 'label: <script>alert("x")</script>'
+
+
+# --- CSV ---
+
+HEADER = ["time_utc", "actor", "actor_ip", "practice", "action", "target", "detail"]
+
+
+def test_csv_download_holds_the_filtered_rows_only(app, ann, both_practices_busy):
+    response = ann.get("/security/audit.csv?action=entry_added")
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="pbnsec-audit.csv"'
+    table = csv_rows(response)
+    assert table[0] == HEADER
+    assert len(table) == 2
+    time_utc, *rest = table[1]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", time_utc)
+    assert rest == ["ann@example.com", "127.0.0.1", "Riverside Dental", "entry_added", "192.0.2.0/24",
+                    "label: Riverside office"]
+
+
+def test_csv_of_nothing_is_just_the_header(app, ann):
+    table = csv_rows(ann.get("/security/audit.csv?action=request_rejected"))
+    assert table == [HEADER]
+
+
+def test_csv_is_not_limited_to_one_page(app, ann):
+    create_events(app, 60)
+    table = csv_rows(ann.get("/security/audit.csv?action=entry_added"))
+    assert [r[5] for r in table[1:]] == [f"event-{i:02d}" for i in range(59, -1, -1)]
+
+
+def test_the_page_links_to_the_csv_of_the_same_filter(app, ann):
+    page = ann.get("/security/audit?action=entry_added&user=ann")
+    link = re.search(r'<a class="button" href="([^"]+)" download>Download CSV</a>', page.text)
+    assert link
+    url = html.unescape(link.group(1))
+    assert url.startswith("/security/audit.csv?") and "action=entry_added" in url and "user=ann" in url
+
+
+def test_a_formula_typed_as_an_entry_label_stays_text_in_the_csv(app, ann):
+    label = '=HYPERLINK("http://example.com/x","Click")'
+    add_entry(app, ann, "192.0.2.0/24", label, "Riverside Dental")
+    assert rows(ann.get("/security/audit?action=entry_added"))[0][5] == f"label: {label}"
+    table = csv_rows(ann.get("/security/audit.csv?action=entry_added"))
+    assert table[1][6] == f"label: {label}"
+    assert not any(cell[:1] in "=+-@\t\r" and cell for row in table for cell in row)
+
+
+def test_a_formula_typed_as_a_sign_in_email_is_neutralised_in_the_csv(app, visitor, owner):
+    typed = '=HYPERLINK("http://example.com/x","Click")'
+    visitor().login(typed)
+    table = csv_rows(owner.get("/security/audit.csv?action=login_failed"))
+    assert len(table) == 2
+    actor, target = table[1][1], table[1][5]
+    assert actor == target == "'" + typed.lower()
+
+
+@pytest.mark.parametrize("value", ["=1+2", "+1+2", "-1+2", "@SUM(A1)", "\t=1", "\r=1"])
+def test_every_formula_prefix_is_neutralised_in_the_csv(app, ann, value):
+    with app.app_context():
+        AuditEvent.create(actor_label=value, actor_ip="127.0.0.9", action="request_submitted",
+                          practice=Practice.get(Practice.name == "Riverside Dental"), target=value, detail=value)
+    table = csv_rows(ann.get("/security/audit.csv?action=request_submitted"))
+    assert table[1][1] == table[1][5] == table[1][6] == "'" + value
+
+
+@pytest.mark.parametrize("who", ["fay", "hal"])
+@pytest.mark.parametrize("url", ["/security/audit", "/security/audit.csv", "/security/audit?page=2"])
+def test_other_roles_get_403(app, signed_in, who, url):
+    v = signed_in(who)
+    assert v.get(url).status_code == 403
+    assert v.get(url, htmx=True).status_code == 403
