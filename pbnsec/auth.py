@@ -12,8 +12,8 @@ from . import audit, ratelimit
 from .accounts import authenticate
 from .db import database
 from .enforcement import pending_user_id, start_pending_identity
-from .models import PENDING, AccessRequest, IPRestriction, Practice, User
-from .policy import PracticeAccess, decisions_for
+from .models import PENDING, AccessRequest, Practice, User
+from .policy import decisions_for, practice_access
 from .web import safe_next
 
 bp = Blueprint("auth", __name__)
@@ -100,16 +100,6 @@ def requester():
     return user if user is not None and user.active else None
 
 
-def practice_rows(user) -> list[PracticeAccess]:
-    """Each of the user's practices as seen from the current IP, with what the user may do there."""
-    rows = []
-    for practice, decision in decisions_for(user, g.client_ip):
-        settings = IPRestriction.get_or_none(IPRestriction.practice == practice)
-        rows.append(PracticeAccess.of(practice, decision, settings is None or settings.requests_allowed,
-                                      g.client_ip is not None))
-    return rows
-
-
 def _requests_page(user, rows, errors=None, note="", code=200):
     history = (AccessRequest.select(AccessRequest, Practice).join(Practice)
                .where(AccessRequest.user == user)
@@ -122,12 +112,12 @@ def _requests_page(user, rows, errors=None, note="", code=200):
 @bp.route("/blocked")
 def blocked():
     if current_user.is_authenticated:
-        return redirect(url_for("auth.access_requests"))
+        return redirect(url_for("auth.access_requests"), code=303)
     user = requester()
     if user is None:
         flash("Please sign in again.", "info")
-        return redirect(url_for("auth.login"))
-    return _requests_page(user, practice_rows(user))
+        return redirect(url_for("auth.login"), code=303)
+    return _requests_page(user, practice_access(user, g.client_ip))
 
 
 @bp.route("/access-requests", methods=["GET", "POST"])
@@ -136,11 +126,12 @@ def access_requests():
     if user is None:
         flash("Please sign in again.", "info")
         return redirect(url_for("auth.login"), code=303)
-    rows = practice_rows(user)
+    rows = practice_access(user, g.client_ip)
     if request.method == "GET":
         return _requests_page(user, rows)
 
-    note = request.form.get("note", "")[:5000].strip()
+    # Browsers send a line break as CR LF; the text box counted it as one character, and so do we.
+    note = request.form.get("note", "")[:5000].replace("\r\n", "\n").strip()
     chosen = set(request.form.getlist("practice"))
     errors = {}
     offered = {str(r.practice.id): r for r in rows}
@@ -153,18 +144,22 @@ def access_requests():
             row = offered[practice_id]
             if row.status == PENDING:
                 errors["practice"] = f"Your request for {row.practice.name} from {g.client_ip} is already pending."
+            elif row.decision.allowed:
+                errors["practice"] = f"You already have access to {row.practice.name} from {g.client_ip}."
             elif not row.can_request:
                 errors["practice"] = f"{row.practice.name} does not take access requests from you right now."
     if len(note) > NOTE_MAX:
         errors["note"] = f"The note can be at most {NOTE_MAX} characters long (yours has {len(note)})."
+    if errors:
+        return _requests_page(user, rows, errors, note, code=422)
     wait = ratelimit.retry_after([(f"request-user:{user.id}", REQUEST_LIMIT_PER_USER),
                                   (f"request-ip:{g.client_ip}", REQUEST_LIMIT_PER_IP)], REQUEST_WINDOW)
-    if wait and not errors:
+    if wait:
         errors["practice"] = f"Too many access requests. Try again in {max(1, round(wait / 60))} minutes."
-    if errors:
-        return _requests_page(user, rows, errors, note, code=429 if wait else 422)
+        return _requests_page(user, rows, errors, note, code=429)
 
-    created = submit_requests(user, [offered[p].practice for p in sorted(chosen)], g.client_ip, note)
+    chosen_practices = [row.practice for row in rows if str(row.practice.id) in chosen]  # in name order
+    created = submit_requests(user, chosen_practices, g.client_ip, note)
     ratelimit.record_hit(f"request-user:{user.id}", f"request-ip:{g.client_ip}")
     if created:
         flash(f"Access requested for {', '.join(p.name for p in created)}. An administrator will review it.", "success")

@@ -45,6 +45,9 @@ def enforce():
 
     g.client_ip = resolve_client_ip(request.environ, current_app.config["TRUSTED_PROXIES"])
     if request.endpoint in EXEMPT_ENDPOINTS:
+        if request.endpoint != "static" and current_user.is_authenticated:
+            # Not enforced here, but the header still shows the practice the user may work in.
+            g.practice = _allowed_practice(current_user._get_current_object())
         return None
     if not current_user.is_authenticated:
         wants_page = request.method == "GET" and not request.htmx and request.path != "/"

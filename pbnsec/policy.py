@@ -146,3 +146,10 @@ class PracticeAccess:
 def decisions_for(user: User, ip) -> list[tuple[Practice, Decision]]:
     """Each of the user's practices with the decision for this IP, in name order."""
     return [(p, decide_for(user, p.id, ip)) for p in user.practices()]
+
+
+def practice_access(user: User, ip) -> list[PracticeAccess]:
+    """Each of the user's practices as seen from this IP, with what the user may do there."""
+    requests_off = {r.practice_id for r in IPRestriction.select(IPRestriction.practice)
+                    .where(~IPRestriction.requests_allowed)}
+    return [PracticeAccess.of(p, d, p.id not in requests_off, ip is not None) for p, d in decisions_for(user, ip)]

@@ -87,9 +87,9 @@ STATUS_LABELS = {
 def _practice_switcher():
     from flask_login import current_user
 
-    from .policy import decisions_for
+    from .policy import practice_access
 
-    return decisions_for(current_user, g.get("client_ip"))
+    return practice_access(current_user, g.get("client_ip"))
 
 
 def _error_page(error):

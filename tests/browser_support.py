@@ -108,3 +108,27 @@ def chromium_page(timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Iterator[Page]:
                 context.close()
         finally:
             browser.close()
+
+
+@contextmanager
+def chromium_pages(count: int, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Iterator[list[Page]]:
+    """`count` Pages of one headless Chromium, each in a browser context of its own (its own cookies),
+    for two people using the app at once; actions and `expect` wait up to timeout_ms."""
+    if not os.access(CHROMIUM, os.X_OK):
+        raise RuntimeError(f"{CHROMIUM} is missing: run `make chromium` (never `playwright install`)")
+    expect.set_options(timeout=timeout_ms)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            contexts = []
+            try:
+                for _ in range(count):
+                    context = browser.new_context()
+                    context.set_default_timeout(timeout_ms)
+                    contexts.append(context)
+                yield [context.new_page() for context in contexts]
+            finally:
+                for context in contexts:
+                    context.close()
+        finally:
+            browser.close()

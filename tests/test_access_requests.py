@@ -180,7 +180,7 @@ def test_practice_without_restrictions_is_allowed_and_the_user_is_signed_in_ther
     # asking for the practice that already lets them in is refused
     refused = ask(v, app, RIVERSIDE)
     assert refused.status_code == 422
-    assert "Riverside Dental does not take access requests from you right now." in refused.text
+    assert "You already have access to Riverside Dental from 127.0.0.7." in refused.text
     assert len(stored_requests(app)) == 1
 
 
@@ -272,10 +272,6 @@ def test_note_is_optional_and_at_most_500_characters(app, restrict, visitor, len
         assert stored_requests(app) == [] and events(app, "request_submitted") == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: pbnsec/auth.py:143 counts the note as submitted, where each line break is CRLF (2 characters), "
-    "but the textarea's maxlength=500 (templates/auth/_request_form.html:27) counts a line break as 1: a note "
-    "the browser let the user type in full is refused with 'at most 500 characters long (yours has 503)'"))
 def test_a_note_the_browser_allowed_with_line_breaks_is_accepted(app, restrict, visitor):
     restrict(RIVERSIDE)
     v = blocked_login(visitor, "fay")
@@ -294,10 +290,6 @@ def test_note_is_counted_after_trimming_spaces(app, restrict, visitor):
     assert stored_requests(app)[0][4] == "n" * NOTE_MAX
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: templates/auth/_request_form.html:8 says 'You may request again.' for every Rejected practice, "
-    "even one that no longer takes access requests (no checkbox, and the page also says it does not "
-    "take access requests)"))
 def test_a_rejected_user_is_not_told_to_ask_again_where_requests_are_off(app, restrict, visitor):
     restrict(RIVERSIDE, requests_allowed=False)
     make_request(app, "fay", RIVERSIDE, status="rejected", decided_by="ann")
@@ -723,10 +715,6 @@ def test_revoking_by_htmx_removes_the_row(app, ann):
         assert Grant.select().count() == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: templates/base.html:24 labels a blocked practice in the switcher with decision.request_status, "
-    "so after an approved request's grant is revoked the switcher says 'blocked (Approved)' while the "
-    "user's own pages (policy.PracticeAccess.of) say Not Requested"))
 def test_switcher_does_not_call_a_revoked_approval_approved(app, restrict, visitor, signed_in):
     restrict(LAKESIDE)
     rid = make_request(app, "hal", LAKESIDE)
@@ -743,10 +731,6 @@ def test_switcher_does_not_call_a_revoked_approval_approved(app, restrict, visit
         re.search(r"Lakeside Dental[^<]*", home.text).group(0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: pbnsec/enforcement.py:14/47 exempts auth.access_requests from enforcement, so g.practice is never "
-    "set there and templates/base.html:15 drops the whole signed-in header: on My access requests a "
-    "signed-in user sees no name, no practice and no Sign out button"))
 def test_my_access_requests_keeps_the_signed_in_header(app, signed_in):
     v = signed_in("hal")
     home = v.get("/")

@@ -81,8 +81,9 @@ def _decide_view(request_id: int, status: str):
            .where(AccessRequest.id == req.id).get())
     decider = User.get_or_none(User.id == req.decided_by_id)
     if won:
+        message = f"{req.status.capitalize()} {req.user.name}'s request for {req.practice.name} from {req.ip}."
         return done("security.requests_page", "security/_request_row.html", trigger="requests-changed",
-                    message=None, r=req, decider=decider, lost=False)
+                    message=message, r=req, decider=decider, lost=False)
     if wants_fragment():
         body = render_template("security/_request_row.html", r=req, decider=decider, lost=True)
         return htmx_response(body, trigger="requests-changed")
