@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from peewee import IntegrityError
+from peewee import IntegrityError, fn
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .db import database
@@ -61,7 +61,11 @@ def create_practice(name: str) -> Practice:
 
 
 def find_practice(name: str) -> Practice:
-    practice = Practice.get_or_none(Practice.name == " ".join((name or "").split()))
+    name = " ".join((name or "").split())
+    practice = Practice.get_or_none(Practice.name == name)
+    if practice is None:  # "riverside dental" still finds "Riverside Dental" when it is the only such name
+        matches = list(Practice.select().where(fn.LOWER(Practice.name) == name.lower()).limit(2))
+        practice = matches[0] if len(matches) == 1 else None
     if practice is None:
         known = ", ".join(p.name for p in Practice.select().order_by(Practice.name)) or "none yet"
         raise AccountError(f"No practice named {name!r} (known: {known}).")

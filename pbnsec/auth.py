@@ -12,7 +12,7 @@ from . import audit, ratelimit
 from .accounts import authenticate
 from .db import database
 from .enforcement import pending_user_id, start_pending_identity
-from .models import PENDING, AccessRequest, Practice, User
+from .models import PENDING, AccessRequest, Membership, Practice, User
 from .policy import decisions_for, practice_access
 from .web import safe_next
 
@@ -25,6 +25,13 @@ LOGIN_LIMIT_PER_IP = 20
 
 def _limit_keys(email: str) -> list[tuple[str, int]]:
     return [(f"login-account:{email}", LOGIN_LIMIT_PER_ACCOUNT), (f"login-ip:{g.client_ip}", LOGIN_LIMIT_PER_IP)]
+
+
+def _audit_account(action: str, email: str) -> None:
+    """Record a failed sign-in where the account's practices' administrators will see it."""
+    practices = list(Practice.select().join(Membership).join(User).where(User.email == email)) if email else []
+    for practice in practices or [None]:
+        audit.record(action, actor_label=email or "(blank)", target=email, practice=practice)
 
 
 def _summary(decisions) -> str:
@@ -43,7 +50,7 @@ def login():
     password = request.form.get("password", "")[:1024]
     wait = ratelimit.retry_after(_limit_keys(email), LOGIN_WINDOW)
     if wait:
-        audit.record("login_rate_limited", actor_label=email or "(blank)", target=email)
+        _audit_account("login_rate_limited", email)
         minutes = max(1, round(wait / 60))
         error = f"Too many sign-in attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
         return render_template("auth/login.html", email=email, error=error, next_url=next_url), 429
@@ -51,7 +58,7 @@ def login():
     user = authenticate(email, password)
     if user is None:
         ratelimit.record_hit(*(key for key, _ in _limit_keys(email)))
-        audit.record("login_failed", actor_label=email or "(blank)", target=email)
+        _audit_account("login_failed", email)
         error = "Wrong email or password."
         return render_template("auth/login.html", email=email, error=error, next_url=next_url), 401
     ratelimit.clear(f"login-account:{email}")

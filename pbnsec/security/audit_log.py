@@ -33,15 +33,17 @@ class AuditFilter:
     @classmethod
     def from_args(cls, args, practice_ids: set[int]) -> "AuditFilter":
         f = cls(args.get("practice", "").strip(), args.get("action", "").strip(), args.get("user", "").strip()[:254])
+        errors = []
         page = args.get("page", "1").strip()
         if not (page.isascii() and page.isdigit() and 1 <= int(page) <= 100_000):
-            f.error = f"The page must be a whole number from 1 up, not {page!r}."
+            errors.append(f"The page must be a whole number from 1 up, not {page!r}.")
         else:
             f.page = int(page)
         if f.practice and not (f.practice.isascii() and f.practice.isdigit() and int(f.practice) in practice_ids):
-            f.error = "Choose one of your practices."
+            errors.append("Choose one of your practices.")
         if f.action and f.action not in ACTIONS:
-            f.error = f"There is no action called {f.action!r}."
+            errors.append(f"There is no action called {f.action!r}.")
+        f.error = " ".join(errors) or None
         return f
 
     def query_args(self, **changes) -> dict:
@@ -79,8 +81,12 @@ def audit_log():
                                events=[], total=0, pages=0), 400
     query = filtered_events(f)
     total = query.count()
-    events = list(query.paginate(f.page, PAGE_SIZE))
     pages = max(1, -(-total // PAGE_SIZE))
+    if f.page > pages:
+        f.error = f"There is no page {f.page}: these filters give {pages} page{'s' if pages > 1 else ''}."
+        return render_template("security/audit.html", f=f, practices=practices, actions=ACTIONS,
+                               events=[], total=total, pages=pages), 400
+    events = list(query.paginate(f.page, PAGE_SIZE))
     return render_template("security/audit.html", f=f, practices=practices, actions=ACTIONS,
                            events=events, total=total, pages=pages)
 
