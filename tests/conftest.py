@@ -125,6 +125,18 @@ def visitor(app):
 
 
 @pytest.fixture
+def ann(signed_in):
+    """Ann Lee, Admin of Riverside Dental, signed in from the office."""
+    return signed_in("ann")
+
+
+@pytest.fixture
+def bob(signed_in):
+    """Bob Stone, Admin of Lakeside Dental, signed in from the office."""
+    return signed_in("bob")
+
+
+@pytest.fixture
 def signed_in(app):
     """Sign a seeded person in: signed_in("ann", ip=...) -> Visitor."""
     def make(who: str, ip: str = OFFICE_IP) -> Visitor:

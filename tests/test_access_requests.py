@@ -115,16 +115,6 @@ def table(response, table_id):
     return found.group(0)
 
 
-@pytest.fixture
-def ann(signed_in):
-    return signed_in("ann")
-
-
-@pytest.fixture
-def bob(signed_in):
-    return signed_in("bob")
-
-
 # --- the blocked user: status per practice ----------------------------------------------------------
 
 @pytest.mark.parametrize("riverside,lakeside", [

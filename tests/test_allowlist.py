@@ -24,11 +24,6 @@ def add(v, address, label="Office Network", practice=None, htmx=False):
     return v.post("/security/allowlist", data, htmx=htmx)
 
 
-@pytest.fixture
-def ann(signed_in):
-    return signed_in("ann")
-
-
 def test_page_shows_current_ip_and_whether_it_is_covered(app, ann):
     page = ann.get("/security/allowlist")
     assert page.status_code == 200

@@ -51,16 +51,6 @@ def create_events(app, count, practice="Riverside Dental", action="entry_added",
 
 
 @pytest.fixture
-def ann(signed_in):
-    return signed_in("ann")
-
-
-@pytest.fixture
-def bob(signed_in):
-    return signed_in("bob")
-
-
-@pytest.fixture
 def owner(signed_in):
     return signed_in("owner")
 

@@ -5,7 +5,7 @@ import pytest
 
 from pbnsec.enforcement import EXEMPT_ENDPOINTS
 from pbnsec.models import AllowlistEntry, AuditEvent, IPRestriction, Practice
-from conftest import PEOPLE, Visitor, make_app, restrict
+from conftest import Visitor, make_app, restrict
 
 ALLOWED_IP, BLOCKED_IP = "127.0.0.1", "127.0.0.2"
 

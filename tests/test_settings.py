@@ -100,11 +100,6 @@ def fragment_of(response):
     return response.text.strip()
 
 
-@pytest.fixture
-def ann(signed_in):
-    return signed_in("ann")
-
-
 # --- the page ---
 
 def test_page_shows_the_three_controls_of_the_admins_practice(app, ann):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flask import abort, g, render_template, request, url_for
+from flask import abort, g, render_template, request
 from flask_login import current_user
 from peewee import JOIN, IntegrityError
 
