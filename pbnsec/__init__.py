@@ -41,10 +41,12 @@ def create_app(config: dict | None = None) -> Flask:
     enforcement.init_app(app)
     web.init_app(app)
 
+    from .account import bp as account_bp
     from .auth import bp as auth_bp
     from .home import bp as home_bp
     from .security import bp as security_bp
 
+    app.register_blueprint(account_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(home_bp)
     app.register_blueprint(security_bp)

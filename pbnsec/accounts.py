@@ -90,12 +90,14 @@ def create_user(email, name, role_name, practice_names, password=None) -> tuple[
     if not practice_names:
         raise AccountError("A user must belong to at least one practice.")
     practices = [find_practice(p) for p in practice_names]
-    password = password if password is not None else generate_password()
+    generated = password is None
+    password = generate_password() if generated else password
     check_password_strength(password, email)
     try:
         with database.atomic():
             user = User.create(
-                email=email, name=name, role=role, password_hash=generate_password_hash(password)
+                email=email, name=name, role=role, password_hash=generate_password_hash(password),
+                must_change_password=generated,
             )
             for practice in {p.id: p for p in practices}.values():
                 Membership.create(user=user, practice=practice)
@@ -127,3 +129,22 @@ def bootstrap_owner(owner_email: str, practice_name: str) -> tuple[User, str] | 
         if User.select().exists():  # another process starting at the same moment created them
             return None
         raise
+
+
+def change_password(user: User, current: str, new: str, repeat: str) -> dict[str, str]:
+    """Set a new password and end the user's other sessions; returns field errors instead when any."""
+    errors = {}
+    if not check_password_hash(user.password_hash, current or ""):
+        errors["current"] = "That is not your current password."
+    try:
+        check_password_strength(new or "", user.email)
+    except AccountError as exc:
+        errors["new"] = str(exc)
+    if not errors.get("new") and new != repeat:
+        errors["repeat"] = "The two new passwords differ."
+    if not errors and new == current:
+        errors["new"] = "Choose a password you have not been using."
+    if not errors:
+        User.update(password_hash=generate_password_hash(new), must_change_password=False,
+                    session_version=User.session_version + 1).where(User.id == user.id).execute()
+    return errors

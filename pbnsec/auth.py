@@ -77,6 +77,8 @@ def login():
     login_user(user)
     session["practice_id"] = allowed[0].id
     audit.record("login_allowed", actor=user, practice=allowed[0], target=user.email, detail=_summary(decisions))
+    if user.must_change_password:
+        return redirect(url_for("account.password"), code=303)
     return redirect(next_url or url_for("home.index"), code=303)
 
 

@@ -15,7 +15,10 @@ login_manager.session_protection = "basic"
 def _load_user(user_id: str):
     from .models import User
 
-    if not user_id.isdigit():
+    user_pk, _, version = user_id.partition(":")
+    if not (user_pk.isascii() and user_pk.isdigit() and version.isascii() and version.isdigit()):
         return None
-    user = User.get_or_none(User.id == int(user_id))
-    return user if user is not None and user.active else None
+    user = User.get_or_none(User.id == int(user_pk))
+    if user is None or not user.active or user.session_version != int(version):
+        return None  # a session from before a password change or "sign out everywhere"
+    return user

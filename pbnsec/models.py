@@ -57,6 +57,9 @@ class User(BaseModel):
     active = BooleanField(default=True)
     role = ForeignKeyField(Role, backref="users")
     created_at = DateTimeField(default=utcnow)
+    # Part of the session's user id: bumping it (password change, sign out everywhere) ends every session.
+    session_version = IntegerField(default=1)
+    must_change_password = BooleanField(default=False)  # set for passwords shown once on a console
 
     # flask-login's interface
     is_authenticated = True
@@ -67,7 +70,7 @@ class User(BaseModel):
         return self.active
 
     def get_id(self) -> str:
-        return str(self.id)
+        return f"{self.id}:{self.session_version}"
 
     @property
     def is_security_admin(self) -> bool:
