@@ -104,7 +104,7 @@ class AllowlistEntry(BaseModel):
     network = CharField(max_length=64)  # canonical form from iprules.parse_entry
     # The network's first address as 32 hex digits and its prefix length: a lookup probes the index
     # with the client IP masked to each prefix length instead of scanning every entry.
-    start = CharField(max_length=32, index=True)
+    start = CharField(max_length=32)
     prefix_length = IntegerField()
     label = CharField(max_length=100)
     active = BooleanField(default=True)
@@ -112,7 +112,10 @@ class AllowlistEntry(BaseModel):
     added_at = DateTimeField(default=utcnow)
 
     class Meta:
-        indexes = ((("scope", "network"), True),)
+        indexes = (
+            (("scope", "network"), True),
+            (("scope", "start"), False),  # the lookup: (practice or all) x (ip masked per prefix length)
+        )
 
     @property
     def is_all_practices(self) -> bool:
