@@ -32,6 +32,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(load_config(instance_path=instance))
     app.config.update(config or {})
     app.jinja_env.undefined = StrictUndefined
+    app.url_map.converters["int"] = web.IdConverter
 
     db.init_app(app, PROJECT_ROOT)
     create_tables()

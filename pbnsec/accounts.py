@@ -7,7 +7,7 @@ import secrets
 from peewee import IntegrityError, fn
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .db import database
+from .db import change_lock, database
 from .models import Membership, Practice, Role, User
 
 PASSWORD_MIN_LENGTH = 12
@@ -120,7 +120,7 @@ def authenticate(email: str, password: str) -> User | None:
 def bootstrap_owner(owner_email: str, practice_name: str) -> tuple[User, str] | None:
     """On an empty database, create the first practice and its Owner; None when users exist."""
     try:
-        with database.atomic():
+        with change_lock():
             if User.select().exists():
                 return None
             practice = Practice.get_or_none(Practice.name == practice_name) or create_practice(practice_name)

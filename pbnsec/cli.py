@@ -7,7 +7,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from . import audit
 from .accounts import AccountError, bootstrap_owner, create_practice, create_user, find_practice
-from .db import database
+from .db import change_lock
 from .models import IPRestriction, Practice, create_tables, utcnow
 
 
@@ -106,7 +106,7 @@ security_cli = AppGroup("security", help="Break-glass security commands.")
 def unlock_command(practice_name):
     """Switch IP restrictions off for a practice (when every administrator is locked out)."""
     practice = find_practice(practice_name)
-    with database.atomic():
+    with change_lock():
         row, _ = IPRestriction.get_or_create(practice=practice)
         was_on = row.enforced
         IPRestriction.update(enforced=False, updated_at=utcnow()).where(IPRestriction.id == row.id).execute()

@@ -1,6 +1,7 @@
 """The database handle: one proxy, initialised from PBNSEC_DATABASE_URL by the app factory."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from peewee import DatabaseProxy, SqliteDatabase
@@ -27,6 +28,25 @@ def open_database(url: str, root: Path):
             path = str(file)
         return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
     return db_url.connect(url)
+
+
+SECURITY_CHANGE_LOCK = 0x7062_6E73  # PostgreSQL advisory lock id ("pbns") for security changes
+
+
+@contextmanager
+def change_lock():
+    """A transaction holding the write lock from its first statement.
+
+    A check made inside it (would this block the admin? is the allowlist empty?) still holds when the change
+    commits, even with another admin or another app process changing things at the same moment.
+    """
+    if isinstance(database.obj, SqliteDatabase):
+        with database.atomic(lock_type="IMMEDIATE") as txn:
+            yield txn
+    else:
+        with database.atomic() as txn:
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SECURITY_CHANGE_LOCK,))
+            yield txn
 
 
 def init_app(app, root: Path) -> None:

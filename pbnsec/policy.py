@@ -108,6 +108,7 @@ class Lockout:
     message: str
     practice_id: int  # where adding the admin's IP would let the change through
     can_add_ip: bool  # False when that IP is already an entry there (it is the one being removed)
+    advice: str = "Add another entry that covers your IP first, or switch IP restrictions off in General Settings."
 
 
 def lockout_for(user: User, practice_ids, ip, without: str = "", **change) -> Lockout | None:
@@ -120,6 +121,22 @@ def lockout_for(user: User, practice_ids, ip, without: str = "", **change) -> Lo
             ).exists()
             return Lockout(f"This would block you: {prefix}your IP {ip or '(unknown)'} is not on the allowlist.",
                            practice_id, can_add_ip)
+    return None
+
+
+def last_entry_refusal(entry: AllowlistEntry) -> Lockout | None:
+    """Refuse to take away the last active entry of a practice whose IP restrictions are on."""
+    practice_ids = ([p.id for p in Practice.select(Practice.id)] if entry.scope == ALL_PRACTICES
+                    else [entry.practice_id])
+    for practice_id in practice_ids:
+        others = AllowlistEntry.select().where(
+            AllowlistEntry.scope.in_([practice_id, ALL_PRACTICES]) & AllowlistEntry.active
+            & (AllowlistEntry.id != entry.id))
+        if settings_for(practice_id).enforced and not others.exists():
+            name = Practice.get_by_id(practice_id).name
+            return Lockout(f"{entry.network} is the last active entry for {name}, where IP restrictions are on: "
+                           "without it everyone they apply to is blocked.", practice_id, False,
+                           "Add another entry first, or switch IP restrictions off in General Settings.")
     return None
 
 

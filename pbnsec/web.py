@@ -5,11 +5,31 @@ from urllib.parse import urlsplit
 
 from flask import flash, g, redirect, render_template, request, url_for
 from htmx_flask import make_response as htmx_response
+from werkzeug.routing import IntegerConverter
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
+
+
+MAX_ID = 2**63 - 1  # the largest id a database integer column holds
+
+
+class IdConverter(IntegerConverter):
+    """<int:…> in URLs, but never larger than the database can hold (a bigger one is simply not found)."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
+
+
+def parse_id(text) -> int | None:
+    """An id from a form field or query string, or None when it is not one."""
+    text = str(text or "").strip()
+    if text.isascii() and text.isdigit() and int(text) <= MAX_ID:
+        return int(text)
+    return None
 
 
 def wants_fragment() -> bool:

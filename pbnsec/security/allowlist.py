@@ -8,11 +8,11 @@ from flask_login import current_user
 from peewee import JOIN, IntegrityError
 
 from .. import audit
-from ..db import database
+from ..db import change_lock, database
 from ..iprules import EntryError, NetworkMatcher, ipv6_privacy_network, parse_entry
 from ..models import ALL_PRACTICES, AccessRequest, AllowlistEntry, Grant, Practice, User
-from ..policy import lockout_for, network_start
-from ..web import done, render_page
+from ..policy import last_entry_refusal, lockout_for, network_start
+from ..web import done, parse_id, render_page
 from . import bp
 
 LABEL_MAX = 100
@@ -112,9 +112,8 @@ def _scope_for(form: EntryForm):
         if not can_manage_all_practices(current_user):
             form.errors["practice"] = "Only a security administrator of every practice can add an All practices entry."
         return None
-    practice = None
-    if form.practice.isascii() and form.practice.isdigit():
-        practice = current_user.practices().where(Practice.id == int(form.practice)).first()
+    practice_id = parse_id(form.practice)
+    practice = current_user.practices().where(Practice.id == practice_id).first() if practice_id else None
     if practice is None:
         form.errors["practice"] = "Choose one of your practices or All practices."
     return practice
@@ -202,12 +201,17 @@ def relabel_entry(entry_id: int):
                 entry=entry, label_error=None, **page_context())
 
 
-def refuse_if_lockout(entry: AllowlistEntry):
-    """The refusal to send when losing this entry would block the admin making the change, else None."""
+def removal_refusal(entry: AllowlistEntry):
+    """Why this entry may not go (it would block the admin, or leave an enforced practice empty), else None.
+
+    Called inside change_lock(), so the answer still holds when the change commits.
+    """
     affected = [p.id for p in current_user.practices()] if entry.is_all_practices else [entry.practice_id]
-    lockout = lockout_for(current_user, affected, g.client_ip, without="this entry", without_entry=entry.id)
-    if lockout is None:
-        return None
+    return (lockout_for(current_user, affected, g.client_ip, without="this entry", without_entry=entry.id)
+            or last_entry_refusal(entry))
+
+
+def refused_row(entry: AllowlistEntry, lockout):
     return render_page("security/allowlist.html", "security/_entry_row.html", code=409, entry=entry,
                        label_error=None, lockout=lockout, lockout_entry=entry.id, **page_context())
 
@@ -216,12 +220,14 @@ def refuse_if_lockout(entry: AllowlistEntry):
 def set_entry_active(entry_id: int):
     entry = entry_or_404(entry_id)
     active = request.form.get("active") == "1"
-    if not active and (refusal := refuse_if_lockout(entry)):
-        return refusal
-    with database.atomic():
-        AllowlistEntry.update(active=active).where(AllowlistEntry.id == entry.id).execute()
-        audit.record("entry_enabled" if active else "entry_disabled", practice=entry.practice_id,
-                     target=entry.network, detail=f"label: {entry.label}")
+    with change_lock():
+        refusal = None if active else removal_refusal(entry)
+        if refusal is None:
+            AllowlistEntry.update(active=active).where(AllowlistEntry.id == entry.id).execute()
+            audit.record("entry_enabled" if active else "entry_disabled", practice=entry.practice_id,
+                         target=entry.network, detail=f"label: {entry.label}")
+    if refusal:
+        return refused_row(entry, refusal)
     entry.active = active
     return done("security.allowlist", "security/_entry_row.html", trigger="allowlist-changed",
                 entry=entry, label_error=None, **page_context())
@@ -235,13 +241,13 @@ def confirm_delete_entry(entry_id: int):
 @bp.route("/allowlist/<int:entry_id>/delete", methods=["POST"])
 def delete_entry(entry_id: int):
     entry = entry_or_404(entry_id)
-    if refusal := refuse_if_lockout(entry):
-        return refusal
-    with database.atomic():
-        deleted = AllowlistEntry.delete().where(AllowlistEntry.id == entry.id).execute()
-        if deleted:
+    with change_lock():
+        refusal = removal_refusal(entry)
+        if refusal is None and AllowlistEntry.delete().where(AllowlistEntry.id == entry.id).execute():
             audit.record("entry_deleted", practice=entry.practice_id, target=entry.network,
                          detail=f"label: {entry.label}")
+    if refusal:
+        return refused_row(entry, refusal)
     return done("security.allowlist", None, trigger="allowlist-changed",
                 message=f"Deleted {entry.network} ({entry.label}).")
 
@@ -251,14 +257,14 @@ def revoke_grant(grant_id: int):
     grant = Grant.get_or_none(Grant.id == grant_id)
     if grant is None or not current_user.practices().where(Practice.id == grant.practice_id).exists():
         abort(404)
-    lockout = lockout_for(current_user, [grant.practice_id], g.client_ip, without="this grant",
-                          without_grant=grant.id)
+    with change_lock():
+        lockout = lockout_for(current_user, [grant.practice_id], g.client_ip, without="this grant",
+                              without_grant=grant.id)
+        if lockout is None and Grant.delete().where(Grant.id == grant.id).execute():
+            audit.record("grant_revoked", practice=grant.practice_id, target=f"{grant.user.email} from {grant.ip}",
+                         detail=f"request #{grant.request_id}" if grant.request_id else "")
     if lockout is not None:
         return render_page("security/allowlist.html", "security/_grant_row.html", code=409, grant=grant,
                            lockout=lockout, lockout_grant=grant.id, **page_context())
-    with database.atomic():
-        if Grant.delete().where(Grant.id == grant.id).execute():
-            audit.record("grant_revoked", practice=grant.practice_id, target=f"{grant.user.email} from {grant.ip}",
-                         detail=f"request #{grant.request_id}" if grant.request_id else "")
     return done("security.allowlist", None, trigger="allowlist-changed",
                 message=f"Revoked {grant.user.name}'s access from {grant.ip}.")

@@ -5,14 +5,14 @@ from flask import abort, g, render_template, request
 from flask_login import current_user
 
 from .. import audit
-from ..db import database
+from ..db import change_lock
 from ..decision import Settings
 from ..models import (
     ALL_PRACTICES, AllowlistEntry, IPRestriction, Membership, Practice, RestrictedRole, RestrictedUser,
     Role, User, utcnow,
 )
 from ..policy import lockout_for, settings_for
-from ..web import done, wants_fragment
+from ..web import done, parse_id, wants_fragment
 from . import bp
 
 CONTROLS = ("enforced", "scope", "requests")
@@ -20,9 +20,8 @@ CONTROLS = ("enforced", "scope", "requests")
 
 def managed_practice(practice_id) -> Practice:
     """One of the signed-in administrator's practices, else 404."""
-    practice = None
-    if str(practice_id).isascii() and str(practice_id).isdigit():
-        practice = current_user.practices().where(Practice.id == int(practice_id)).first()
+    practice_id = parse_id(practice_id)
+    practice = current_user.practices().where(Practice.id == practice_id).first() if practice_id else None
     if practice is None:
         abort(404)
     return practice
@@ -82,10 +81,10 @@ def _refusal(practice, new: Settings):
 def set_enforced(practice_id: int):
     practice = managed_practice(practice_id)
     on = request.form.get("enforced") == "1"
-    current = settings_for(practice.id)
-    error, lockout = _refusal(practice, Settings(on, current.everyone, current.role_ids, current.user_ids))
-    if error is None and lockout is None:
-        with database.atomic():
+    with change_lock():
+        current = settings_for(practice.id)
+        error, lockout = _refusal(practice, Settings(on, current.everyone, current.role_ids, current.user_ids))
+        if error is None and lockout is None:
             IPRestriction.update(enforced=on, updated_at=utcnow()).where(
                 IPRestriction.id == restriction_row(practice).id).execute()
             audit.record("settings_changed", practice=practice,
@@ -117,10 +116,10 @@ def set_scope(practice_id: int):
     elif not role_ids and not user_ids:
         # Saving "selected" with nothing ticked would restrict nobody: wait for the first tick.
         return respond(practice, "scope", scope=Settings(False, False))
-    current = settings_for(practice.id)
-    error, lockout = _refusal(practice, Settings(current.enforced, everyone, role_ids, user_ids))
-    if error is None and lockout is None:
-        with database.atomic():
+    with change_lock():
+        current = settings_for(practice.id)
+        error, lockout = _refusal(practice, Settings(current.enforced, everyone, role_ids, user_ids))
+        if error is None and lockout is None:
             IPRestriction.update(everyone=everyone, updated_at=utcnow()).where(
                 IPRestriction.id == restriction_row(practice).id).execute()
             RestrictedRole.delete().where(RestrictedRole.practice == practice).execute()
@@ -140,7 +139,7 @@ def set_scope(practice_id: int):
 def set_requests_allowed(practice_id: int):
     practice = managed_practice(practice_id)
     on = request.form.get("requests_allowed") == "1"
-    with database.atomic():
+    with change_lock():
         IPRestriction.update(requests_allowed=on, updated_at=utcnow()).where(
             IPRestriction.id == restriction_row(practice).id).execute()
         audit.record("settings_changed", practice=practice, target="IP restrictions",
