@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_user
+from flask_login import current_user
 
 from . import audit
 from .accounts import change_password
-from .models import User
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -21,8 +20,5 @@ def password():
     if errors:
         return render_template("account/password.html", errors=errors), 422
     audit.record("password_changed", target=user.email, practice=session.get("practice_id"))
-    practice_id = session.get("practice_id")
-    login_user(User.get_by_id(user.id))  # this session carries on under the new session version
-    session["practice_id"] = practice_id
     flash("Your password is changed. Other sessions of yours are signed out.", "success")
     return redirect(url_for("home.index"), code=303)

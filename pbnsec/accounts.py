@@ -7,6 +7,7 @@ import secrets
 from peewee import IntegrityError, fn
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from . import signins
 from .db import change_lock, database
 from .models import Membership, Practice, Role, User
 
@@ -145,6 +146,8 @@ def change_password(user: User, current: str, new: str, repeat: str) -> dict[str
     if not errors and new == current:
         errors["new"] = "Choose a password you have not been using."
     if not errors:
-        User.update(password_hash=generate_password_hash(new), must_change_password=False,
-                    session_version=User.session_version + 1).where(User.id == user.id).execute()
+        with database.atomic():
+            User.update(password_hash=generate_password_hash(new), must_change_password=False).where(
+                User.id == user.id).execute()
+            signins.end_others(user, keep=user.sign_in_token)
     return errors

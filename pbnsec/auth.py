@@ -4,14 +4,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, login_user
 
 from peewee import IntegrityError
 
-from . import audit, ratelimit
+from . import audit, ratelimit, signins
 from .accounts import authenticate
 from .db import database
-from .enforcement import pending_user_id, start_pending_identity
+from .enforcement import end_sign_in, pending_user, start_pending_identity
 from .models import PENDING, AccessRequest, Membership, Practice, User
 from .policy import decisions_for, practice_access
 from .web import safe_next
@@ -73,7 +73,8 @@ def login():
         start_pending_identity(user)
         return redirect(url_for("auth.blocked"), code=303)
 
-    session.clear()
+    end_sign_in()  # whatever this browser held before (a pending identity, another account) ends here
+    user.sign_in_token = signins.start(user)
     login_user(user)
     session["practice_id"] = allowed[0].id
     audit.record("login_allowed", actor=user, practice=allowed[0], target=user.email, detail=_summary(decisions))
@@ -86,8 +87,7 @@ def login():
 def logout():
     if current_user.is_authenticated:
         audit.record("logout", target=current_user.email, practice=session.get("practice_id"))
-    logout_user()
-    session.clear()
+    end_sign_in()
     flash("You have signed out.", "info")
     return redirect(url_for("auth.login"), code=303)
 
@@ -104,9 +104,7 @@ def requester():
     """Who is asking: the signed-in user, or the pending identity of a blocked sign-in; else None."""
     if current_user.is_authenticated:
         return current_user._get_current_object()
-    user_id = pending_user_id()
-    user = User.get_or_none(User.id == user_id) if user_id else None
-    return user if user is not None and user.active else None
+    return pending_user()
 
 
 def _requests_page(user, rows, errors=None, note="", code=200):

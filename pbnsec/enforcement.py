@@ -1,32 +1,35 @@
 """IP restrictions on every request: one before_request hook, for every endpoint and method."""
 from __future__ import annotations
 
-import time
-
 from flask import current_app, flash, g, request, session, url_for
 from flask_login import current_user, logout_user
 
-from . import audit
+from . import audit, signins
 from .clientip import resolve_client_ip
 from .policy import decide_for
 
 # Everything else needs a signed-in user whose IP is allowed for the active practice.
 EXEMPT_ENDPOINTS = frozenset({"static", "auth.login", "auth.logout", "auth.blocked", "auth.access_requests"})
-PENDING_IDENTITY_SECONDS = 15 * 60
 
 
 def start_pending_identity(user) -> None:
     """Let a blocked user (not signed in) see and submit their own access requests for a while."""
+    end_sign_in()
+    session["pending_sign_in"] = signins.start(user, pending=True)
+
+
+def pending_user():
+    """The user behind this browser's pending identity, while it lasts; else None."""
+    return signins.find(session.get("pending_sign_in"), pending=True)
+
+
+def end_sign_in() -> None:
+    """Sign the current user out, on the server as well as in the cookie."""
+    if current_user.is_authenticated:
+        signins.end(current_user.sign_in_token)
+    signins.end(session.get("pending_sign_in"))
+    logout_user()
     session.clear()
-    session["pending_user_id"] = user.id
-    session["pending_until"] = int(time.time()) + PENDING_IDENTITY_SECONDS
-
-
-def pending_user_id() -> int | None:
-    user_id, until = session.get("pending_user_id"), session.get("pending_until")
-    if isinstance(user_id, int) and isinstance(until, int) and until > time.time():
-        return user_id
-    return None
 
 
 def _allowed_practice(user):
@@ -59,7 +62,6 @@ def enforce():
         audit.record("session_blocked", target=user.email,
                      practice=session.get("practice_id"),
                      detail=f"IP {g.client_ip or 'unknown'} is not approved for any of the user's practices")
-        logout_user()
         start_pending_identity(user)
         return hx_redirect(url_for("auth.blocked"))
     if practice.id != session.get("practice_id"):

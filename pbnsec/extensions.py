@@ -13,12 +13,8 @@ login_manager.session_protection = "basic"
 
 @login_manager.user_loader
 def _load_user(user_id: str):
-    from .models import User
+    from .signins import find
 
-    user_pk, _, version = user_id.partition(":")
-    if not (user_pk.isascii() and user_pk.isdigit() and version.isascii() and version.isdigit()):
-        return None
-    user = User.get_or_none(User.id == int(user_pk))
-    if user is None or not user.active or user.session_version != int(version):
-        return None  # a session from before a password change or "sign out everywhere"
-    return user
+    user_pk, _, token = user_id.partition(":")
+    user = find(token)
+    return user if user is not None and str(user.id) == user_pk else None

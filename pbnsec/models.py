@@ -57,9 +57,8 @@ class User(BaseModel):
     active = BooleanField(default=True)
     role = ForeignKeyField(Role, backref="users")
     created_at = DateTimeField(default=utcnow)
-    # Part of the session's user id: bumping it (password change, sign out everywhere) ends every session.
-    session_version = IntegerField(default=1)
     must_change_password = BooleanField(default=False)  # set for passwords shown once on a console
+    sign_in_token = None  # the SignIn this request runs under (set by the user loader), never stored here
 
     # flask-login's interface
     is_authenticated = True
@@ -70,7 +69,7 @@ class User(BaseModel):
         return self.active
 
     def get_id(self) -> str:
-        return f"{self.id}:{self.session_version}"
+        return f"{self.id}:{self.sign_in_token}"
 
     @property
     def is_security_admin(self) -> bool:
@@ -83,6 +82,16 @@ class User(BaseModel):
             .where(Membership.user == self)
             .order_by(Practice.name)
         )
+
+
+class SignIn(BaseModel):
+    """One browser's sign-in, kept on the server so that signing out or a new password really ends it."""
+
+    token = CharField(max_length=64, unique=True)
+    user = ForeignKeyField(User, backref="sign_ins", on_delete="CASCADE")
+    pending = BooleanField(default=False)  # a blocked sign-in: may only see and submit access requests
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(index=True)
 
 
 class Membership(BaseModel):
@@ -205,7 +214,7 @@ class RateLimitHit(BaseModel):
 
 
 MODELS = [
-    Practice, Role, User, Membership, AllowlistEntry, IPRestriction, RestrictedRole, RestrictedUser,
+    Practice, Role, User, SignIn, Membership, AllowlistEntry, IPRestriction, RestrictedRole, RestrictedUser,
     AccessRequest, Grant, AuditEvent, RateLimitHit,
 ]
 

@@ -1,13 +1,13 @@
 """IP access requests: the blocked user asks, an administrator approves or rejects, the grant lets them in."""
 import re
-import time
+from datetime import timedelta
 
 import pytest
 from peewee import IntegrityError
 
 from conftest import OFFICE_IP, PEOPLE, Visitor, make_app
 from pbnsec.auth import NOTE_MAX, REQUEST_LIMIT_PER_IP, REQUEST_LIMIT_PER_USER, submit_requests
-from pbnsec.models import AccessRequest, AuditEvent, Grant, IPRestriction, Practice, User
+from pbnsec.models import AccessRequest, AuditEvent, Grant, IPRestriction, Practice, SignIn, User, utcnow
 
 AWAY = "127.0.0.7"  # an address no allowlist entry covers
 RIVERSIDE, LAKESIDE = "Riverside Dental", "Lakeside Dental"
@@ -462,8 +462,8 @@ def test_the_pending_identity_expires(app, restrict, visitor):
     restrict(RIVERSIDE)
     v = blocked_login(visitor, "fay")
     assert v.get("/blocked").status_code == 200
-    with v.client.session_transaction() as session:
-        session["pending_until"] = int(time.time()) - 1
+    with app.app_context():
+        SignIn.update(expires_at=utcnow() - timedelta(seconds=1)).where(SignIn.pending).execute()
     assert v.get("/blocked").headers["Location"] == "/login"
     response = ask(v, app, RIVERSIDE)
     assert response.status_code == 303 and response.headers["Location"] == "/login"

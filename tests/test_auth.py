@@ -124,3 +124,25 @@ def test_every_page_has_a_strict_content_security_policy(signed_in):
 def test_oversized_request_is_refused(visitor):
     response = visitor().post("/login", {"email": "a" * 100_000, "password": "x"})
     assert response.status_code == 413
+
+
+def test_a_copied_session_cookie_stops_working_after_sign_out(app, signed_in):
+    v = signed_in("ann")
+    stolen = v.client.get_cookie("pbnsec_session").value
+    v.post("/logout")
+    thief = app.test_client()
+    thief.set_cookie("pbnsec_session", stolen)
+    response = thief.get("/security/allowlist", environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert response.status_code == 303 and response.headers["Location"].startswith("/login")
+
+
+def test_a_sign_in_ends_after_twelve_hours(app, signed_in):
+    from datetime import timedelta
+
+    from pbnsec.models import SignIn, utcnow
+    v = signed_in("ann")
+    with app.app_context():
+        sign_in = SignIn.get()
+        assert sign_in.expires_at - sign_in.created_at == timedelta(hours=12)
+        SignIn.update(expires_at=utcnow() - timedelta(seconds=1)).execute()
+    assert v.get("/").headers["Location"].startswith("/login")

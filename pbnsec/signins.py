@@ -1,0 +1,43 @@
+"""Server-side sign-ins: the session cookie only names one, so the server can end it for good."""
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from .models import SignIn, User, utcnow
+
+FULL_LIFETIME = timedelta(hours=12)
+PENDING_LIFETIME = timedelta(minutes=15)  # the blocked-login page's identity: short on purpose
+
+
+def start(user: User, pending: bool = False) -> str:
+    """Record a new sign-in for the user and return its token."""
+    now = utcnow()
+    SignIn.delete().where(SignIn.expires_at <= now).execute()  # tidy as we go: no cron job needed
+    token = secrets.token_urlsafe(32)
+    SignIn.create(token=token, user=user, pending=pending, created_at=now,
+                  expires_at=now + (PENDING_LIFETIME if pending else FULL_LIFETIME))
+    return token
+
+
+def find(token, pending: bool = False) -> User | None:
+    """The active user of a live sign-in of this kind, else None."""
+    if not isinstance(token, str) or not token:
+        return None
+    user = (User.select().join(SignIn)
+            .where((SignIn.token == token) & (SignIn.pending == pending) & (SignIn.expires_at > utcnow())
+                   & User.active)
+            .first())
+    if user is not None:
+        user.sign_in_token = token
+    return user
+
+
+def end(token) -> None:
+    if isinstance(token, str):
+        SignIn.delete().where(SignIn.token == token).execute()
+
+
+def end_others(user: User, keep: str | None) -> None:
+    """End every sign-in of the user except `keep` (after a password change)."""
+    SignIn.delete().where((SignIn.user == user) & (SignIn.token != (keep or ""))).execute()
