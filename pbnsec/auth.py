@@ -19,12 +19,17 @@ from .web import safe_next
 bp = Blueprint("auth", __name__)
 
 LOGIN_WINDOW = timedelta(minutes=15)
-LOGIN_LIMIT_PER_ACCOUNT = 5
+LOGIN_LIMIT_PER_ACCOUNT_AND_IP = 5
 LOGIN_LIMIT_PER_IP = 20
+# Higher, so that a stranger's guesses from elsewhere cannot lock the owner out at the office for long,
+# yet still slow guessing spread over many addresses.
+LOGIN_LIMIT_PER_ACCOUNT = 50
 
 
 def _limit_keys(email: str) -> list[tuple[str, int]]:
-    return [(f"login-account:{email}", LOGIN_LIMIT_PER_ACCOUNT), (f"login-ip:{g.client_ip}", LOGIN_LIMIT_PER_IP)]
+    return [(f"login-account-ip:{email}:{g.client_ip}", LOGIN_LIMIT_PER_ACCOUNT_AND_IP),
+            (f"login-account:{email}", LOGIN_LIMIT_PER_ACCOUNT),
+            (f"login-ip:{g.client_ip}", LOGIN_LIMIT_PER_IP)]
 
 
 def _audit_account(action: str, email: str) -> None:
@@ -32,10 +37,6 @@ def _audit_account(action: str, email: str) -> None:
     practices = list(Practice.select().join(Membership).join(User).where(User.email == email)) if email else []
     for practice in practices or [None]:
         audit.record(action, actor_label=email or "(blank)", target=email, practice=practice)
-
-
-def _summary(decisions) -> str:
-    return "; ".join(f"{p.name}: {'allowed' if d.allowed else 'blocked'} ({d.reason})" for p, d in decisions)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -61,7 +62,7 @@ def login():
         _audit_account("login_failed", email)
         error = "Wrong email or password."
         return render_template("auth/login.html", email=email, error=error, next_url=next_url), 401
-    ratelimit.clear(f"login-account:{email}")
+    ratelimit.clear(f"login-account-ip:{email}:{g.client_ip}")
 
     # Only now, with the password verified, do IP restrictions come into it.
     decisions = decisions_for(user, g.client_ip)
@@ -77,7 +78,13 @@ def login():
     user.sign_in_token = signins.start(user)
     login_user(user)
     session["practice_id"] = allowed[0].id
-    audit.record("login_allowed", actor=user, practice=allowed[0], target=user.email, detail=_summary(decisions))
+    # One event per practice, each telling only that practice's administrators about that practice.
+    audit.record("login_allowed", actor=user, practice=allowed[0], target=user.email,
+                 detail=f"allowed: {dict(decisions)[allowed[0]].reason}")
+    for practice, decision in decisions:
+        if not decision.allowed:
+            audit.record("login_blocked", actor=user, practice=practice, target=user.email,
+                         detail=f"{decision.reason}: IP {g.client_ip or 'unknown'} is not approved")
     if user.must_change_password:
         return redirect(url_for("account.password"), code=303)
     return redirect(next_url or url_for("home.index"), code=303)

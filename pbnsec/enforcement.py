@@ -72,6 +72,9 @@ def enforce():
             flash(f"Your IP is not approved for that practice; you are now working in {practice.name}.", "warning")
             return hx_redirect(url_for("home.index"))
     g.practice = practice
+    if user.must_change_password and request.endpoint != "account.password":
+        # A password that was shown on a console is replaced before anything else is done.
+        return hx_redirect(url_for("account.password"))
     return None
 
 

@@ -146,3 +146,22 @@ def test_a_sign_in_ends_after_twelve_hours(app, signed_in):
         assert sign_in.expires_at - sign_in.created_at == timedelta(hours=12)
         SignIn.update(expires_at=utcnow() - timedelta(seconds=1)).execute()
     assert v.get("/").headers["Location"].startswith("/login")
+
+
+def test_a_strangers_wrong_guesses_elsewhere_do_not_lock_the_owner_out_at_the_office(visitor):
+    stranger = visitor(ip="127.0.0.50")
+    for _ in range(5):
+        stranger.login("owner@example.com", "a wrong guess here")
+    assert stranger.login("owner@example.com").status_code == 429
+    assert visitor(ip="127.0.0.1").login("owner@example.com").status_code == 303
+
+
+def test_the_sign_in_audit_tells_each_practice_only_about_itself(app, visitor):
+    from conftest import restrict
+    restrict(app, "Riverside Dental", "192.0.2.0/24")
+    visitor(ip="127.0.0.1").login("hal@example.com")  # blocked at Riverside, allowed at Lakeside
+    with app.app_context():
+        events = {(e.action, e.practice.name): e.detail for e in AuditEvent.select()
+                  .where(AuditEvent.action.startswith("login_"))}
+    assert events == {("login_allowed", "Lakeside Dental"): "allowed: restrictions_off",
+                      ("login_blocked", "Riverside Dental"): "ip_not_approved: IP 127.0.0.1 is not approved"}

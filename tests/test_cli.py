@@ -17,8 +17,11 @@ def test_init_db_creates_the_owner_once_and_shows_the_password_once(tmp_path):
     assert second.exit_code == 0 and "Password" not in second.output
     from conftest import Visitor
     v = Visitor(app)
-    assert v.login("boss@example.com", password).status_code == 303
-    assert "Riverside Dental" in v.get("/").text
+    assert v.login("boss@example.com", password).headers["Location"] == "/account/password"
+    assert v.get("/").headers["Location"] == "/account/password"  # nothing else until it is replaced
+    assert v.post("/account/password", {"current": password, "new": "a brand new passphrase",
+                                        "repeat": "a brand new passphrase"}).status_code == 303
+    assert "<h1>Riverside Dental</h1>" in v.get("/").text
 
 
 def test_create_practice_and_user(runner, app):
