@@ -27,7 +27,8 @@ class IdConverter(IntegerConverter):
 def parse_id(text) -> int | None:
     """An id from a form field or query string, or None when it is not one."""
     text = str(text or "").strip()
-    if text.isascii() and text.isdigit() and int(text) <= MAX_ID:
+    # The length check comes first: int() refuses strings of thousands of digits with an error.
+    if 0 < len(text) <= 19 and text.isascii() and text.isdigit() and int(text) <= MAX_ID:
         return int(text)
     return None
 
@@ -53,11 +54,11 @@ def done(endpoint: str, fragment: str | None = None, trigger: str | None = None,
     return redirect(url_for(endpoint, **(endpoint_args or {})), code=303)
 
 
-def hx_redirect(location: str, status: int = 303):
+def hx_redirect(location: str):
     """Send the browser elsewhere; htmx is told with HX-Redirect so no page lands in a fragment."""
     if request.htmx:
         return htmx_response("", redirect=location)
-    return redirect(location, code=status)
+    return redirect(location, code=303)
 
 
 def safe_next(target: str | None) -> str | None:

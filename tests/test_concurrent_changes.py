@@ -107,3 +107,20 @@ def test_a_practice_id_too_big_for_the_database_is_a_form_error(app, ann):
 def practice_id(app, name="Riverside Dental"):
     with app.app_context():
         return Practice.get(Practice.name == name).id
+
+
+HUGE = "9" * 5000  # Python's int() refuses digit strings this long with an error of its own
+
+
+@pytest.mark.parametrize("method,url,data,expected", [
+    ("GET", f"/security/settings?practice={HUGE}", None, 404),
+    ("POST", "/security/allowlist", {"address": "192.0.2.1", "label": "x", "practice": HUGE}, 422),
+    ("GET", f"/security/audit?page={HUGE}", None, 400),
+    ("GET", f"/security/audit?practice={HUGE}", None, 400),
+    ("GET", f"/security/audit.csv?practice={HUGE}", None, 400),
+    ("POST", "/security/settings/{riverside}/scope", {"applies_to": "selected", "roles": HUGE}, 422),
+])
+def test_endless_numbers_in_forms_and_query_strings_are_refused_not_crashed(app, ann, method, url, data, expected):
+    url = url.replace("{riverside}", str(practice_id(app)))
+    response = ann.post(url, data) if method == "POST" else ann.get(url)
+    assert response.status_code == expected

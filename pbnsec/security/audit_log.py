@@ -9,6 +9,7 @@ from flask import Response, render_template, request, stream_with_context
 from flask_login import current_user
 
 from ..models import AuditEvent, Practice
+from ..web import parse_id
 from . import bp
 from .allowlist import can_manage_all_practices
 
@@ -35,11 +36,11 @@ class AuditFilter:
         f = cls(args.get("practice", "").strip(), args.get("action", "").strip(), args.get("user", "").strip()[:254])
         errors = []
         page = args.get("page", "1").strip()
-        if not (page.isascii() and page.isdigit() and 1 <= int(page) <= 100_000):
-            errors.append(f"The page must be a whole number from 1 up, not {page!r}.")
+        if not parse_id(page):
+            errors.append(f"The page must be a whole number from 1 up, not {page[:20]!r}.")
         else:
-            f.page = int(page)
-        if f.practice and not (f.practice.isascii() and f.practice.isdigit() and int(f.practice) in practice_ids):
+            f.page = parse_id(page)
+        if f.practice and parse_id(f.practice) not in practice_ids:
             errors.append("Choose one of your practices.")
         if f.action and f.action not in ACTIONS:
             errors.append(f"There is no action called {f.action!r}.")
@@ -60,7 +61,7 @@ def filtered_events(f: AuditFilter):
         visible |= AuditEvent.practice.is_null()
     query = AuditEvent.select().where(visible)
     if f.practice:
-        query = query.where(AuditEvent.practice == int(f.practice))
+        query = query.where(AuditEvent.practice == parse_id(f.practice))
     if f.action:
         query = query.where(AuditEvent.action == f.action)
     if f.user:

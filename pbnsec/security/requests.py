@@ -78,7 +78,9 @@ def _decide_view(request_id: int, status: str):
     req = request_or_404(request_id)
     won = decide_request(req, status)
     req = (AccessRequest.select(AccessRequest, User).join(User, on=(AccessRequest.user == User.id))
-           .where(AccessRequest.id == req.id).get())
+           .where(AccessRequest.id == req.id).first())
+    if req is None:  # the requester's account was deleted meanwhile
+        abort(404)
     decider = User.get_or_none(User.id == req.decided_by_id)
     if won:
         message = f"{req.status.capitalize()} {req.user.name}'s request for {req.practice.name} from {req.ip}."

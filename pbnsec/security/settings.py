@@ -15,9 +15,6 @@ from ..policy import lockout_for, settings_for
 from ..web import done, parse_id, wants_fragment
 from . import bp
 
-CONTROLS = ("enforced", "scope", "requests")
-
-
 def managed_practice(practice_id) -> Practice:
     """One of the signed-in administrator's practices, else 404."""
     practice_id = parse_id(practice_id)
@@ -94,10 +91,10 @@ def set_enforced(practice_id: int):
 
 def _ids(field: str, allowed: set[int]) -> frozenset[int] | None:
     """The checked ids of a picker, or None when one is not among those offered."""
-    values = request.form.getlist(field)
-    if not all(v.isascii() and v.isdigit() and int(v) in allowed for v in values):
+    ids = [parse_id(v) for v in request.form.getlist(field)]
+    if not all(i in allowed for i in ids):
         return None
-    return frozenset(int(v) for v in values)
+    return frozenset(ids)
 
 
 @bp.route("/settings/<int:practice_id>/scope", methods=["POST"])
