@@ -34,7 +34,7 @@ def end_sign_in() -> None:
 
 def _allowed_practice(user):
     """The active practice if the IP is allowed there, else the first practice that allows it."""
-    practices = list(user.practices())
+    practices = g.user_practices = list(user.practices())  # the header's practice switcher reuses them
     active_id = session.get("practice_id")
     practices.sort(key=lambda p: p.id != active_id)
     for practice in practices:

@@ -95,10 +95,17 @@ def decide_for(user: User, practice_id: int, ip, settings: Settings | None = Non
     subject = Subject(user.id, user.role_id)
     if not settings.enforced or not settings.applies_to(subject):
         return decide(subject, ip, settings, [], [], utcnow())
+    now = utcnow()
     entries = [r for r in candidate_entries(practice_id, ip) if r.ref.id != without_entry]
+    # Load the grants, then the request status, only when the step before did not already allow.
+    decision = decide(subject, ip, settings, entries, [], now)
+    if decision.allowed:
+        return decision
     grants = [r for r in grant_rules(user.id, practice_id, ip) if r.ref.id != without_grant]
-    return decide(subject, ip, settings, entries, grants, utcnow(),
-                  request_status(user.id, practice_id, ip))
+    decision = decide(subject, ip, settings, entries, grants, now)
+    if decision.allowed:
+        return decision
+    return decide(subject, ip, settings, entries, grants, now, request_status(user.id, practice_id, ip))
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,8 @@ def _practice_switcher():
 
     from .policy import practice_access
 
+    if len(g.get("user_practices", ())) < 2:
+        return []  # nothing to switch between: spare the decisions
     return practice_access(current_user, g.get("client_ip"))
 
 

@@ -42,8 +42,12 @@ def clean_label(text: str) -> tuple[str, str | None]:
 
 def visible_entries(practice):
     """The practice's entries and the "All practices" entries."""
+    added_by = User.alias()
     return (
-        AllowlistEntry.select()
+        AllowlistEntry.select(AllowlistEntry, Practice, added_by)
+        .join(Practice, JOIN.LEFT_OUTER, on=(AllowlistEntry.practice == Practice.id))
+        .switch(AllowlistEntry)
+        .join(added_by, JOIN.LEFT_OUTER, on=(AllowlistEntry.added_by == added_by.id), attr="added_by")
         .where(AllowlistEntry.scope.in_([practice.id, ALL_PRACTICES]))
         .order_by(AllowlistEntry.scope.desc(), AllowlistEntry.added_at, AllowlistEntry.id)
     )
