@@ -11,7 +11,7 @@ from peewee import IntegrityError
 from . import audit, ratelimit, signins
 from .accounts import authenticate
 from .db import database
-from .enforcement import end_sign_in, pending_user, start_pending_identity
+from .enforcement import end_sign_in, blocked_user, start_blocked_sign_in
 from .models import PENDING, AccessRequest, Membership, Practice, User
 from .policy import decisions_for, practice_access
 from .web import safe_next
@@ -71,10 +71,10 @@ def login():
         for practice, decision in decisions:
             audit.record("login_blocked", actor=user, practice=practice, target=user.email,
                          detail=f"{decision.reason}: IP {g.client_ip or 'unknown'} is not approved")
-        start_pending_identity(user)
+        start_blocked_sign_in(user)
         return redirect(url_for("auth.blocked"), code=303)
 
-    end_sign_in()  # whatever this browser held before (a pending identity, another account) ends here
+    end_sign_in()  # whatever this browser held before (a blocked sign-in, another account) ends here
     user.sign_in_token = signins.start(user)
     login_user(user)
     session["practice_id"] = allowed[0].id
@@ -108,10 +108,10 @@ REQUEST_LIMIT_PER_IP = 30
 
 
 def requester():
-    """Who is asking: the signed-in user, or the pending identity of a blocked sign-in; else None."""
+    """Who is asking: the signed-in user, or the blocked sign-in of a blocked sign-in; else None."""
     if current_user.is_authenticated:
         return current_user._get_current_object()
-    return pending_user()
+    return blocked_user()
 
 
 def _requests_page(user, rows, errors=None, note="", code=200):

@@ -12,22 +12,22 @@ from .policy import decide_for
 EXEMPT_ENDPOINTS = frozenset({"static", "auth.login", "auth.logout", "auth.blocked", "auth.access_requests"})
 
 
-def start_pending_identity(user) -> None:
+def start_blocked_sign_in(user) -> None:
     """Let a blocked user (not signed in) see and submit their own access requests for a while."""
     end_sign_in()
-    session["pending_sign_in"] = signins.start(user, pending=True)
+    session["blocked_sign_in"] = signins.start(user, blocked=True)
 
 
-def pending_user():
-    """The user behind this browser's pending identity, while it lasts; else None."""
-    return signins.find(session.get("pending_sign_in"), pending=True)
+def blocked_user():
+    """The user behind this browser's blocked sign-in, while it lasts; else None."""
+    return signins.find(session.get("blocked_sign_in"), blocked=True)
 
 
 def end_sign_in() -> None:
     """Sign the current user out, on the server as well as in the cookie."""
     if current_user.is_authenticated:
         signins.end(current_user.sign_in_token)
-    signins.end(session.get("pending_sign_in"))
+    signins.end(session.get("blocked_sign_in"))
     logout_user()
     session.clear()
 
@@ -62,7 +62,7 @@ def enforce():
         audit.record("session_blocked", target=user.email,
                      practice=session.get("practice_id"),
                      detail=f"IP {g.client_ip or 'unknown'} is not approved for any of the user's practices")
-        start_pending_identity(user)
+        start_blocked_sign_in(user)
         return hx_redirect(url_for("auth.blocked"))
     if practice.id != session.get("practice_id"):
         moved = session.get("practice_id") is not None

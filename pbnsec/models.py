@@ -89,7 +89,7 @@ class SignIn(BaseModel):
 
     token = CharField(max_length=64, unique=True)
     user = ForeignKeyField(User, backref="sign_ins", on_delete="CASCADE")
-    pending = BooleanField(default=False)  # a blocked sign-in: may only see and submit access requests
+    blocked = BooleanField(default=False)  # a blocked sign-in: may only see and submit access requests
     created_at = DateTimeField(default=utcnow)
     expires_at = DateTimeField(index=True)
 

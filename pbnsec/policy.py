@@ -109,8 +109,8 @@ def decide_for(user: User, practice_id: int, ip, settings: Settings | None = Non
 
 
 @dataclass(frozen=True)
-class Lockout:
-    """A refused change: it would block the administrator making it, from the IP they use now."""
+class Refusal:
+    """A refused security change: it would block the admin making it, or empty an enforced allowlist."""
 
     message: str
     practice_id: int  # where adding the admin's IP would let the change through
@@ -118,20 +118,20 @@ class Lockout:
     advice: str = "Add another entry that covers your IP first, or switch IP restrictions off in General Settings."
 
 
-def lockout_for(user: User, practice_ids, ip, without: str = "", **change) -> Lockout | None:
-    """The Lockout a change would cause (other settings, or an entry or grant gone), else None."""
+def lockout_for(user: User, practice_ids, ip, without: str = "", **change) -> Refusal | None:
+    """The Refusal a change would cause (other settings, or an entry or grant gone), else None."""
     for practice_id in practice_ids:
         if decide_for(user, practice_id, ip).allowed and not decide_for(user, practice_id, ip, **change).allowed:
             prefix = f"without {without}, " if without else ""
             can_add_ip = ip is not None and not AllowlistEntry.select().where(
                 (AllowlistEntry.scope == practice_id) & (AllowlistEntry.network == str(ip_network(ip)))
             ).exists()
-            return Lockout(f"This would block you: {prefix}your IP {ip or '(unknown)'} is not on the allowlist.",
+            return Refusal(f"This would block you: {prefix}your IP {ip or '(unknown)'} is not on the allowlist.",
                            practice_id, can_add_ip)
     return None
 
 
-def last_entry_refusal(entry: AllowlistEntry) -> Lockout | None:
+def last_entry_refusal(entry: AllowlistEntry) -> Refusal | None:
     """Refuse to take away the last active entry of a practice whose IP restrictions are on."""
     practice_ids = ([p.id for p in Practice.select(Practice.id)] if entry.scope == ALL_PRACTICES
                     else [entry.practice_id])
@@ -141,7 +141,7 @@ def last_entry_refusal(entry: AllowlistEntry) -> Lockout | None:
             & (AllowlistEntry.id != entry.id))
         if settings_for(practice_id).enforced and not others.exists():
             name = Practice.get_by_id(practice_id).name
-            return Lockout(f"{entry.network} is the last active entry for {name}, where IP restrictions are on: "
+            return Refusal(f"{entry.network} is the last active entry for {name}, where IP restrictions are on: "
                            "without it everyone they apply to is blocked.", practice_id, False,
                            "Add another entry first, or switch IP restrictions off in General Settings.")
     return None

@@ -7,25 +7,25 @@ from datetime import timedelta
 from .models import SignIn, User, utcnow
 
 FULL_LIFETIME = timedelta(hours=12)
-PENDING_LIFETIME = timedelta(minutes=15)  # the blocked-login page's identity: short on purpose
+BLOCKED_LIFETIME = timedelta(minutes=15)  # the blocked-login page's identity: short on purpose
 
 
-def start(user: User, pending: bool = False) -> str:
+def start(user: User, blocked: bool = False) -> str:
     """Record a new sign-in for the user and return its token."""
     now = utcnow()
     SignIn.delete().where(SignIn.expires_at <= now).execute()  # tidy as we go: no cron job needed
     token = secrets.token_urlsafe(32)
-    SignIn.create(token=token, user=user, pending=pending, created_at=now,
-                  expires_at=now + (PENDING_LIFETIME if pending else FULL_LIFETIME))
+    SignIn.create(token=token, user=user, blocked=blocked, created_at=now,
+                  expires_at=now + (BLOCKED_LIFETIME if blocked else FULL_LIFETIME))
     return token
 
 
-def find(token, pending: bool = False) -> User | None:
+def find(token, blocked: bool = False) -> User | None:
     """The active user of a live sign-in of this kind, else None."""
     if not isinstance(token, str) or not token:
         return None
     user = (User.select().join(SignIn)
-            .where((SignIn.token == token) & (SignIn.pending == pending) & (SignIn.expires_at > utcnow())
+            .where((SignIn.token == token) & (SignIn.blocked == blocked) & (SignIn.expires_at > utcnow())
                    & User.active)
             .first())
     if user is not None:

@@ -444,7 +444,7 @@ def test_requests_are_rate_limited_per_ip(app, restrict, visitor):
     assert len(request_ids(app, "bob", LAKESIDE)) == 1
 
 
-# --- the pending identity -----------------------------------------------------------------------------
+# --- the blocked sign-in -----------------------------------------------------------------------------
 
 def test_blocked_page_without_a_pending_identity_sends_to_sign_in(app, visitor):
     v = visitor(ip=AWAY)
@@ -463,7 +463,7 @@ def test_the_pending_identity_expires(app, restrict, visitor):
     v = blocked_login(visitor, "fay")
     assert v.get("/blocked").status_code == 200
     with app.app_context():
-        SignIn.update(expires_at=utcnow() - timedelta(seconds=1)).where(SignIn.pending).execute()
+        SignIn.update(expires_at=utcnow() - timedelta(seconds=1)).where(SignIn.blocked).execute()
     assert v.get("/blocked").headers["Location"] == "/login"
     response = ask(v, app, RIVERSIDE)
     assert response.status_code == 303 and response.headers["Location"] == "/login"
@@ -484,7 +484,7 @@ def test_the_pending_identity_ends_when_the_user_is_deactivated(app, restrict, v
                                  "/security/settings", "/security/audit"])
 def test_a_pending_identity_can_do_nothing_else(app, restrict, visitor, url):
     restrict(RIVERSIDE)
-    v = blocked_login(visitor, "ann")  # even an administrator's pending identity
+    v = blocked_login(visitor, "ann")  # even an administrator's blocked sign-in
     response = v.get(url)
     assert response.status_code == 303 and response.headers["Location"].startswith("/login")
 

@@ -39,6 +39,7 @@ def test_add_entry_as_a_plain_form_redirects_to_the_page_with_a_message(app, ann
     assert response.status_code == 303 and response.headers["Location"] == "/security/allowlist"
     page = ann.get("/security/allowlist")
     assert "Added 192.0.2.0/24 (Office Network) to the allowlist." in page.text
+    assert '<td data-label="Added by">Ann Lee</td>' in page.text
     assert entries(app) == [("192.0.2.0/24", "Office Network", "Riverside Dental", True)]
 
 

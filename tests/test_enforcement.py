@@ -207,7 +207,7 @@ def test_nothing_but_the_exempt_list_answers_a_blocked_session(app, signed_in):
     token = owner.token
     with app.app_context():
         sign_in = SignIn.get()  # each blocked request ends it on the server; put it back before the next
-        live = {k: getattr(sign_in, k) for k in ("token", "user", "pending", "created_at", "expires_at")}
+        live = {k: getattr(sign_in, k) for k in ("token", "user", "blocked", "created_at", "expires_at")}
     ids = {"entry_id": entry_id, "practice_id": practice_id(app, "Riverside Dental"),
            "request_id": 1, "grant_id": 1}
     checked = 0
