@@ -94,20 +94,21 @@ def live_app(tmp_path: Path, setup: Callable | None = None, **config) -> Iterato
 @contextmanager
 def chromium_page(timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Iterator[Page]:
     """A Page in a new browser context of a headless Chromium; actions and `expect` wait up to timeout_ms."""
-    if not os.access(CHROMIUM, os.X_OK):
-        raise RuntimeError(f"{CHROMIUM} is missing: run `make chromium` (never `playwright install`)")
-    expect.set_options(timeout=timeout_ms)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context()
-            context.set_default_timeout(timeout_ms)
-            try:
-                yield context.new_page()
-            finally:
-                context.close()
-        finally:
-            browser.close()
+    with chromium_pages(1, timeout_ms) as (page,):
+        yield page
+
+
+def stays_in_place(page: Page, url: str, navigations: list):
+    """Mark the page, then return a check that it is still that document at `url`: htmx swapped, nothing reloaded."""
+    page.evaluate("window.__sameDocument = true")
+    navigations.clear()
+
+    def check():
+        expect(page).to_have_url(url)
+        assert navigations == [], f"the browser navigated instead of swapping: {navigations}"
+        assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+
+    return check
 
 
 @contextmanager

@@ -5,7 +5,7 @@ import re
 
 from playwright.sync_api import expect
 
-from browser_support import chromium_page, live_app
+from browser_support import chromium_page, live_app, stays_in_place
 from pbnsec.models import AllowlistEntry
 
 EMAIL = "ann@example.com"
@@ -55,13 +55,7 @@ def test_admin_builds_the_allowlist_in_the_browser_without_reloading_the_page(tm
         expect(rows).to_have_count(0)
 
         # From here on every action is an htmx swap: the document must never be replaced.
-        page.evaluate("window.__sameDocument = true")
-        navigations.clear()
-
-        def still_the_same_page():
-            expect(page).to_have_url(base_url + ALLOWLIST_PATH)
-            assert navigations == [], f"the browser navigated instead of swapping: {navigations}"
-            assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+        still_the_same_page = stays_in_place(page, base_url + ALLOWLIST_PATH, navigations)
 
         # One click adds the admin's own IP; the status turns to Covered.
         page.get_by_role("button", name="Add my current IP (127.0.0.1)").click()

@@ -7,7 +7,7 @@ from ipaddress import ip_network
 
 from playwright.sync_api import Page, expect
 
-from browser_support import chromium_pages, live_app
+from browser_support import chromium_pages, live_app, stays_in_place
 from pbnsec.models import AccessRequest, Grant
 
 PASSWORD = "correct horse battery"
@@ -133,13 +133,7 @@ def test_blocked_hygienist_requests_access_and_admin_decides_in_place(tmp_path):
         riverside, lakeside = row_of(RIVERSIDE), row_of(LAKESIDE)
 
         # From here on every decision is an htmx swap: the document must never be replaced.
-        ann.evaluate("window.__sameDocument = true")
-        ann_navigations.clear()
-
-        def still_the_same_page():
-            expect(ann).to_have_url(base_url + REQUESTS_PATH)
-            assert ann_navigations == [], f"the browser navigated instead of swapping: {ann_navigations}"
-            assert ann.evaluate("window.__sameDocument") is True, "the page was reloaded"
+        still_the_same_page = stays_in_place(ann, base_url + REQUESTS_PATH, ann_navigations)
 
         # One click approves Riverside: the row shows who decided, and the badge drops to 1.
         riverside.get_by_role("button", name="Approve").click()
