@@ -4,7 +4,7 @@ import threading
 import pytest
 
 from pbnsec import policy
-from pbnsec.models import AllowlistEntry, IPRestriction, Practice
+from pbnsec.models import AllowlistEntry, IPRestriction, Practice, RestrictedRole, Role
 from conftest import restrict
 
 
@@ -62,11 +62,17 @@ def test_switching_on_while_the_last_entry_is_deleted_never_enforces_an_empty_al
     owner.post("/security/allowlist", {"address": "192.0.2.0/24", "label": "Branch", "practice": riverside})
     owner.get("/security/allowlist")
     only = entry_id(app, "192.0.2.0/24")
-    at_the_same_moment(
+    with app.app_context():  # restrictions will apply to Front Desk only, so the owner is never locked out
+        practice = Practice.get_by_id(int(riverside))
+        IPRestriction.create(practice=practice, enforced=False, everyone=False)
+        RestrictedRole.create(practice=practice, role=Role.get(Role.name == "Front Desk"))
+    responses = at_the_same_moment(
         monkeypatch,
         lambda: owner.post(f"/security/settings/{riverside}/enforced", {"enforced": "1"}, htmx=True),
         lambda: owner.post(f"/security/allowlist/{only}/delete", htmx=True),
     )
+    # Whichever went first wins; the other is refused with a reason (never both, never a crash).
+    assert sorted(r.status_code for r in responses) == [200, 409]
     with app.app_context():
         enforced = IPRestriction.select().where(IPRestriction.enforced).exists()
         entries = AllowlistEntry.select().count()
