@@ -1,6 +1,7 @@
 """Security Management › IP Allowlist."""
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 
 from flask import abort, g, render_template, request
@@ -37,6 +38,9 @@ def clean_label(text: str) -> tuple[str, str | None]:
         return label, "Enter a label, such as Office Network or Remote Provider."
     if len(label) > LABEL_MAX:
         return label, f"A label can be at most {LABEL_MAX} characters long (this one has {len(label)})."
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in label):
+        # Invisible characters (NUL, bidi overrides) would let two labels look alike, or break PostgreSQL.
+        return label.translate({c: None for c in range(32)}), "A label cannot contain control or invisible characters."
     return label, None
 
 
