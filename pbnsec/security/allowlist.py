@@ -13,8 +13,8 @@ from ..db import change_lock, database
 from ..iprules import EntryError, NetworkMatcher, ipv6_privacy_network, parse_entry
 from ..models import ALL_PRACTICES, AccessRequest, AllowlistEntry, Grant, Practice, User
 from ..policy import last_entry_refusal, lockout_for, network_start
-from ..web import done, parse_id, render_page
-from . import bp
+from ..web import done, render_page
+from . import bp, my_practice, my_practice_or_404
 
 LABEL_MAX = 100
 
@@ -66,8 +66,7 @@ def entry_or_404(entry_id: int, change: bool = True) -> AllowlistEntry:
         if change and not can_manage_all_practices(current_user):
             abort(403, "Only a security administrator of every practice can change an All practices entry.")
         return entry
-    if not current_user.practices().where(Practice.id == entry.practice_id).exists():
-        abort(404)
+    my_practice_or_404(entry.practice_id)
     return entry
 
 
@@ -120,8 +119,7 @@ def _scope_for(form: EntryForm):
         if not can_manage_all_practices(current_user):
             form.errors["practice"] = "Only a security administrator of every practice can add an All practices entry."
         return None
-    practice_id = parse_id(form.practice)
-    practice = current_user.practices().where(Practice.id == practice_id).first() if practice_id else None
+    practice = my_practice(form.practice)
     if practice is None:
         form.errors["practice"] = "Choose one of your practices or All practices."
     return practice
@@ -263,8 +261,9 @@ def delete_entry(entry_id: int):
 @bp.route("/grants/<int:grant_id>/revoke", methods=["POST"])
 def revoke_grant(grant_id: int):
     grant = Grant.get_or_none(Grant.id == grant_id)
-    if grant is None or not current_user.practices().where(Practice.id == grant.practice_id).exists():
+    if grant is None:
         abort(404)
+    my_practice_or_404(grant.practice_id)
     with change_lock():
         lockout = lockout_for(current_user, [grant.practice_id], g.client_ip, without="this grant",
                               without_grant=grant.id)

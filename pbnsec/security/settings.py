@@ -1,27 +1,19 @@
 """Security Management › General Settings: IP restrictions per practice, each control saving itself."""
 from __future__ import annotations
 
-from flask import abort, g, render_template, request
+from flask import g, render_template, request
 from flask_login import current_user
 
 from .. import audit
 from ..db import change_lock
 from ..decision import Settings
 from ..models import (
-    ALL_PRACTICES, AllowlistEntry, IPRestriction, Membership, Practice, RestrictedRole, RestrictedUser,
+    ALL_PRACTICES, AllowlistEntry, IPRestriction, Membership, RestrictedRole, RestrictedUser,
     Role, User, utcnow,
 )
 from ..policy import lockout_for, settings_for
 from ..web import done, parse_id, wants_fragment
-from . import bp
-
-def managed_practice(practice_id) -> Practice:
-    """One of the signed-in administrator's practices, else 404."""
-    practice_id = parse_id(practice_id)
-    practice = current_user.practices().where(Practice.id == practice_id).first() if practice_id else None
-    if practice is None:
-        abort(404)
-    return practice
+from . import bp, my_practice_or_404
 
 
 def restriction_row(practice) -> IPRestriction:
@@ -61,7 +53,7 @@ def respond(practice, control: str, error: str | None = None, lockout=None, code
 
 @bp.route("/settings")
 def settings():
-    practice = managed_practice(request.args.get("practice", g.practice.id))
+    practice = my_practice_or_404(request.args.get("practice", g.practice.id))
     return render_template("security/settings.html", **settings_context(practice))
 
 
@@ -76,7 +68,7 @@ def _refusal(practice, new: Settings):
 
 @bp.route("/settings/<int:practice_id>/enforced", methods=["POST"])
 def set_enforced(practice_id: int):
-    practice = managed_practice(practice_id)
+    practice = my_practice_or_404(practice_id)
     on = request.form.get("enforced") == "1"
     with change_lock():
         current = settings_for(practice.id)
@@ -99,7 +91,7 @@ def _ids(field: str, allowed: set[int]) -> frozenset[int] | None:
 
 @bp.route("/settings/<int:practice_id>/scope", methods=["POST"])
 def set_scope(practice_id: int):
-    practice = managed_practice(practice_id)
+    practice = my_practice_or_404(practice_id)
     everyone = request.form.get("applies_to", "everyone") != "selected"
     role_ids = _ids("roles", {r.id for r in Role.select(Role.id)})
     member_ids = {m.user_id for m in Membership.select(Membership.user).where(Membership.practice == practice)}
@@ -134,7 +126,7 @@ def set_scope(practice_id: int):
 
 @bp.route("/settings/<int:practice_id>/requests", methods=["POST"])
 def set_requests_allowed(practice_id: int):
-    practice = managed_practice(practice_id)
+    practice = my_practice_or_404(practice_id)
     on = request.form.get("requests_allowed") == "1"
     with change_lock():
         IPRestriction.update(requests_allowed=on, updated_at=utcnow()).where(
