@@ -11,9 +11,9 @@ from peewee import IntegrityError
 from . import audit, ratelimit, signins
 from .accounts import authenticate
 from .db import database
-from .enforcement import end_sign_in, blocked_user, start_blocked_sign_in
+from .enforcement import access_for, blocked_user, end_sign_in, start_blocked_sign_in
 from .models import PENDING, AccessRequest, Membership, Practice, User
-from .policy import decisions_for, practice_access
+from .policy import decisions_for
 from .web import safe_next
 
 bp = Blueprint("auth", __name__)
@@ -131,7 +131,7 @@ def blocked():
     if user is None:
         flash("Please sign in again.", "info")
         return redirect(url_for("auth.login"), code=303)
-    return _requests_page(user, practice_access(user, g.client_ip))
+    return _requests_page(user, access_for(user))
 
 
 @bp.route("/access-requests", methods=["GET", "POST"])
@@ -140,7 +140,7 @@ def access_requests():
     if user is None:
         flash("Please sign in again.", "info")
         return redirect(url_for("auth.login"), code=303)
-    rows = practice_access(user, g.client_ip)
+    rows = access_for(user)
     if request.method == "GET":
         return _requests_page(user, rows)
 

@@ -6,7 +6,7 @@ from flask_login import current_user, logout_user
 
 from . import audit, signins
 from .clientip import resolve_client_ip
-from .policy import decide_for
+from .policy import decide_for, practice_access
 
 # Everything else needs a signed-in user whose IP is allowed for the active practice.
 EXEMPT_ENDPOINTS = frozenset({"static", "auth.login", "auth.logout", "auth.blocked", "auth.access_requests"})
@@ -43,6 +43,15 @@ def _allowed_practice(user):
     return None
 
 
+def access_for(user):
+    """Each of the user's practices as seen from this request's IP, worked out once per request."""
+    cached = g.get("access")
+    if cached is None or cached[0] != user.id:
+        g.user_practices = list(user.practices())
+        g.access = (user.id, practice_access(user, g.client_ip))
+    return g.access[1]
+
+
 def enforce():
     from .web import hx_redirect
 
@@ -50,7 +59,10 @@ def enforce():
     if request.endpoint in EXEMPT_ENDPOINTS:
         if request.endpoint != "static" and current_user.is_authenticated:
             # Not enforced here, but the header still shows the practice the user may work in.
-            g.practice = _allowed_practice(current_user._get_current_object())
+            allowed = [row.practice for row in access_for(current_user._get_current_object())
+                       if row.decision.allowed]
+            allowed.sort(key=lambda p: p.id != session.get("practice_id"))
+            g.practice = allowed[0] if allowed else None
         return None
     if not current_user.is_authenticated:
         wants_page = request.method == "GET" and not request.htmx and request.path != "/"

@@ -108,11 +108,11 @@ STATUS_LABELS = {
 def _practice_switcher():
     from flask_login import current_user
 
-    from .policy import practice_access
+    from .enforcement import access_for
 
     if len(g.get("user_practices", ())) < 2:
         return []  # nothing to switch between: spare the decisions
-    return practice_access(current_user, g.get("client_ip"))
+    return access_for(current_user)
 
 
 def _error_page(error):
