@@ -5,7 +5,7 @@ from flask import Flask
 from jinja2 import StrictUndefined
 
 from . import db, enforcement, web
-from .config import PROJECT_ROOT, load_config
+from .config import PROJECT_ROOT, load_config, proxies
 from .extensions import csrf, htmx, login_manager
 from .models import create_tables
 
@@ -31,6 +31,7 @@ def create_app(config: dict | None = None) -> Flask:
     )
     app.config.update(load_config(instance_path=instance))
     app.config.update(config or {})
+    app.config["PROXIES"] = proxies(app.config)
     app.jinja_env.undefined = StrictUndefined
     app.url_map.converters["int"] = web.IdConverter
 
@@ -55,4 +56,13 @@ def create_app(config: dict | None = None) -> Flask:
     from .cli import register_cli
 
     register_cli(app)
+    if app.config.get("BOOTSTRAP", True):
+        # Every way of starting the app (make run, waitress-serve --call, any WSGI server) creates the Owner
+        # of an empty database and prints the one-time password, so somebody can always sign in.
+        from .cli import bootstrap
+
+        with app.app_context():
+            bootstrap(app.config)
+    if not db.database.is_closed():
+        db.database.close()  # each thread or forked worker opens its own connection
     return app

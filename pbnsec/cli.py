@@ -22,10 +22,10 @@ def _fail_on_account_error(fn):
     return wrapper
 
 
-def bootstrap(echo=click.echo) -> None:
+def bootstrap(config, echo=click.echo) -> None:
     """Create the tables and, on an empty database, the Owner: the password is shown once, here."""
     create_tables()
-    created = bootstrap_owner(current_app.config["OWNER_EMAIL"], current_app.config["FIRST_PRACTICE"])
+    created = bootstrap_owner(config["OWNER_EMAIL"], config["FIRST_PRACTICE"])
     if created:
         user, password = created
         audit.record("owner_created", actor_label="cli", target=user.email)
@@ -42,7 +42,7 @@ def bootstrap(echo=click.echo) -> None:
 @_fail_on_account_error
 def init_db_command():
     """Create the database tables (and the first Owner on an empty database)."""
-    bootstrap()
+    bootstrap(current_app.config)
     click.echo("Database ready.")
 
 
@@ -52,10 +52,13 @@ def serve_command():
     """Serve the app with waitress on PBNSEC_HOST:PBNSEC_PORT."""
     from waitress import serve
 
-    bootstrap()
+    bootstrap(current_app.config)
     host, port = current_app.config["HOST"], current_app.config["PORT"]
     click.echo(f"pbnsec is serving on http://{host}:{port}/ (Ctrl+C stops it)")
-    serve(current_app._get_current_object(), host=host, port=port, threads=8, ident="pbnsec")
+    # waitress would otherwise delete X-Forwarded-For before the app sees it; pbnsec.clientip decides whom
+    # to believe (PBNSEC_TRUSTED_PROXIES and _ADDRS), so the header must arrive untouched.
+    serve(current_app._get_current_object(), host=host, port=port, threads=8, ident="pbnsec",
+          clear_untrusted_proxy_headers=False)
 
 
 practices_cli = AppGroup("practices", help="Manage practices.")

@@ -5,7 +5,7 @@ import os
 import secrets
 from pathlib import Path
 
-from .clientip import parse_trusted_proxies
+from .clientip import LOOPBACK, Proxies, parse_proxy_addrs, parse_trusted_proxies
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "sqlite:///instance/pbnsec.db"
@@ -66,15 +66,25 @@ def load_config(env=None, instance_path: Path | None = None) -> dict:
     instance_path = Path(instance_path or PROJECT_ROOT / "instance")
     try:
         trusted_proxies = parse_trusted_proxies(env.get("PBNSEC_TRUSTED_PROXIES"))
+        proxy_addrs = parse_proxy_addrs(env.get("PBNSEC_TRUSTED_PROXY_ADDRS"))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if proxy_addrs is not None and trusted_proxies == 0:
+        raise ConfigError("PBNSEC_TRUSTED_PROXY_ADDRS is set but PBNSEC_TRUSTED_PROXIES is 0: set how many proxies "
+                          "stand in front of pbnsec, or remove PBNSEC_TRUSTED_PROXY_ADDRS.")
     return {
         "DATABASE_URL": env.get("PBNSEC_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
         "SECRET_KEY": _secret_key(env, instance_path),
         "TRUSTED_PROXIES": trusted_proxies,
+        "TRUSTED_PROXY_ADDRS": proxy_addrs,  # None: loopback
         "HOST": env.get("PBNSEC_HOST", "").strip() or "127.0.0.1",
         "PORT": _port(env),
         "SESSION_COOKIE_SECURE": _flag(env, "PBNSEC_SECURE_COOKIES", False),
         "OWNER_EMAIL": env.get("PBNSEC_OWNER_EMAIL", "").strip().lower() or "owner@example.com",
         "FIRST_PRACTICE": env.get("PBNSEC_FIRST_PRACTICE", "").strip() or "Main Practice",
     }
+
+
+def proxies(config) -> Proxies:
+    """The proxies in front of the app, from the final config (tests set TRUSTED_PROXIES directly)."""
+    return Proxies(config.get("TRUSTED_PROXIES", 0), tuple(config.get("TRUSTED_PROXY_ADDRS") or LOOPBACK))

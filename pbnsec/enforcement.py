@@ -55,7 +55,7 @@ def access_for(user):
 def enforce():
     from .web import hx_redirect
 
-    g.client_ip = resolve_client_ip(request.environ, current_app.config["TRUSTED_PROXIES"])
+    g.client_ip = resolve_client_ip(request.environ, current_app.config["PROXIES"])
     if request.endpoint in EXEMPT_ENDPOINTS:
         if request.endpoint != "static" and current_user.is_authenticated:
             # Not enforced here, but the header still shows the practice the user may work in.

@@ -70,6 +70,7 @@ def live_app(tmp_path: Path, setup: Callable | None = None, **config) -> Iterato
         "INSTANCE_PATH": str(tmp_path),
         "SECRET_KEY": "browser-test-secret-" + "x" * 40,
         "TRUSTED_PROXIES": 0,
+        "BOOTSTRAP": False,
     }
     settings.update(config)
     app = create_app(settings)

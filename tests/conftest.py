@@ -29,6 +29,7 @@ def make_app(tmp_path, **overrides):
         "SECRET_KEY": "test-secret-key-" + "x" * 32,
         "TRUSTED_PROXIES": 0,
         "TESTING": True,
+        "BOOTSTRAP": False,  # tests seed their own people
     }
     config.update(overrides)
     return create_app(config)

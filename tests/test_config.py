@@ -24,6 +24,8 @@ def test_generated_secret_key_is_kept_private_and_reused(tmp_path):
     ({"PBNSEC_PORT": "99999"}, "PBNSEC_PORT"),
     ({"PBNSEC_SECRET_KEY": "short"}, "at least 32 characters"),
     ({"PBNSEC_SECURE_COOKIES": "maybe"}, "PBNSEC_SECURE_COOKIES"),
+    ({"PBNSEC_TRUSTED_PROXIES": "1", "PBNSEC_TRUSTED_PROXY_ADDRS": "10.0.0.5/8"}, "did you mean 10.0.0.0/8"),
+    ({"PBNSEC_TRUSTED_PROXY_ADDRS": "10.0.0.1"}, "PBNSEC_TRUSTED_PROXIES is 0"),
 ])
 def test_bad_settings_are_refused_with_the_setting_named(tmp_path, env, message):
     with pytest.raises(ConfigError, match=message):
@@ -36,3 +38,15 @@ def test_settings_are_read(tmp_path):
     assert (config["TRUSTED_PROXIES"], config["PORT"], config["HOST"]) == (1, 8080, "0.0.0.0")
     assert config["SESSION_COOKIE_SECURE"] is True
     assert config["DATABASE_URL"] == "postgresql://db/pbnsec"
+
+
+def test_proxy_addresses_default_to_loopback_and_can_be_set(tmp_path):
+    from ipaddress import ip_network
+
+    from pbnsec.config import proxies
+
+    default = proxies(load_config({"PBNSEC_TRUSTED_PROXIES": "1"}, tmp_path))
+    assert (default.count, default.networks) == (1, (ip_network("127.0.0.0/8"), ip_network("::1/128")))
+    lan = proxies(load_config({"PBNSEC_TRUSTED_PROXIES": "2", "PBNSEC_TRUSTED_PROXY_ADDRS": "192.0.2.10, 2001:db8::/64"},
+                              tmp_path))
+    assert (lan.count, lan.networks) == (2, (ip_network("192.0.2.10/32"), ip_network("2001:db8::/64")))
