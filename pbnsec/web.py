@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import flash, g, redirect, render_template, request, url_for
+from flask import current_app, flash, g, redirect, render_template, request, url_for
 from htmx_flask import make_response as htmx_response
 from werkzeug.routing import IntegerConverter
 
@@ -79,6 +79,9 @@ def init_app(app) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        if current_app.config.get("SESSION_COOKIE_SECURE"):
+            # Secure cookies mean the site is served over HTTPS: tell browsers never to try plain HTTP.
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         if request.endpoint != "static":
             response.headers.setdefault("Cache-Control", "no-store")
         return response

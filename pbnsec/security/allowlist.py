@@ -4,12 +4,13 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 
-from flask import abort, g, render_template, request
+from flask import abort, current_app, g, render_template, request
 from flask_login import current_user
 from peewee import JOIN, IntegrityError
 
 from .. import audit
 from ..db import change_lock, database
+from ..clientip import trace_client_ip
 from ..iprules import EntryError, NetworkMatcher, ipv6_privacy_network, parse_entry
 from ..models import ALL_PRACTICES, AccessRequest, AllowlistEntry, Grant, Practice, User
 from ..policy import last_entry_refusal, lockout_for, network_start
@@ -103,6 +104,7 @@ def page_context(form: EntryForm | None = None, editing: int | None = None) -> d
         "practice_choices": practice_choices(),
         "can_manage_all": can_manage_all_practices(current_user),
         "editing": editing,
+        "connection": trace_client_ip(request.environ, current_app.config["PROXIES"]),
     }
 
 
