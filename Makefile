@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test demo chromium clean
+.PHONY: run test demo system-packages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +14,18 @@ $(INSTALLED): requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-# Browser tests drive Debian's Chromium; Playwright never downloads a browser of its own.
-chromium:
-	@if [ ! -x $(CHROMIUM) ]; then \
-		echo "Installing Debian's chromium for the browser tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+# The tests run the real topology: Debian's Chromium (Playwright never downloads a browser of its own), nginx in
+# front of the app, and a PostgreSQL server. Each is installed from Debian when missing; the tests start private
+# instances on loopback high ports and stop them.
+DEBIAN_PACKAGES := chromium:$(CHROMIUM) nginx-light:/usr/sbin/nginx postgresql:/usr/lib/postgresql/15/bin/postgres
+
+system-packages:
+	@missing=""; for item in $(DEBIAN_PACKAGES); do \
+		[ -e "$${item#*:}" ] || missing="$$missing $${item%%:*}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages for the tests:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
 run: $(INSTALLED)
@@ -27,7 +34,7 @@ run: $(INSTALLED)
 demo: $(INSTALLED)
 	$(BIN)/flask --app app demo
 
-test: $(INSTALLED) chromium
+test: $(INSTALLED) system-packages
 	$(BIN)/python -m pytest
 
 clean:

@@ -53,11 +53,14 @@ def serve_command():
     from waitress import serve
 
     bootstrap(current_app.config)
-    host, port = current_app.config["HOST"], current_app.config["PORT"]
-    click.echo(f"pbnsec is serving on http://{host}:{port}/ (Ctrl+C stops it)")
+    port = current_app.config["PORT"]
+    # PBNSEC_HOST may name several addresses, e.g. "127.0.0.1,::1" for both IPv4 and IPv6.
+    hosts = [h.strip() for h in current_app.config["HOST"].split(",") if h.strip()]
+    listen = [f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts]
+    click.echo(f"pbnsec is serving on {', '.join('http://' + a + '/' for a in listen)} (Ctrl+C stops it)")
     # waitress would otherwise delete X-Forwarded-For before the app sees it; pbnsec.clientip decides whom
     # to believe (PBNSEC_TRUSTED_PROXIES and _ADDRS), so the header must arrive untouched.
-    serve(current_app._get_current_object(), host=host, port=port, threads=8, ident="pbnsec",
+    serve(current_app._get_current_object(), listen=" ".join(listen), threads=8, ident="pbnsec",
           clear_untrusted_proxy_headers=False)
 
 

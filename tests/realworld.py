@@ -1,0 +1,181 @@
+"""The real topology for end-to-end tests: the app started as `make run` starts it, a private nginx in front,
+and HTTP clients connecting from chosen loopback source addresses (no forged forwarding headers)."""
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "end-to-end-tests-share-this-secret-key-0123456789"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+NGINX_SITE = ROOT / "deploy" / "nginx" / "pbnsec.conf"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    stop(process)
+    raise RuntimeError(f"nothing listened on port {port}:\n{log.read_text()}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a process and everything it started (make starts flask, nginx starts workers)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+class AppProcess:
+    def __init__(self, port: int, log: Path, process: subprocess.Popen):
+        self.port, self.log, self.process = port, log, process
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+# How the README starts the app: `make run`, and the documented waitress-serve line for other setups.
+COMMANDS = {
+    "make run": lambda port: ["make", "-s", "-C", str(ROOT), "run"],
+    "waitress-serve": lambda port: [str(ROOT / ".venv" / "bin" / "waitress-serve"), "--no-clear-untrusted-proxy-headers",
+                                    f"--listen=127.0.0.1:{port}", "--call", "pbnsec:create_app"],
+}
+
+
+@contextmanager
+def app_server(folder: Path, database: Path, proxies: int = 0, proxy_addrs: str | None = None,
+               command: str = "make run", **env):
+    """Serve the app on a free loopback port, started the way the README says; yields an AppProcess."""
+    port = free_port()
+    environment = dict(os.environ, PBNSEC_DATABASE_URL=f"sqlite:///{database}", PBNSEC_PORT=str(port),
+                       PBNSEC_HOST="127.0.0.1", PBNSEC_SECRET_KEY=SECRET, PBNSEC_TRUSTED_PROXIES=str(proxies))
+    environment.update(env)
+    environment.pop("PBNSEC_TRUSTED_PROXY_ADDRS", None)
+    if proxy_addrs is not None:
+        environment["PBNSEC_TRUSTED_PROXY_ADDRS"] = proxy_addrs
+    log = folder / f"app-{port}.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(COMMANDS[command](port), cwd=ROOT, env=environment, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(port, process, log)
+        yield AppProcess(port, log, process)
+    finally:
+        stop(process)
+
+
+def site_location_block() -> str:
+    """The `location / { … }` block of the shipped nginx site file, which the README tells people to use."""
+    text = NGINX_SITE.read_text()
+    start = text.index("location / {")
+    depth = 0
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if text[i] == "}" and depth == 0:
+            return text[start:i + 1]
+    raise ValueError(f"no complete location / block in {NGINX_SITE}")
+
+
+def proxy_block(upstream_port: int, forwarded_for: str | None) -> str:
+    """A location block proxying to the upstream port; forwarded_for None sends no X-Forwarded-For at all."""
+    xff = f"proxy_set_header X-Forwarded-For {forwarded_for};" if forwarded_for else ""
+    return f"location / {{ proxy_pass http://127.0.0.1:{upstream_port}; proxy_set_header Host $host; {xff} }}"
+
+
+@contextmanager
+def nginx(folder: Path, location: str):
+    """A private nginx on a free loopback port (IPv4 and ::1) with one location block; yields the port."""
+    port = free_port()
+    prefix = folder / f"nginx-{port}"
+    prefix.mkdir()
+    user = "user root;" if os.geteuid() == 0 else ""
+    temp = " ".join(f"{kind}_temp_path {prefix}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (prefix / "nginx.conf").write_text(f"""
+{user}
+daemon off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 128; }}
+http {{
+    access_log {prefix}/access.log;
+    {temp}
+    server {{
+        listen 127.0.0.1:{port};
+        listen [::1]:{port};
+        server_name localhost;
+        {location}
+    }}
+}}
+""")
+    log = prefix / "stderr.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")], stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(port, process, log)
+        yield port
+    finally:
+        stop(process)
+
+
+_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class HttpVisitor:
+    """A tiny browser over real HTTP: one cookie jar, one chosen loopback source address (IPv4 or ::1)."""
+
+    def __init__(self, source_ip: str):
+        self.source_ip = source_ip
+        self.cookie = None
+        self.token = None
+
+    def request(self, port, method, path, form=None, headers=None):
+        host = "::1" if ":" in self.source_ip else "127.0.0.1"
+        conn = http.client.HTTPConnection(host, port, timeout=15, source_address=(self.source_ip, 0))
+        all_headers = {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
+        if self.cookie:
+            all_headers["Cookie"] = f"pbnsec_session={self.cookie}"
+        body = urlencode(dict(form, csrf_token=self.token)) if form is not None else None
+        conn.request(method, path, body=body, headers=all_headers)
+        response = conn.getresponse()
+        text = response.read().decode()
+        for header, value in response.getheaders():
+            if header.lower() == "set-cookie" and value.startswith("pbnsec_session="):
+                self.cookie = value.split(";")[0].split("=", 1)[1]
+        if found := _TOKEN.search(text):
+            self.token = found.group(1)
+        conn.close()
+        return response.status, response.getheader("Location"), text
+
+    def sign_in(self, port, email, password):
+        self.request(port, "GET", "/login")
+        status, location, text = self.request(port, "POST", "/login", {"email": email, "password": password})
+        assert status == 303, (status, text[:2000])
+        return location
