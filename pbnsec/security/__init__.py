@@ -1,9 +1,10 @@
 """Security Management: IP Allowlist, General Settings, IP Access Requests, Audit log."""
 from __future__ import annotations
 
-from flask import Blueprint, abort
+from flask import Blueprint, abort, g
 from flask_login import current_user
 
+from ..enforcement import access_for
 from ..models import Practice
 from ..web import parse_id
 
@@ -17,15 +18,38 @@ def _security_administrators_only():
         abort(403)
 
 
+def administered_practices() -> list[Practice]:
+    """The practices this administrator may read and change from this request: member, and allowed from this IP.
+
+    Membership alone is not enough: a practice that blocks this IP is administered only from where it allows.
+    """
+    return [row.practice for row in access_for(current_user._get_current_object()) if row.decision.allowed]
+
+
+def administered_ids() -> set[int]:
+    return {p.id for p in administered_practices()}
+
+
+def manages_every_practice() -> bool:
+    """An "All practices" entry reaches every practice, so only an administrator of each (from here) may change one."""
+    return len(administered_practices()) == Practice.select().count()
+
+
 def my_practice(practice_id) -> Practice | None:
-    """One of the signed-in administrator's practices, by an id from a URL, form or query string; else None."""
+    """One of the practices administered from here, by an id from a URL, form or query string; else None."""
     practice_id = parse_id(practice_id)
-    return current_user.practices().where(Practice.id == practice_id).first() if practice_id else None
+    return next((p for p in administered_practices() if p.id == practice_id), None)
 
 
 def my_practice_or_404(practice_id) -> Practice:
+    """An administered practice; 403 when the admin belongs to it but this IP is not allowed there, else 404."""
     practice = my_practice(practice_id)
     if practice is None:
+        blocked = next((row for row in access_for(current_user._get_current_object())
+                        if row.practice.id == parse_id(practice_id)), None)
+        if blocked is not None:
+            abort(403, f"Your IP {g.client_ip or '(unknown)'} is not approved for {blocked.practice.name}: "
+                       "it can be managed only from where it allows you in.")
         abort(404)
     return practice
 

@@ -15,7 +15,7 @@ from ..iprules import EntryError, NetworkMatcher, ipv6_privacy_network, parse_en
 from ..models import ALL_PRACTICES, AccessRequest, AllowlistEntry, Grant, Practice, User
 from ..policy import last_entry_refusal, lockout_for, network_start
 from ..web import done, render_page
-from . import bp, my_practice, my_practice_or_404
+from . import administered_ids, bp, manages_every_practice, my_practice, my_practice_or_404
 
 LABEL_MAX = 100
 
@@ -26,11 +26,6 @@ class EntryForm:
     label: str = ""
     practice: str = ""
     errors: dict[str, str] = field(default_factory=dict)
-
-
-def can_manage_all_practices(user) -> bool:
-    """An "All practices" entry reaches every practice, so only a member of every practice may change one."""
-    return user.practices().count() == Practice.select().count()
 
 
 def clean_label(text: str) -> tuple[str, str | None]:
@@ -64,7 +59,7 @@ def entry_or_404(entry_id: int, change: bool = True) -> AllowlistEntry:
     if entry is None:
         abort(404)
     if entry.is_all_practices:
-        if change and not can_manage_all_practices(current_user):
+        if change and not manages_every_practice():
             abort(403, "Only a security administrator of every practice can change an All practices entry.")
         return entry
     my_practice_or_404(entry.practice_id)
@@ -102,7 +97,7 @@ def page_context(form: EntryForm | None = None, editing: int | None = None) -> d
         "status": ip_status(entries),
         "form": form or EntryForm(practice=str(practice.id)),
         "practice_choices": practice_choices(),
-        "can_manage_all": can_manage_all_practices(current_user),
+        "can_manage_all": manages_every_practice(),
         "editing": editing,
         "connection": trace_client_ip(request.environ, current_app.config["PROXIES"]),
     }
@@ -110,7 +105,7 @@ def page_context(form: EntryForm | None = None, editing: int | None = None) -> d
 
 def practice_choices() -> list[tuple[str, str]]:
     choices = [(str(g.practice.id), g.practice.name)]
-    if can_manage_all_practices(current_user):
+    if manages_every_practice():
         choices.append(("all", "All practices"))
     return choices
 
@@ -118,7 +113,7 @@ def practice_choices() -> list[tuple[str, str]]:
 def _scope_for(form: EntryForm):
     """The practice an entry is for (None for all practices), checked against what the user may manage."""
     if form.practice == "all":
-        if not can_manage_all_practices(current_user):
+        if not manages_every_practice():
             form.errors["practice"] = "Only a security administrator of every practice can add an All practices entry."
         return None
     practice = my_practice(form.practice)
@@ -214,7 +209,7 @@ def removal_refusal(entry: AllowlistEntry):
 
     Called inside change_lock(), so the answer still holds when the change commits.
     """
-    affected = [p.id for p in current_user.practices()] if entry.is_all_practices else [entry.practice_id]
+    affected = sorted(administered_ids()) if entry.is_all_practices else [entry.practice_id]
     return (lockout_for(current_user, affected, g.client_ip, without="this entry", without_entry=entry.id)
             or last_entry_refusal(entry))
 

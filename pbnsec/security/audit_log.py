@@ -6,12 +6,10 @@ import io
 from dataclasses import dataclass
 
 from flask import Response, render_template, request, stream_with_context
-from flask_login import current_user
 
 from ..models import AuditEvent, Practice
 from ..web import parse_id
-from . import bp
-from .allowlist import can_manage_all_practices
+from . import administered_practices, bp, manages_every_practice
 
 PAGE_SIZE = 50
 CSV_MAX_ROWS = 100_000
@@ -55,9 +53,8 @@ class AuditFilter:
 
 def filtered_events(f: AuditFilter):
     """Events the admin may see (their practices; practice-less ones only for admins of every practice)."""
-    practice_ids = [p.id for p in current_user.practices()]
-    visible = AuditEvent.practice.in_(practice_ids)
-    if can_manage_all_practices(current_user):
+    visible = AuditEvent.practice.in_([p.id for p in administered_practices()])
+    if manages_every_practice():
         visible |= AuditEvent.practice.is_null()
     query = AuditEvent.select().where(visible)
     if f.practice:
@@ -70,7 +67,7 @@ def filtered_events(f: AuditFilter):
 
 
 def _filter():
-    practices = list(current_user.practices())
+    practices = administered_practices()
     return AuditFilter.from_args(request.args, {p.id for p in practices}), practices
 
 

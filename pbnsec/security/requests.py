@@ -9,18 +9,14 @@ from .. import audit
 from ..db import database
 from ..models import APPROVED, PENDING, REJECTED, AccessRequest, Grant, Practice, User, utcnow
 from ..web import done, htmx_response, wants_fragment
-from . import bp
+from . import administered_ids, bp
 
 DECIDED_SHOWN = 200
 
 
-def my_practice_ids() -> list[int]:
-    return [p.id for p in current_user.practices()]
-
-
 def pending_count() -> int:
     return AccessRequest.select().where(
-        (AccessRequest.status == PENDING) & AccessRequest.practice.in_(my_practice_ids())).count()
+        (AccessRequest.status == PENDING) & AccessRequest.practice.in_(administered_ids())).count()
 
 
 def visible_requests():
@@ -31,7 +27,7 @@ def visible_requests():
             .switch(AccessRequest).join(Practice)
             .switch(AccessRequest).join(decider, join_type=JOIN.LEFT_OUTER,
                                         on=(AccessRequest.decided_by == decider.id), attr="decider")
-            .where(AccessRequest.practice.in_(my_practice_ids())))
+            .where(AccessRequest.practice.in_(administered_ids())))
     pending = base.where(AccessRequest.status == PENDING).order_by(AccessRequest.created_at, AccessRequest.id)
     decided = (base.where(AccessRequest.status != PENDING)
                .order_by(AccessRequest.decided_at.desc(), AccessRequest.id.desc()).limit(DECIDED_SHOWN))
@@ -40,7 +36,7 @@ def visible_requests():
 
 def request_or_404(request_id: int) -> AccessRequest:
     req = AccessRequest.get_or_none(AccessRequest.id == request_id)
-    if req is None or req.practice_id not in my_practice_ids():
+    if req is None or req.practice_id not in administered_ids():
         abort(404)
     return req
 

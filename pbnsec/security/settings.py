@@ -13,7 +13,7 @@ from ..models import (
 )
 from ..policy import lockout_for, settings_for
 from ..web import done, parse_id, wants_fragment
-from . import bp, my_practice_or_404
+from . import administered_practices, bp, my_practice_or_404
 
 
 def restriction_row(practice) -> IPRestriction:
@@ -32,7 +32,7 @@ def settings_context(practice, control=None, error=None, lockout=None, saved=Fal
         "scope": scope or current,  # what the scope control shows: saved, or as the admin is choosing it
         "roles": list(Role.select().order_by(Role.position)),
         "members": list(members),
-        "practices": list(current_user.practices()),
+        "practices": administered_practices(),
         "control": control,
         "error": error,
         "lockout": lockout,
