@@ -60,6 +60,16 @@ def _secret_key(env, instance_path: Path) -> str:
     return key_file.read_text().strip()
 
 
+def _prefix(env, name: str, version: int, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    most = 32 if version == 4 else 128
+    if not raw.isascii() or not raw.isdigit() or not 0 <= int(raw) <= most:
+        raise ConfigError(f"{name} must be a prefix length from 0 to {most}, got {raw!r}")
+    return int(raw)
+
+
 def load_config(env=None, instance_path: Path | None = None) -> dict:
     """Flask config built from the PBNSEC_* environment variables."""
     env = os.environ if env is None else env
@@ -77,6 +87,9 @@ def load_config(env=None, instance_path: Path | None = None) -> dict:
         "SECRET_KEY": _secret_key(env, instance_path),
         "TRUSTED_PROXIES": trusted_proxies,
         "TRUSTED_PROXY_ADDRS": proxy_addrs,  # None: loopback
+        # Allowlist entries broader than these prefix lengths need an explicit confirmation.
+        "BROADEST_PREFIX": {4: _prefix(env, "PBNSEC_BROAD_IPV4_PREFIX", 4, 8),
+                            6: _prefix(env, "PBNSEC_BROAD_IPV6_PREFIX", 6, 32)},
         "HOST": env.get("PBNSEC_HOST", "").strip() or "127.0.0.1",
         "PORT": _port(env),
         "SESSION_COOKIE_SECURE": _flag(env, "PBNSEC_SECURE_COOKIES", False),

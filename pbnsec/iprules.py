@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, collapse_addresses, ip_network
 from typing import Generic, TypeVar
 
 IPAddress = IPv4Address | IPv6Address
@@ -46,6 +46,24 @@ def parse_entry(text: str) -> IPNetwork:
         suggestion = str(network)
         raise EntryError(f"{shown} has host bits set: did you mean {suggestion}?", suggestion)
     return network
+
+
+# Entries broader than these prefix lengths need an explicit confirmation (PBNSEC_BROAD_IPV4_PREFIX / _IPV6_).
+DEFAULT_BROADEST = {4: 8, 6: 32}
+
+
+def is_broad(network: IPNetwork, broadest: dict[int, int] = DEFAULT_BROADEST) -> bool:
+    """Whether a network is broader than the limit for its IP version (and so needs a confirmation)."""
+    return network.prefixlen < broadest[network.version]
+
+
+def covered_version(networks: Iterable[IPNetwork]) -> int | None:
+    """4 or 6 when the networks together cover every address of that IP version, else None."""
+    for version in (4, 6):
+        merged = list(collapse_addresses(n for n in networks if n.version == version))
+        if merged and merged[0].prefixlen == 0:
+            return version
+    return None
 
 
 def parse_address(text: str) -> IPAddress:

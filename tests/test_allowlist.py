@@ -261,3 +261,69 @@ def test_all_practices_entries_are_seen_everywhere_but_changed_only_by_admins_of
 def latest_entry_id(app):
     with app.app_context():
         return AllowlistEntry.select().order_by(AllowlistEntry.id.desc()).first().id
+
+
+# --- allow-all by halves: broad entries need a confirmation, and no set of entries may cover everything ---
+
+@pytest.mark.parametrize("address, count", [("0.0.0.0/1", "2,147,483,648"), ("2000::/3", "")])
+@pytest.mark.parametrize("htmx", [False, True])
+def test_a_broad_entry_needs_a_confirmation_naming_how_many_addresses(app, ann, address, count, htmx):
+    refused = add(ann, address, htmx=htmx)
+    assert refused.status_code == 422
+    error = re.search(r'id="address-error" role="alert">([^<]+)</p>', refused.text).group(1)
+    assert "addresses, more than a /" in error and count in error
+    assert f'name="confirm_broad" value="{address}"' in refused.text
+    assert entries(app) == []
+    data = {"address": address, "label": "Wide", "confirm_broad": address}
+    assert ann.post("/security/allowlist", data, htmx=htmx).status_code == (200 if htmx else 303)
+    assert [e[0] for e in entries(app)] == [address]
+    with app.app_context():
+        assert "broad network confirmed" in AuditEvent.get(AuditEvent.action == "entry_added").detail
+
+
+def test_a_confirmation_counts_only_for_the_network_it_names(app, ann):
+    data = {"address": "0.0.0.0/1", "label": "Wide", "confirm_broad": "128.0.0.0/1"}
+    assert ann.post("/security/allowlist", data).status_code == 422
+    assert entries(app) == []
+
+
+@pytest.mark.parametrize("first, second", [("0.0.0.0/1", "128.0.0.0/1"), ("::/1", "8000::/1")])
+def test_two_halves_that_together_allow_everything_are_refused(app, ann, first, second):
+    assert ann.post("/security/allowlist", {"address": first, "label": "Half", "confirm_broad": first}).status_code == 303
+    refused = ann.post("/security/allowlist", {"address": second, "label": "Other half", "confirm_broad": second})
+    assert refused.status_code == 422 and "would, together with the entries already there, allow every IPv" in refused.text
+    assert [e[0] for e in entries(app)] == [first]
+
+
+def test_the_other_half_for_all_practices_is_refused_too(app, signed_in):
+    owner = signed_in("owner")
+    riverside = str(practice_id(app, "Riverside Dental"))
+    owner.post("/security/allowlist", {"address": "0.0.0.0/1", "label": "Half", "confirm_broad": "0.0.0.0/1",
+                                       "practice": riverside})
+    refused = owner.post("/security/allowlist", {"address": "128.0.0.0/1", "label": "Half", "practice": "all",
+                                                 "confirm_broad": "128.0.0.0/1"})
+    assert refused.status_code == 422 and "every IPv4 address for Riverside Dental" in refused.text
+
+
+def test_switching_on_the_entry_that_completes_everything_is_refused(app, ann):
+    for half in ("0.0.0.0/1", "128.0.0.0/1"):
+        ann.post("/security/allowlist", {"address": half, "label": "Half", "confirm_broad": half})
+        if half == "0.0.0.0/1":
+            with app.app_context():
+                first = AllowlistEntry.get().id
+            assert ann.post(f"/security/allowlist/{first}/active", {"active": "0"}).status_code == 303
+    assert ann.post(f"/security/allowlist/{first}/active", {"active": "1"}).status_code == 409
+    with app.app_context():
+        assert AllowlistEntry.get_by_id(first).active is False
+
+
+def test_the_broad_limit_is_a_setting(tmp_path, seeded_database):
+    import shutil
+
+    from conftest import make_app, Visitor
+    shutil.copyfile(seeded_database, tmp_path / "pbnsec.db")
+    strict = make_app(tmp_path, BROADEST_PREFIX={4: 16, 6: 48})
+    v = Visitor(strict)
+    v.login("ann@example.com")
+    assert v.post("/security/allowlist", {"address": "10.0.0.0/15", "label": "x"}).status_code == 422
+    assert v.post("/security/allowlist", {"address": "10.0.0.0/16", "label": "x"}).status_code == 303

@@ -9,6 +9,7 @@ def test_defaults(tmp_path):
     assert config["DATABASE_URL"] == "sqlite:///instance/pbnsec.db"
     assert config["TRUSTED_PROXIES"] == 0
     assert (config["HOST"], config["PORT"]) == ("127.0.0.1", 8000)
+    assert config["BROADEST_PREFIX"] == {4: 8, 6: 32}
 
 
 def test_generated_secret_key_is_kept_private_and_reused(tmp_path):
@@ -26,6 +27,8 @@ def test_generated_secret_key_is_kept_private_and_reused(tmp_path):
     ({"PBNSEC_SECURE_COOKIES": "maybe"}, "PBNSEC_SECURE_COOKIES"),
     ({"PBNSEC_TRUSTED_PROXIES": "1", "PBNSEC_TRUSTED_PROXY_ADDRS": "10.0.0.5/8"}, "did you mean 10.0.0.0/8"),
     ({"PBNSEC_TRUSTED_PROXY_ADDRS": "10.0.0.1"}, "PBNSEC_TRUSTED_PROXIES is 0"),
+    ({"PBNSEC_BROAD_IPV4_PREFIX": "33"}, "PBNSEC_BROAD_IPV4_PREFIX must be a prefix length from 0 to 32"),
+    ({"PBNSEC_BROAD_IPV6_PREFIX": "/32"}, "PBNSEC_BROAD_IPV6_PREFIX"),
 ])
 def test_bad_settings_are_refused_with_the_setting_named(tmp_path, env, message):
     with pytest.raises(ConfigError, match=message):

@@ -277,3 +277,26 @@ def test_property_matcher_agrees_with_linear_scan(nets, extra_ips):
         assert sorted(m.match(ip)) == expected
         assert m.covers(ip) == bool(expected)
     assert len(m) == len(nets)
+
+
+@pytest.mark.parametrize("text, broad", [
+    ("10.0.0.0/8", False), ("8.0.0.0/7", True), ("0.0.0.0/1", True), ("2001:db8::/32", False),
+    ("2000::/3", True), ("2001:db8::/31", True), ("192.0.2.1/32", False),
+])
+def test_broad_entries_are_those_shorter_than_the_limit(text, broad):
+    from pbnsec.iprules import is_broad
+    assert is_broad(ip_network(text)) is broad
+    assert is_broad(ip_network(text), {4: 0, 6: 0}) is False
+
+
+@pytest.mark.parametrize("texts, version", [
+    (["0.0.0.0/1", "128.0.0.0/1"], 4),
+    (["::/1", "8000::/1"], 6),
+    (["0.0.0.0/2", "64.0.0.0/2", "128.0.0.0/1", "192.0.2.0/24"], 4),
+    (["0.0.0.0/1", "128.0.0.0/2"], None),
+    (["0.0.0.0/1", "8000::/1"], None),
+    ([], None),
+])
+def test_sets_of_entries_that_together_cover_everything(texts, version):
+    from pbnsec.iprules import covered_version
+    assert covered_version([ip_network(t) for t in texts]) == version

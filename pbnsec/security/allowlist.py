@@ -11,9 +11,9 @@ from peewee import JOIN, IntegrityError
 from .. import audit
 from ..db import change_lock, database
 from ..clientip import trace_client_ip
-from ..iprules import EntryError, NetworkMatcher, ipv6_privacy_network, parse_entry
+from ..iprules import EntryError, NetworkMatcher, covered_version, ipv6_privacy_network, is_broad, parse_entry
 from ..models import ALL_PRACTICES, AccessRequest, AllowlistEntry, Grant, Practice, User
-from ..policy import last_entry_refusal, lockout_for, network_start
+from ..policy import Refusal, last_entry_refusal, lockout_for, network_start
 from ..web import done, render_page
 from . import administered_ids, bp, manages_every_practice, my_practice, my_practice_or_404
 
@@ -25,6 +25,8 @@ class EntryForm:
     address: str = ""
     label: str = ""
     practice: str = ""
+    confirm_broad: str = ""  # the network the admin confirmed although it is broad
+    broad: str = ""  # set when the address needs that confirmation: the network to confirm
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -132,12 +134,43 @@ def allowlist_status():
     return render_page("security/allowlist.html", "security/_ip_status.html", **page_context())
 
 
+def everything_refusal(network, practice) -> str | None:
+    """Why adding (or switching on) this network would, with the active entries there, allow every address."""
+    active = AllowlistEntry.select(AllowlistEntry.network, AllowlistEntry.scope).where(AllowlistEntry.active)
+    if practice is not None:
+        active = active.where(AllowlistEntry.scope.in_([practice.id, ALL_PRACTICES]))
+    by_scope: dict[int, list] = {}
+    for row in active:
+        by_scope.setdefault(row.scope, []).append(parse_entry(row.network))
+    shared = by_scope.pop(ALL_PRACTICES, []) + [network]
+    scopes = {practice.id: by_scope.get(practice.id, [])} if practice is not None else by_scope or {0: []}
+    for practice_id, own in scopes.items():
+        version = covered_version(shared + own)
+        if version is not None:
+            name = practice.name if practice is not None else (
+                Practice.get_by_id(practice_id).name if practice_id else "every practice")
+            return (f"{network} would, together with the entries already there, allow every IPv{version} address "
+                    f"for {name}: enter a smaller network.")
+    return None
+
+
+def _broad_refusal(form: EntryForm, network) -> str | None:
+    """A broad network needs the admin to confirm exactly it, knowing how many addresses it opens."""
+    if not is_broad(network, current_app.config["BROADEST_PREFIX"]) or form.confirm_broad == str(network):
+        return None
+    form.broad = str(network)
+    limit = current_app.config["BROADEST_PREFIX"][network.version]
+    return (f"{network} covers {network.num_addresses:,} addresses, more than a /{limit}: confirm below that "
+            "you mean to allow all of them, or enter a smaller network.")
+
+
 @bp.route("/allowlist", methods=["POST"])
 def add_entry():
     form = EntryForm(
         address=request.form.get("address", "")[:200],
         label=request.form.get("label", "")[:200],
         practice=request.form.get("practice", str(g.practice.id)).strip(),
+        confirm_broad=request.form.get("confirm_broad", "")[:100].strip(),
     )
     network = None
     try:
@@ -149,18 +182,28 @@ def add_entry():
         form.errors["label"] = label_error
     practice = _scope_for(form)
     if network is not None and not form.errors:
+        if broad := _broad_refusal(form, network):
+            form.errors["address"] = broad
+    if network is not None and not form.errors:
         try:
-            with database.atomic():
-                entry = AllowlistEntry.create(
-                    practice=practice,
-                    scope=practice.id if practice else ALL_PRACTICES,
-                    network=str(network),
-                    start=network_start(network),
-                    prefix_length=network.prefixlen,
-                    label=form.label,
-                    added_by=current_user.id,
-                )
-                audit.record("entry_added", practice=practice, target=entry.network, detail=f"label: {entry.label}")
+            # Under the change lock, so two admins adding the two halves of everything at once cannot both win.
+            with change_lock():
+                if refusal := everything_refusal(network, practice):
+                    form.errors["address"] = refusal
+                else:
+                    entry = AllowlistEntry.create(
+                        practice=practice,
+                        scope=practice.id if practice else ALL_PRACTICES,
+                        network=str(network),
+                        start=network_start(network),
+                        prefix_length=network.prefixlen,
+                        label=form.label,
+                        added_by=current_user.id,
+                    )
+                    detail = f"label: {entry.label}"
+                    if form.broad or is_broad(network, current_app.config["BROADEST_PREFIX"]):
+                        detail += f"; broad network confirmed ({network.num_addresses:,} addresses)"
+                    audit.record("entry_added", practice=practice, target=entry.network, detail=detail)
         except IntegrityError:
             where = practice.name if practice else "All practices"
             form.errors["address"] = f"{network} is already on the allowlist for {where}."
@@ -224,7 +267,12 @@ def set_entry_active(entry_id: int):
     entry = entry_or_404(entry_id)
     active = request.form.get("active") == "1"
     with change_lock():
-        refusal = None if active else removal_refusal(entry)
+        if active:
+            covering = everything_refusal(parse_entry(entry.network), None if entry.is_all_practices else entry.practice)
+            refusal = Refusal(covering, entry.practice_id or g.practice.id, False,
+                              "Keep it off, or narrow the other broad entries first.") if covering else None
+        else:
+            refusal = removal_refusal(entry)
         if refusal is None:
             AllowlistEntry.update(active=active).where(AllowlistEntry.id == entry.id).execute()
             audit.record("entry_enabled" if active else "entry_disabled", practice=entry.practice_id,
