@@ -18,6 +18,8 @@ def create_app(config: dict | None = None) -> Flask:
         static_folder=str(PROJECT_ROOT / "static"),
         instance_path=str(PROJECT_ROOT / "instance"),
     )
+    # Werkzeug would answer "//" in a path with a redirect to an absolute URL built from the Host header.
+    app.url_map.merge_slashes = False
     instance = (config or {}).get("INSTANCE_PATH", app.instance_path)
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,

@@ -70,6 +70,18 @@ def _prefix(env, name: str, version: int, default: int) -> int:
     return int(raw)
 
 
+def _hosts(env) -> list[str] | None:
+    raw = env.get("PBNSEC_HOSTS", "").strip()
+    if not raw:
+        return None
+    hosts = [h.strip().lower() for h in raw.split(",")]
+    for host in hosts:
+        if not host or any(c in host for c in "/@ ") or not host.isascii():
+            raise ConfigError(f"PBNSEC_HOSTS must be host names separated by commas, such as "
+                              f"pbnsec.example.org,localhost; got {raw!r}")
+    return hosts
+
+
 def load_config(env=None, instance_path: Path | None = None) -> dict:
     """Flask config built from the PBNSEC_* environment variables."""
     env = os.environ if env is None else env
@@ -93,6 +105,8 @@ def load_config(env=None, instance_path: Path | None = None) -> dict:
         "HOST": env.get("PBNSEC_HOST", "").strip() or "127.0.0.1",
         "PORT": _port(env),
         "SESSION_COOKIE_SECURE": _flag(env, "PBNSEC_SECURE_COOKIES", False),
+        # Flask answers 400 to a Host header not listed here; unset, any name the server is reached by works.
+        "TRUSTED_HOSTS": _hosts(env),
         "OWNER_EMAIL": env.get("PBNSEC_OWNER_EMAIL", "").strip().lower() or "owner@example.com",
         "FIRST_PRACTICE": env.get("PBNSEC_FIRST_PRACTICE", "").strip() or "Main Practice",
     }

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import current_app, flash, g, request, session, url_for
+from flask.globals import request_ctx
 from flask_login import current_user, logout_user
 
 from . import audit, signins
@@ -54,6 +55,10 @@ def access_for(user):
 
 def enforce():
     from .web import hx_redirect
+
+    if request_ctx.url_adapter is None:
+        # Flask could not bind the request (a Host outside PBNSEC_HOSTS): answer its 400, nothing else.
+        raise request.routing_exception
 
     g.client_ip = resolve_client_ip(request.environ, current_app.config["PROXIES"])
     if request.endpoint in EXEMPT_ENDPOINTS:

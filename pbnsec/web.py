@@ -4,6 +4,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import current_app, flash, g, redirect, render_template, request, url_for
+from flask.globals import request_ctx
 from htmx_flask import make_response as htmx_response
 from werkzeug.routing import IntegerConverter
 
@@ -119,6 +120,9 @@ def _practice_switcher():
 
 
 def _error_page(error):
+    if request_ctx.url_adapter is None:
+        # The request could not be bound (a Host outside PBNSEC_HOSTS): no page, whose links need a host.
+        return f"{error.code} {error.name}\n", error.code, {"Content-Type": "text/plain; charset=utf-8"}
     if request.htmx and error.code in (401, 403):
         # A fragment request that may not proceed gets no page to swap; htmx reports the error.
         return error.description or error.name, error.code

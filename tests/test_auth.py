@@ -165,3 +165,21 @@ def test_the_sign_in_audit_tells_each_practice_only_about_itself(app, visitor):
                   .where(AuditEvent.action.startswith("login_"))}
     assert events == {("login_allowed", "Lakeside Dental"): "allowed: restrictions_off",
                       ("login_blocked", "Riverside Dental"): "ip_not_approved: IP 127.0.0.1 is not approved"}
+
+
+def test_double_slashes_never_redirect_to_the_host_the_client_named(signed_in):
+    ann = signed_in("ann")
+    assert ann.get("/security//allowlist").status_code == 404  # was a 308 to http://<Host>/security/allowlist
+    response = ann.get("/security//allowlist", headers={"Host": "evil.example"})
+    assert "evil.example" not in response.headers.get("Location", "")
+
+
+def test_hosts_outside_pbnsec_hosts_are_refused(tmp_path, seeded_database):
+    import shutil
+
+    from conftest import make_app
+    shutil.copyfile(seeded_database, tmp_path / "pbnsec.db")
+    app = make_app(tmp_path, TRUSTED_HOSTS=["pbnsec.example.org"])
+    client = app.test_client()
+    assert client.get("/login", headers={"Host": "evil.example"}).status_code == 400
+    assert client.get("/login", headers={"Host": "pbnsec.example.org"}).status_code == 200

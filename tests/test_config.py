@@ -29,6 +29,7 @@ def test_generated_secret_key_is_kept_private_and_reused(tmp_path):
     ({"PBNSEC_TRUSTED_PROXY_ADDRS": "10.0.0.1"}, "PBNSEC_TRUSTED_PROXIES is 0"),
     ({"PBNSEC_BROAD_IPV4_PREFIX": "33"}, "PBNSEC_BROAD_IPV4_PREFIX must be a prefix length from 0 to 32"),
     ({"PBNSEC_BROAD_IPV6_PREFIX": "/32"}, "PBNSEC_BROAD_IPV6_PREFIX"),
+    ({"PBNSEC_HOSTS": "https://pbnsec.example.org/"}, "PBNSEC_HOSTS must be host names"),
 ])
 def test_bad_settings_are_refused_with_the_setting_named(tmp_path, env, message):
     with pytest.raises(ConfigError, match=message):
@@ -53,3 +54,9 @@ def test_proxy_addresses_default_to_loopback_and_can_be_set(tmp_path):
     lan = proxies(load_config({"PBNSEC_TRUSTED_PROXIES": "2", "PBNSEC_TRUSTED_PROXY_ADDRS": "192.0.2.10, 2001:db8::/64"},
                               tmp_path))
     assert (lan.count, lan.networks) == (2, (ip_network("192.0.2.10/32"), ip_network("2001:db8::/64")))
+
+
+def test_hosts_setting(tmp_path):
+    assert load_config({}, tmp_path)["TRUSTED_HOSTS"] is None
+    assert load_config({"PBNSEC_HOSTS": "PBNSEC.example.org, localhost"}, tmp_path)["TRUSTED_HOSTS"] == [
+        "pbnsec.example.org", "localhost"]
