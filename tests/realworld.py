@@ -90,16 +90,22 @@ def app_server(folder: Path, database: Path, proxies: int = 0, proxy_addrs: str 
         stop(process)
 
 
-def site_location_block() -> str:
-    """The `location / { … }` block of the shipped nginx site file, which the README tells people to use."""
+def site_location_block(upstream_port: int) -> str:
+    """The proxying `location / { … }` block of the shipped nginx site file (the one the README tells people to
+    use), pointed at upstream_port instead of 8000."""
     text = NGINX_SITE.read_text()
-    start = text.index("location / {")
-    depth = 0
-    for i in range(start, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if text[i] == "}" and depth == 0:
-            return text[start:i + 1]
-    raise ValueError(f"no complete location / block in {NGINX_SITE}")
+    start = 0
+    while (start := text.find("location / {", start)) != -1:
+        depth, end = 0, start
+        for end in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            if depth == 0 and text[end] == "}":
+                break
+        block = text[start:end + 1]
+        if "proxy_pass http://127.0.0.1:8000;" in block:
+            return block.replace("127.0.0.1:8000", f"127.0.0.1:{upstream_port}")
+        start = end
+    raise ValueError(f"no location / block proxying to 127.0.0.1:8000 in {NGINX_SITE}")
 
 
 def proxy_block(upstream_port: int, forwarded_for: str | None) -> str:

@@ -49,7 +49,7 @@ def test_direct_without_proxies_the_socket_peer_is_the_client(tmp_path, database
 @pytest.mark.parametrize("command", ["make run", "waitress-serve"])
 def test_behind_the_shipped_nginx_site_the_app_sees_each_client(tmp_path, database, command):
     with app_server(tmp_path, database, proxies=1, command=command) as app, \
-            nginx(tmp_path, site_location_block().replace("127.0.0.1:8000", f"127.0.0.1:{app.port}")) as proxy:
+            nginx(tmp_path, site_location_block(app.port)) as proxy:
         assert seen_by_app(proxy, "127.0.0.21") == "127.0.0.21"
         assert seen_by_app(proxy, "::1") == "::1"
         # nginx replaces whatever X-Forwarded-For the client sent with the address it saw.
@@ -99,7 +99,7 @@ def restrict_riverside(database, folder, *networks):
 def test_enforcement_through_nginx_lets_the_office_in_and_blocks_everyone_else(tmp_path, database):
     restrict_riverside(database, tmp_path, "127.0.0.61")
     with app_server(tmp_path, database, proxies=1) as app, \
-            nginx(tmp_path, site_location_block().replace("127.0.0.1:8000", f"127.0.0.1:{app.port}")) as proxy:
+            nginx(tmp_path, site_location_block(app.port)) as proxy:
         office = HttpVisitor("127.0.0.61")
         assert office.sign_in(proxy, "fay@example.com", PASSWORD) == "/"
         assert "from <code>127.0.0.61</code>" in office.request(proxy, "GET", "/")[2]
@@ -121,12 +121,12 @@ def test_following_the_readme_behind_nginx(tmp_path, command):
     printed, the Owner sees their own IP, adds it, switches restrictions on, and a colleague elsewhere is blocked."""
     database = tmp_path / "fresh.db"
     with app_server(tmp_path, database, proxies=1, command=command) as app, \
-            nginx(tmp_path, site_location_block().replace("127.0.0.1:8000", f"127.0.0.1:{app.port}")) as proxy:
+            nginx(tmp_path, site_location_block(app.port)) as proxy:
         password = re.search(r"Password: (\S+)", app.output).group(1)
         owner = HttpVisitor("127.0.0.71")
         assert owner.sign_in(proxy, "owner@example.com", password) == "/account/password"
         owner.request(proxy, "GET", "/account/password")
-        new_password = "a long owner passphrase 2026"
+        new_password = "tidy molar chart 2026 blue"
         status, location, _ = owner.request(proxy, "POST", "/account/password",
                                             {"current": password, "new": new_password, "repeat": new_password})
         assert (status, location) == (303, "/")
