@@ -84,6 +84,18 @@ def resolve_client_ip(environ: Mapping[str, str], proxies: Proxies) -> IPAddress
     return trace_client_ip(environ, proxies).client_ip
 
 
+def local_reason(network: IPNetwork, proxies: Proxies) -> str | None:
+    """Why allowlisting this network could let in everyone who comes through a proxy, else None."""
+    if any(network.version == net.version and network.overlaps(net) for net in LOOPBACK):
+        own = "127.0.0.1" if network.version == 4 else "::1"
+        return (f"{network} includes this machine's own address ({own}). If people reach pbnsec through a proxy "
+                f"on this machine, they all look like {own}, and this entry would let every one of them in.")
+    if proxies.count and any(network.version == net.version and network.overlaps(net) for net in proxies.networks):
+        return (f"{network} includes the address of your proxy (PBNSEC_TRUSTED_PROXY_ADDRS). Whoever the app "
+                "cannot see past the proxy looks like it, so this entry could let everyone in.")
+    return None
+
+
 def parse_trusted_proxies(text: str | None) -> int:
     """Turn the PBNSEC_TRUSTED_PROXIES setting into a proxy count."""
     s = (text or "").strip()

@@ -61,5 +61,10 @@ def load_demo() -> list[str]:
             if not AccessRequest.select().where((AccessRequest.user == user) & (AccessRequest.practice == practice)).exists():
                 AccessRequest.create(user=user, practice=practice, ip=ip, note=note)
     lines.append("Demo data loaded: 2 practices, an allowlist, and 3 pending access requests.")
+    lines.append("!" * 64)
+    lines.append("WARNING: the demo allowlists 127.0.0.0/8 (this machine) for All practices, so you can try")
+    lines.append("it here. Behind a proxy on this machine EVERYONE looks like 127.0.0.1 and gets in: delete")
+    lines.append("the entry 'This machine (demo)' before real use.")
+    lines.append("!" * 64)
     lines.append("IP restrictions stay off until an administrator switches them on in General Settings.")
     return lines

@@ -93,6 +93,7 @@ def init_app(app) -> None:
             "client_ip": g.get("client_ip"),
             "practice": g.get("practice"),
             "practice_switcher": _practice_switcher,
+            "local_warning": _local_warning,
         }
 
     @app.template_filter("status_label")
@@ -117,6 +118,16 @@ def _practice_switcher():
     if len(g.get("user_practices", ())) < 2:
         return []  # nothing to switch between: spare the decisions
     return access_for(current_user)
+
+
+def _local_warning() -> str | None:
+    """Why allowlisting the client's own IP could let everyone in (it is loopback or a proxy), else None."""
+    from ipaddress import ip_network
+
+    from .clientip import local_reason
+
+    ip = g.get("client_ip")
+    return local_reason(ip_network(ip), current_app.config["PROXIES"]) if ip is not None else None
 
 
 def _error_page(error):

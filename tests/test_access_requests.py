@@ -36,7 +36,7 @@ def restrict(app, signed_in):
         for name in names:
             pid = practice_id(app, name)
             added = owner[0].post("/security/allowlist", {"address": OFFICE_IP, "label": "Office",
-                                                          "practice": str(pid)})
+                                                          "practice": str(pid), "confirm_local": OFFICE_IP})
             assert added.status_code == 303, added.text
             with app.app_context():
                 IPRestriction.create(practice=pid, enforced=True, everyone=True,

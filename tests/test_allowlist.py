@@ -17,8 +17,10 @@ def practice_id(app, name):
         return Practice.get(Practice.name == name).id
 
 
-def add(v, address, label="Office Network", practice=None, htmx=False):
+def add(v, address, label="Office Network", practice=None, htmx=False, confirm_local=None):
     data = {"address": address, "label": label}
+    if confirm_local is not None:
+        data["confirm_local"] = confirm_local
     if practice is not None:
         data["practice"] = practice
     return v.post("/security/allowlist", data, htmx=htmx)
@@ -29,7 +31,7 @@ def test_page_shows_current_ip_and_whether_it_is_covered(app, ann):
     assert page.status_code == 200
     assert '<code id="my-ip">127.0.0.1</code>' in page.text
     assert "Not covered" in page.text
-    add(ann, "127.0.0.0/8", "Loopback")
+    add(ann, "127.0.0.0/8", "Loopback", confirm_local="127.0.0.0/8")
     page = ann.get("/security/allowlist")
     assert "✓ Covered" in page.text and "Loopback" in page.text
 
@@ -108,7 +110,8 @@ def test_add_my_current_ip_in_one_click(app, ann):
     assert 'id="add-my-ip">Add my current IP (127.0.0.1)' in page.text
     assert "Ann Lee – current IP" in page.text  # the label comes prefilled
     response = ann.post("/security/allowlist", {"address": "127.0.0.1", "label": "Ann Lee – current IP",
-                                                "practice": str(practice_id(app, "Riverside Dental"))}, htmx=True)
+                                                "practice": str(practice_id(app, "Riverside Dental")),
+                                                "confirm_local": "127.0.0.1"}, htmx=True)
     assert response.status_code == 200 and "✓ Covered" in response.text
 
 
@@ -151,7 +154,7 @@ def test_edit_label_without_javascript(app, ann):
 
 
 def test_switch_an_entry_off_and_on(app, ann):
-    add(ann, "127.0.0.1", "Me")
+    add(ann, "127.0.0.1", "Me", confirm_local="127.0.0.1")
     entry_id = latest_entry_id(app)
     off = ann.post(f"/security/allowlist/{entry_id}/active", {"active": "0"}, htmx=True)
     assert off.headers["HX-Trigger"] == "allowlist-changed" and 'class="inactive"' in off.text
@@ -274,7 +277,7 @@ def test_a_broad_entry_needs_a_confirmation_naming_how_many_addresses(app, ann, 
     assert "addresses, more than a /" in error and count in error
     assert f'name="confirm_broad" value="{address}"' in refused.text
     assert entries(app) == []
-    data = {"address": address, "label": "Wide", "confirm_broad": address}
+    data = {"address": address, "label": "Wide", "confirm_broad": address, "confirm_local": address}
     assert ann.post("/security/allowlist", data, htmx=htmx).status_code == (200 if htmx else 303)
     assert [e[0] for e in entries(app)] == [address]
     with app.app_context():
@@ -289,8 +292,10 @@ def test_a_confirmation_counts_only_for_the_network_it_names(app, ann):
 
 @pytest.mark.parametrize("first, second", [("0.0.0.0/1", "128.0.0.0/1"), ("::/1", "8000::/1")])
 def test_two_halves_that_together_allow_everything_are_refused(app, ann, first, second):
-    assert ann.post("/security/allowlist", {"address": first, "label": "Half", "confirm_broad": first}).status_code == 303
-    refused = ann.post("/security/allowlist", {"address": second, "label": "Other half", "confirm_broad": second})
+    assert ann.post("/security/allowlist", {"address": first, "label": "Half", "confirm_broad": first,
+                                            "confirm_local": first}).status_code == 303
+    refused = ann.post("/security/allowlist", {"address": second, "label": "Other half", "confirm_broad": second,
+                                               "confirm_local": second})
     assert refused.status_code == 422 and "would, together with the entries already there, allow every IPv" in refused.text
     assert [e[0] for e in entries(app)] == [first]
 
@@ -299,7 +304,7 @@ def test_the_other_half_for_all_practices_is_refused_too(app, signed_in):
     owner = signed_in("owner")
     riverside = str(practice_id(app, "Riverside Dental"))
     owner.post("/security/allowlist", {"address": "0.0.0.0/1", "label": "Half", "confirm_broad": "0.0.0.0/1",
-                                       "practice": riverside})
+                                       "confirm_local": "0.0.0.0/1", "practice": riverside})
     refused = owner.post("/security/allowlist", {"address": "128.0.0.0/1", "label": "Half", "practice": "all",
                                                  "confirm_broad": "128.0.0.0/1"})
     assert refused.status_code == 422 and "every IPv4 address for Riverside Dental" in refused.text
@@ -307,7 +312,8 @@ def test_the_other_half_for_all_practices_is_refused_too(app, signed_in):
 
 def test_switching_on_the_entry_that_completes_everything_is_refused(app, ann):
     for half in ("0.0.0.0/1", "128.0.0.0/1"):
-        ann.post("/security/allowlist", {"address": half, "label": "Half", "confirm_broad": half})
+        ann.post("/security/allowlist", {"address": half, "label": "Half", "confirm_broad": half,
+                                         "confirm_local": half})
         if half == "0.0.0.0/1":
             with app.app_context():
                 first = AllowlistEntry.get().id
@@ -327,3 +333,32 @@ def test_the_broad_limit_is_a_setting(tmp_path, seeded_database):
     v.login("ann@example.com")
     assert v.post("/security/allowlist", {"address": "10.0.0.0/15", "label": "x"}).status_code == 422
     assert v.post("/security/allowlist", {"address": "10.0.0.0/16", "label": "x"}).status_code == 303
+
+
+# --- loopback and proxy addresses: one click would let in everyone who comes through a local proxy ---
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.0/8", "::1"])
+def test_a_loopback_entry_is_refused_with_a_warning_until_confirmed(app, ann, address):
+    page = ann.get("/security/allowlist").text
+    assert 'id="local-warning"' in page and "this machine&#39;s own address" in page
+    assert 'name="confirm_local" value="127.0.0.1" id="quick-confirm-local" required' in page
+    refused = add(ann, address)
+    assert refused.status_code == 422 and "If people reach pbnsec through a proxy on this machine" in refused.text
+    assert 'name="confirm_local"' in refused.text and entries(app) == []
+    assert add(ann, address, confirm_local=address).status_code == 303
+
+
+def test_a_configured_proxy_address_needs_the_same_confirmation(tmp_path, seeded_database):
+    import shutil
+
+    from conftest import Visitor, make_app
+    from ipaddress import ip_network
+    shutil.copyfile(seeded_database, tmp_path / "pbnsec.db")
+    app = make_app(tmp_path, TRUSTED_PROXIES=1, TRUSTED_PROXY_ADDRS=(ip_network("127.0.0.1/32"),
+                                                                     ip_network("192.0.2.10/32")))
+    v = Visitor(app, headers={"X-Forwarded-For": "192.0.2.50"})
+    v.login("ann@example.com")
+    refused = add(v, "192.0.2.0/24")
+    assert refused.status_code == 422 and "includes the address of your proxy" in refused.text
+    assert add(v, "192.0.2.0/25", confirm_local="192.0.2.0/25").status_code == 303
+    assert add(v, "198.51.100.0/24").status_code == 303  # not a proxy: no confirmation needed

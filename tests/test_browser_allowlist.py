@@ -57,7 +57,10 @@ def test_admin_builds_the_allowlist_in_the_browser_without_reloading_the_page(tm
         # From here on every action is an htmx swap: the document must never be replaced.
         still_the_same_page = stays_in_place(page, base_url + ALLOWLIST_PATH, navigations)
 
-        # One click adds the admin's own IP; the status turns to Covered.
+        # The admin's IP is this machine's own: a warning, and a box to tick before adding it.
+        expect(page.locator("#local-warning")).to_contain_text("this machine's own address (127.0.0.1)")
+        page.get_by_label("Yes, people really connect from 127.0.0.1").check()
+        # Then one click adds the admin's own IP; the status turns to Covered.
         page.get_by_role("button", name="Add my current IP (127.0.0.1)").click()
         mine = rows.filter(has=page.locator("code", has_text=re.compile(r"^127\.0\.0\.1/32$")))
         expect(mine).to_have_count(1)

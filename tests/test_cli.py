@@ -64,3 +64,10 @@ def test_bad_arguments_exit_non_zero_with_a_one_line_reason_and_change_nothing(r
     assert len(result.output.strip().splitlines()) == 1
     with app.app_context():
         assert (User.select().count(), Membership.select().count()) == before
+
+
+def test_demo_says_loudly_that_it_allowlists_this_machine(runner):
+    result = runner.invoke(args=["demo"])
+    assert result.exit_code == 0, result.output
+    assert "WARNING: the demo allowlists 127.0.0.0/8 (this machine) for All practices" in result.output
+    assert "EVERYONE looks like 127.0.0.1" in result.output

@@ -70,7 +70,8 @@ def test_from_the_practices_own_office_the_same_administrator_manages_it(app, si
     assert SECRETS[1] in olive.get("/security/requests").text
     assert SECRETS[2] in olive.get(f"/security/audit?practice={rid}").text
     assert olive.post(f"/security/requests/{riverside['request_id']}/approve").status_code == 303
-    added = olive.post("/security/allowlist", {"address": "127.0.0.211", "label": "desk", "practice": str(rid)})
+    added = olive.post("/security/allowlist", {"address": "127.0.0.211", "label": "desk", "practice": str(rid),
+                                               "confirm_local": "127.0.0.211"})
     assert added.status_code == 303
 
 

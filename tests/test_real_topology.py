@@ -135,8 +135,11 @@ def test_following_the_readme_behind_nginx(tmp_path, command):
         page = owner.request(proxy, "GET", "/security/allowlist")[2]
         assert '<code id="my-ip">127.0.0.71</code>' in page and "Not covered" in page
         practice = practice_id_on(page)
+        # Loopback stands in for the office here, so the app warns and wants the box ticked.
+        assert 'id="quick-confirm-local" required' in page
         status, _, _ = owner.request(proxy, "POST", "/security/allowlist",
-                                     {"address": "127.0.0.71", "label": "Owner's desk", "practice": practice})
+                                     {"address": "127.0.0.71", "label": "Owner's desk", "practice": practice,
+                                      "confirm_local": "127.0.0.71"})
         assert status == 303
         owner.request(proxy, "GET", "/security/settings")
         status, _, _ = owner.request(proxy, "POST", f"/security/settings/{practice}/enforced", {"enforced": "1"})

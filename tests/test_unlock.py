@@ -32,7 +32,7 @@ def locked(app, signed_in):
     owner = signed_in("owner")
     for v, name in [(ann, "Riverside Dental"), (owner, "Lakeside Dental")]:
         added = v.post("/security/allowlist", {"address": "127.0.0.1", "label": "Old office",
-                                               "practice": str(practice_id(app, name))})
+                                               "practice": str(practice_id(app, name)), "confirm_local": "127.0.0.1"})
         assert added.status_code == 303
         switched = v.post(f"/security/settings/{practice_id(app, name)}/enforced", {"enforced": "1"})
         assert switched.status_code == 303

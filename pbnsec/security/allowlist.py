@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 
 from flask import abort, current_app, g, render_template, request
 from flask_login import current_user
@@ -10,7 +11,7 @@ from peewee import JOIN, IntegrityError
 
 from .. import audit
 from ..db import change_lock, database
-from ..clientip import trace_client_ip
+from ..clientip import local_reason, trace_client_ip
 from ..iprules import EntryError, NetworkMatcher, covered_version, ipv6_privacy_network, is_broad, parse_entry
 from ..models import ALL_PRACTICES, AccessRequest, AllowlistEntry, Grant, Practice, User
 from ..policy import Refusal, last_entry_refusal, lockout_for, network_start
@@ -27,6 +28,8 @@ class EntryForm:
     practice: str = ""
     confirm_broad: str = ""  # the network the admin confirmed although it is broad
     broad: str = ""  # set when the address needs that confirmation: the network to confirm
+    confirm_local: str = ""  # the network the admin confirmed although it holds loopback or a proxy
+    local: str = ""  # set when the address needs that confirmation
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -76,6 +79,7 @@ def ip_status(entries) -> dict:
         "ip": ip,
         "covered_by": matcher.match(ip),
         "ipv6_network": ipv6_privacy_network(ip) if ip is not None else None,
+        "local": local_reason(ip_network(ip), current_app.config["PROXIES"]) if ip is not None else None,
     }
 
 
@@ -154,9 +158,26 @@ def everything_refusal(network, practice) -> str | None:
     return None
 
 
+def _confirms(text: str, network) -> bool:
+    """Whether a confirmation field names exactly this network (in any spelling parse_entry accepts)."""
+    try:
+        return bool(text) and parse_entry(text) == network
+    except EntryError:
+        return False
+
+
+def _local_refusal(form: EntryForm, network) -> str | None:
+    """An entry holding loopback or a proxy address needs the admin to confirm it, warned what it may open."""
+    reason = local_reason(network, current_app.config["PROXIES"])
+    if reason is None or _confirms(form.confirm_local, network):
+        return None
+    form.local = str(network)
+    return reason + " Check the Connection check below, then confirm only if people really connect from there."
+
+
 def _broad_refusal(form: EntryForm, network) -> str | None:
     """A broad network needs the admin to confirm exactly it, knowing how many addresses it opens."""
-    if not is_broad(network, current_app.config["BROADEST_PREFIX"]) or form.confirm_broad == str(network):
+    if not is_broad(network, current_app.config["BROADEST_PREFIX"]) or _confirms(form.confirm_broad, network):
         return None
     form.broad = str(network)
     limit = current_app.config["BROADEST_PREFIX"][network.version]
@@ -171,6 +192,7 @@ def add_entry():
         label=request.form.get("label", "")[:200],
         practice=request.form.get("practice", str(g.practice.id)).strip(),
         confirm_broad=request.form.get("confirm_broad", "")[:100].strip(),
+        confirm_local=request.form.get("confirm_local", "")[:100].strip(),
     )
     network = None
     try:
@@ -182,8 +204,9 @@ def add_entry():
         form.errors["label"] = label_error
     practice = _scope_for(form)
     if network is not None and not form.errors:
-        if broad := _broad_refusal(form, network):
-            form.errors["address"] = broad
+        refusals = [r for r in (_broad_refusal(form, network), _local_refusal(form, network)) if r]
+        if refusals:
+            form.errors["address"] = " ".join(refusals)
     if network is not None and not form.errors:
         try:
             # Under the change lock, so two admins adding the two halves of everything at once cannot both win.
