@@ -5,10 +5,10 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import audit
+from . import audit, migrations
 from .accounts import AccountError, bootstrap_owner, create_practice, create_user, find_practice
 from .db import change_lock
-from .models import IPRestriction, Practice, create_tables, utcnow
+from .models import IPRestriction, Practice, utcnow
 
 
 def _fail_on_account_error(fn):
@@ -23,8 +23,8 @@ def _fail_on_account_error(fn):
 
 
 def bootstrap(echo=click.echo) -> None:
-    """Create the tables and, on an empty database, the Owner: the password is shown once, here."""
-    create_tables()
+    """Bring the schema up to date and, on an empty database, create the Owner: the password is shown once, here."""
+    migrations.upgrade()
     created = bootstrap_owner(current_app.config["OWNER_EMAIL"], current_app.config["FIRST_PRACTICE"])
     if created:
         user, password = created
@@ -41,9 +41,9 @@ def bootstrap(echo=click.echo) -> None:
 @with_appcontext
 @_fail_on_account_error
 def init_db_command():
-    """Create the database tables (and the first Owner on an empty database)."""
+    """Create or upgrade the database tables (and the first Owner on an empty database)."""
     bootstrap()
-    click.echo("Database ready.")
+    click.echo(f"Database ready (schema version {migrations.LATEST}).")
 
 
 @click.command("serve")
