@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pbnsec.migrations import LATEST
 from pbnsec.models import Grant, Practice, User
 from conftest import PASSWORD, make_app, restrict
 
@@ -24,11 +26,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(database: Path, port: int) -> subprocess.Popen:
+def spawn_server(database: Path, port: int, stdout=subprocess.DEVNULL) -> subprocess.Popen:
+    """Start `flask --app app serve` on the database as make run does; see wait_until_serving."""
     env = dict(os.environ, PBNSEC_DATABASE_URL=f"sqlite:///{database}", PBNSEC_PORT=str(port),
-               PBNSEC_HOST="127.0.0.1", PBNSEC_SECRET_KEY=SECRET, PBNSEC_TRUSTED_PROXIES="0")
-    process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "serve"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+               PBNSEC_HOST="127.0.0.1", PBNSEC_SECRET_KEY=SECRET, PBNSEC_TRUSTED_PROXIES="0",
+               PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "serve"], cwd=ROOT, env=env,
+                            stdout=stdout, stderr=subprocess.PIPE)
+
+
+def wait_until_serving(process: subprocess.Popen, port: int) -> subprocess.Popen:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -40,6 +47,10 @@ def start_server(database: Path, port: int) -> subprocess.Popen:
             time.sleep(0.05)
     process.kill()
     raise RuntimeError(f"server on port {port} did not start")
+
+
+def start_server(database: Path, port: int) -> subprocess.Popen:
+    return wait_until_serving(spawn_server(database, port), port)
 
 
 class HttpVisitor:
@@ -112,3 +123,30 @@ def test_revocation_in_one_process_stops_the_session_in_the_other(two_servers):
     assert (status, location) == (303, "/blocked")
     status, _, page = fay_browser.request(port_a, "GET", "/blocked")
     assert "Your IP address 127.0.0.5 requires approval" in page
+
+
+def test_servers_starting_together_on_an_empty_database_all_come_up_and_create_it_once(tmp_path):
+    database = tmp_path / "pbnsec.db"
+    ports = [free_port(), free_port(), free_port()]
+    outputs = [tmp_path / f"server-{port}.out" for port in ports]
+    handles = [open(output, "w") for output in outputs]
+    servers = [spawn_server(database, port, stdout=handle) for port, handle in zip(ports, handles)]
+    try:
+        for server, port in zip(servers, ports):
+            wait_until_serving(server, port)
+        for port in ports:
+            status, _, page = HttpVisitor("127.0.0.1").request(port, "GET", "/login")
+            assert status == 200 and 'name="password"' in page
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=10)
+        for handle in handles:
+            handle.close()
+
+    printed = [output.read_text() for output in outputs]
+    assert sum("Password: " in text for text in printed) == 1  # one Owner, its password shown once
+    con = sqlite3.connect(database)
+    assert con.execute("SELECT version FROM schema_version").fetchall() == [(LATEST,)]
+    assert con.execute('SELECT email FROM "user"').fetchall() == [("owner@example.com",)]
+    con.close()
