@@ -9,6 +9,8 @@ from . import db, enforcement, migrations, web
 from .config import PROJECT_ROOT, load_config
 from .extensions import csrf, htmx, login_manager
 
+__version__ = "0.3.0"
+
 
 def create_app(config: dict | None = None) -> Flask:
     """Build the app; `config` overrides what the environment says (tests pass their own)."""

@@ -1,4 +1,4 @@
-"""Command line: flask --app app init-db | serve | practices … | users … | backup | restore"""
+"""Command line: flask --app app init-db | serve | practices … | users … | backup | restore | version"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from peewee import PostgresqlDatabase, SqliteDatabase
 
-from . import audit, backups, migrations
+from . import __version__, audit, backups, migrations
 from .accounts import AccountError, bootstrap_owner, create_practice, create_user, find_practice
 from .db import change_lock, database
 from .models import IPRestriction, Practice, utcnow
@@ -133,6 +133,14 @@ def demo_command():
         click.echo(line)
 
 
+@click.command("version")
+@with_appcontext
+def version_command():
+    """Show the pbnsec version and the database's schema version."""
+    click.echo(f"pbnsec {__version__}")
+    click.echo(f"schema version {migrations.schema_version()} (this release's latest: {migrations.LATEST})")
+
+
 def _database_file() -> Path:
     """The SQLite file the app uses; a one-line refusal for anything else but PostgreSQL."""
     if not isinstance(database.obj, SqliteDatabase):
@@ -187,5 +195,5 @@ def restore_command(src):
 
 def register_cli(app) -> None:
     for command in (init_db_command, serve_command, practices_cli, users_cli, security_cli, demo_command,
-                    backup_command, restore_command):
+                    version_command, backup_command, restore_command):
         app.cli.add_command(command)

@@ -189,3 +189,11 @@ def test_a_database_with_only_some_of_pbnsecs_tables_is_refused_and_left_alone(t
     assert [name for (name,) in sqlite3.connect(tmp_path / "pbnsec.db").execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'")] == ["user"]
 
+
+def test_version_command_shows_the_release_and_the_schema_version(tmp_path):
+    from pbnsec import __version__
+
+    result = make_app(tmp_path).test_cli_runner().invoke(args=["version"])
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [f"pbnsec {__version__}",
+                                          f"schema version {LATEST} (this release's latest: {LATEST})"]
