@@ -108,8 +108,8 @@ def _describe(number: int) -> str:
     return MIGRATIONS[number - 1].__doc__
 
 
-def _recorded_version() -> int | None:
-    """The schema version the database records, or None when it records none."""
+def schema_version() -> int | None:
+    """The schema version the database records (None for a database from before versions were recorded)."""
     if not SchemaVersion.table_exists():
         return None
     return SchemaVersion.select(SchemaVersion.version).order_by(SchemaVersion.version.desc()).scalar() or 0
@@ -127,18 +127,13 @@ def _roles_seeded() -> bool:
     return all(name in names for name, _ in ROLES)
 
 
-def schema_version() -> int | None:
-    """The database's schema version (None for a database that records none)."""
-    return _recorded_version()
-
-
 def upgrade() -> list[str]:
     """Bring the database to the latest schema, creating it when empty; returns what was done (usually nothing).
 
     Runs under the write lock, so instances starting together on one database take turns and the later ones
     find nothing to do.
     """
-    version = _recorded_version()
+    version = schema_version()
     if version is not None:
         _refuse_if_newer(version)
         if version == LATEST and _roles_seeded():
@@ -147,7 +142,7 @@ def upgrade() -> list[str]:
     with change_lock():
         tables = set(database.get_tables())
         if SchemaVersion._meta.table_name in tables:
-            version = _recorded_version()
+            version = schema_version()
             _refuse_if_newer(version)
         elif tables & FIRST_RELEASE_TABLES:
             missing = FIRST_RELEASE_TABLES - tables
