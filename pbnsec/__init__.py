@@ -1,13 +1,15 @@
 """pbnsec: IP restrictions for multi-practice dental groups."""
 from __future__ import annotations
 
+import click
 from flask import Flask
 from jinja2 import StrictUndefined
 
-from . import db, enforcement, web
+from . import db, enforcement, migrations, web
 from .config import PROJECT_ROOT, load_config, proxies
 from .extensions import csrf, htmx, login_manager
-from .models import create_tables
+
+__version__ = "0.3.0"
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -38,7 +40,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.url_map.converters["int"] = web.IdConverter
 
     db.init_app(app, PROJECT_ROOT)
-    create_tables()
+    for step in migrations.upgrade():
+        click.echo(f"pbnsec: database schema {step}", err=True)
     csrf.init_app(app)
     htmx.init_app(app)
     login_manager.init_app(app)

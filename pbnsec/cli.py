@@ -1,14 +1,17 @@
-"""Command line: flask --app app init-db | serve | practices … | users …"""
+"""Command line: flask --app app init-db | serve | practices … | users … | backup | restore | version"""
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
+from peewee import PostgresqlDatabase, SqliteDatabase
 
-from . import audit
+from . import __version__, audit, backups, migrations
 from .accounts import AccountError, bootstrap_owner, create_practice, create_user, find_practice
-from .db import change_lock
-from .models import IPRestriction, Practice, create_tables, utcnow
+from .db import change_lock, database
+from .models import IPRestriction, Practice, utcnow
 
 
 def _fail_on_account_error(fn):
@@ -23,8 +26,8 @@ def _fail_on_account_error(fn):
 
 
 def bootstrap(config, echo=click.echo) -> None:
-    """Create the tables and, on an empty database, the Owner: the password is shown once, here."""
-    create_tables()
+    """Bring the schema up to date and, on an empty database, create the Owner: the password is shown once, here."""
+    migrations.upgrade()
     created = bootstrap_owner(config["OWNER_EMAIL"], config["FIRST_PRACTICE"])
     if created:
         user, password = created
@@ -41,9 +44,9 @@ def bootstrap(config, echo=click.echo) -> None:
 @with_appcontext
 @_fail_on_account_error
 def init_db_command():
-    """Create the database tables (and the first Owner on an empty database)."""
+    """Create or upgrade the database tables (and the first Owner on an empty database)."""
     bootstrap(current_app.config)
-    click.echo("Database ready.")
+    click.echo(f"Database ready (schema version {migrations.LATEST}).")
 
 
 @click.command("serve")
@@ -136,6 +139,67 @@ def demo_command():
         click.echo(line)
 
 
+@click.command("version")
+@with_appcontext
+def version_command():
+    """Show the pbnsec version and the database's schema version."""
+    click.echo(f"pbnsec {__version__}")
+    click.echo(f"schema version {migrations.schema_version()} (this release's latest: {migrations.LATEST})")
+
+
+def _database_file() -> Path:
+    """The SQLite file the app uses; a one-line refusal for anything else but PostgreSQL."""
+    if not isinstance(database.obj, SqliteDatabase):
+        raise click.ClickException("Backup and restore support SQLite and PostgreSQL databases only.")
+    if database.obj.database == ":memory:":
+        raise click.ClickException("An in-memory database cannot be backed up or restored.")
+    return Path(database.obj.database)
+
+
+@click.command("backup")
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Replace DEST if it exists.")
+@with_appcontext
+def backup_command(dest, force):
+    """Copy the database to the file DEST; the app may keep running (PostgreSQL: shows the pg_dump command)."""
+    if isinstance(database.obj, PostgresqlDatabase):
+        click.echo("Back up a PostgreSQL database with pg_dump (the password comes from PGPASSWORD or ~/.pgpass):")
+        click.echo(backups.pg_dump_command(database.obj.database, database.obj.connect_params, dest))
+        return
+    source = _database_file()
+    try:
+        size, version = backups.backup_sqlite(source, dest, force)
+    except backups.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Backed up {source} to {dest.absolute()}: {size:,} bytes, schema version {version}.")
+
+
+@click.command("restore")
+@click.argument("src", type=click.Path(path_type=Path))
+@with_appcontext
+def restore_command(src):
+    """Replace the database with the backup SRC; stop the app first (PostgreSQL: shows the pg_restore command)."""
+    if isinstance(database.obj, PostgresqlDatabase):
+        click.echo("Stop every pbnsec process, then restore a pg_dump --format=custom backup with pg_restore "
+                   "(the password comes from PGPASSWORD or ~/.pgpass); the next start applies any migrations:")
+        click.echo(backups.pg_restore_command(database.obj.database, database.obj.connect_params, src))
+        return
+    target = _database_file()
+    database.close()  # this process's own connection must not hold on to the file being replaced
+    try:
+        version, kept = backups.restore_sqlite(src, target, migrations.LATEST)
+    except backups.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    done = migrations.upgrade()
+    click.echo(f"Restored {src} (schema version {version}) into {target}.")
+    if kept:
+        click.echo(f"The database it replaced is kept as {kept}.")
+    if done:
+        click.echo(f"Upgraded it to schema version {migrations.LATEST}.")
+    click.echo("Start pbnsec again.")
+
+
 def register_cli(app) -> None:
-    for command in (init_db_command, serve_command, practices_cli, users_cli, security_cli, demo_command):
+    for command in (init_db_command, serve_command, practices_cli, users_cli, security_cli, demo_command,
+                    version_command, backup_command, restore_command):
         app.cli.add_command(command)

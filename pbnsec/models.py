@@ -213,15 +213,21 @@ class RateLimitHit(BaseModel):
         indexes = ((("key", "at"), False),)
 
 
+class SchemaVersion(BaseModel):
+    """One row per schema version this database reached; the highest is its schema (see migrations.py)."""
+
+    version = IntegerField(primary_key=True)
+    name = CharField(max_length=200)
+    applied_at = DateTimeField(default=utcnow)
+
+
 MODELS = [
     Practice, Role, User, SignIn, Membership, AllowlistEntry, IPRestriction, RestrictedRole, RestrictedUser,
-    AccessRequest, Grant, AuditEvent, RateLimitHit,
+    AccessRequest, Grant, AuditEvent, RateLimitHit, SchemaVersion,
 ]
 
 
-def create_tables() -> None:
-    """Create missing tables and seed the roles; safe to run again."""
-    with database.atomic():
-        database.create_tables(MODELS, safe=True)
-        for position, (name, is_admin) in enumerate(ROLES):
-            Role.get_or_create(name=name, defaults={"is_security_admin": is_admin, "position": position})
+def seed_roles() -> None:
+    """Add any seeded role that is missing; roles already there are left as they are."""
+    for position, (name, is_admin) in enumerate(ROLES):
+        Role.get_or_create(name=name, defaults={"is_security_admin": is_admin, "position": position})

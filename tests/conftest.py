@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sqlite3
 
 import pytest
 
@@ -169,3 +170,12 @@ def restrict(app, practice: str, *networks: str, everyone: bool = True, roles=()
             RestrictedRole.create(practice=p, role=Role.get(Role.name == name))
         for who in users:
             RestrictedUser.create(practice=p, user=User.get(User.email == PEOPLE[who][0]))
+
+
+def table_rows(path) -> dict:
+    """Every row of every table of an SQLite file, straight from sqlite3 (not through the app)."""
+    con = sqlite3.connect(path)
+    tables = [name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    rows = {table: con.execute(f'SELECT * FROM "{table}" ORDER BY 1').fetchall() for table in tables}
+    con.close()
+    return rows

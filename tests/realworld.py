@@ -68,10 +68,9 @@ COMMANDS = {
 }
 
 
-@contextmanager
-def app_server(folder: Path, database: Path, proxies: int = 0, proxy_addrs: str | None = None,
-               command: str = "make run", **env):
-    """Serve the app on a free loopback port, started the way the README says; yields an AppProcess."""
+def spawn_app(folder: Path, database: Path, proxies: int = 0, proxy_addrs: str | None = None,
+              command: str = "make run", **env) -> AppProcess:
+    """Start the app on a free loopback port the way the README says, without waiting for it to listen."""
     port = free_port()
     environment = dict(os.environ, PBNSEC_DATABASE_URL=f"sqlite:///{database}", PBNSEC_PORT=str(port),
                        PBNSEC_HOST="127.0.0.1", PBNSEC_SECRET_KEY=SECRET, PBNSEC_TRUSTED_PROXIES=str(proxies))
@@ -83,11 +82,18 @@ def app_server(folder: Path, database: Path, proxies: int = 0, proxy_addrs: str 
     with open(log, "wb") as out:
         process = subprocess.Popen(COMMANDS[command](port), cwd=ROOT, env=environment, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
+    return AppProcess(port, log, process)
+
+
+@contextmanager
+def app_server(folder: Path, database: Path, **options):
+    """Serve the app (see spawn_app) until the block ends; yields the AppProcess once it listens."""
+    app = spawn_app(folder, database, **options)
     try:
-        wait_for_port(port, process, log)
-        yield AppProcess(port, log, process)
+        wait_for_port(app.port, app.process, app.log)
+        yield app
     finally:
-        stop(process)
+        stop(app.process)
 
 
 def site_location_block(upstream_port: int) -> str:

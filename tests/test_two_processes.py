@@ -1,11 +1,14 @@
-"""Two app processes on one database agree: a revocation made in one stops a session in the other."""
+"""Several app processes on one database agree: a revocation made in one stops a session in the other, and
+processes starting together on an empty database all come up and create it once."""
 import shutil
+import sqlite3
 
 import pytest
 
+from pbnsec.migrations import LATEST
 from pbnsec.models import Grant, Practice, User
 from conftest import PASSWORD, make_app, restrict
-from realworld import HttpVisitor, app_server
+from realworld import HttpVisitor, app_server, spawn_app, stop, wait_for_port
 
 
 @pytest.fixture
@@ -39,3 +42,23 @@ def test_revocation_in_one_process_stops_the_session_in_the_other(two_servers):
     assert (status, location) == (303, "/blocked")
     status, _, page = fay_browser.request(port_a, "GET", "/blocked")
     assert "Your IP address 127.0.0.5 requires approval" in page
+
+
+def test_servers_starting_together_on_an_empty_database_all_come_up_and_create_it_once(tmp_path):
+    database = tmp_path / "pbnsec.db"
+    servers = [spawn_app(tmp_path, database) for _ in range(3)]
+    try:
+        for server in servers:
+            wait_for_port(server.port, server.process, server.log)
+        for server in servers:
+            status, _, page = HttpVisitor("127.0.0.1").request(server.port, "GET", "/login")
+            assert status == 200 and 'name="password"' in page
+    finally:
+        for server in servers:
+            stop(server.process)
+
+    assert sum("Password: " in server.output for server in servers) == 1  # one Owner, its password shown once
+    con = sqlite3.connect(database)
+    assert con.execute("SELECT version FROM schema_version").fetchall() == [(LATEST,)]
+    assert con.execute('SELECT email FROM "user"').fetchall() == [("owner@example.com",)]
+    con.close()

@@ -1,0 +1,166 @@
+"""Schema migrations: the database records its schema version and upgrade() brings it to the latest.
+
+Each migration is a function numbered by its place in MIGRATIONS. Databases made before versions were recorded
+(pbnsec 0.1 and 0.2) can be in any state their releases left them in, so every migration checks what is already
+there before it changes anything; an unversioned database then runs them all from version 0.
+A migration never reads today's models: it describes the tables as they were when it was written.
+"""
+from __future__ import annotations
+
+from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, Model, SQL
+from playhouse.migrate import SchemaMigrator
+
+from .config import ConfigError
+from .db import change_lock, database
+from .models import MODELS, ROLES, Role, SchemaVersion, seed_roles, utcnow
+
+
+class SchemaError(ConfigError):
+    """The database cannot be used by this code: its schema is newer, or it is not a pbnsec database."""
+
+
+# The tables of the first release: an unversioned database holding some of them is an old pbnsec database.
+FIRST_RELEASE_TABLES = frozenset({
+    "practice", "role", "user", "membership", "allowlist_entry", "ip_restriction", "restricted_role",
+    "restricted_user", "access_request", "grant", "audit_event", "rate_limit_hit",
+})
+
+
+def _columns(table: str) -> set[str]:
+    return {column.name for column in database.get_columns(table)}
+
+
+def _indexes(table: str) -> set[str]:
+    return {index.name for index in database.get_indexes(table)}
+
+
+def index_rate_limit_hits_by_time(migrator: SchemaMigrator) -> None:
+    """rate_limit_hit.at is indexed so old hits are pruned without a scan."""
+    if "rate_limit_hit_at" not in _indexes("rate_limit_hit"):
+        migrator.add_index("rate_limit_hit", ("at",), name="rate_limit_hit_at").run()
+
+
+def add_must_change_password(migrator: SchemaMigrator) -> None:
+    """user.must_change_password: a console password must be replaced at first sign-in."""
+    if "must_change_password" not in _columns("user"):
+        # NOT NULL with a database default in one ALTER: SQLite before 3.53 could only add NOT NULL later by
+        # rebuilding the user table, and rebuilding a table other tables cascade from is not safe in a transaction.
+        field = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
+        migrator.alter_add_column("user", "must_change_password", field, allow_not_null=True).run()
+
+
+def index_allowlist_by_scope_and_start(migrator: SchemaMigrator) -> None:
+    """allowlist_entry is looked up by (scope, start); the index on start alone goes."""
+    indexes = _indexes("allowlist_entry")
+    if "allowlist_entry_start" in indexes:
+        migrator.drop_index("allowlist_entry", "allowlist_entry_start").run()
+    if "allowlist_entry_scope_start" not in indexes:
+        migrator.add_index("allowlist_entry", ("scope", "start"), name="allowlist_entry_scope_start").run()
+
+
+class _UserAt4(Model):
+    class Meta:
+        database = database
+        table_name = "user"
+        legacy_table_names = False  # index names start with the table name, as the models' do
+
+
+class _SignInAt4(Model):
+    token = CharField(max_length=64, unique=True)
+    user = ForeignKeyField(_UserAt4, backref="+", on_delete="CASCADE")
+    pending = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(index=True)
+
+    class Meta:
+        database = database
+        table_name = "sign_in"
+        legacy_table_names = False
+
+
+def add_sign_ins(migrator: SchemaMigrator) -> None:
+    """sign_in table (server-side sign-ins); user.session_version, which it replaced, goes."""
+    if not database.table_exists("sign_in"):
+        database.create_tables([_SignInAt4])
+    if "session_version" in _columns("user"):
+        # It is NOT NULL without a database default, so while it stays no user can be created.
+        migrator.drop_column("user", "session_version").run()
+
+
+def rename_pending_sign_ins_to_blocked(migrator: SchemaMigrator) -> None:
+    """sign_in.pending is called blocked (pending belongs to access requests)."""
+    columns = _columns("sign_in")
+    if "pending" in columns and "blocked" not in columns:
+        migrator.rename_column("sign_in", "pending", "blocked").run()
+
+
+MIGRATIONS = [
+    index_rate_limit_hits_by_time,
+    add_must_change_password,
+    index_allowlist_by_scope_and_start,
+    add_sign_ins,
+    rename_pending_sign_ins_to_blocked,
+]
+LATEST = len(MIGRATIONS)
+
+
+def _describe(number: int) -> str:
+    return MIGRATIONS[number - 1].__doc__
+
+
+def schema_version() -> int | None:
+    """The schema version the database records (None for a database from before versions were recorded)."""
+    if not SchemaVersion.table_exists():
+        return None
+    return SchemaVersion.select(SchemaVersion.version).order_by(SchemaVersion.version.desc()).scalar() or 0
+
+
+def _refuse_if_newer(version: int) -> None:
+    if version > LATEST:
+        raise SchemaError(
+            f"The database is at schema version {version}, newer than this pbnsec knows ({LATEST}): "
+            "run the release that upgraded it, or restore a backup made before that upgrade.")
+
+
+def _roles_seeded() -> bool:
+    names = {name for (name,) in Role.select(Role.name).tuples()}
+    return all(name in names for name, _ in ROLES)
+
+
+def upgrade() -> list[str]:
+    """Bring the database to the latest schema, creating it when empty; returns what was done (usually nothing).
+
+    Runs under the write lock, so instances starting together on one database take turns and the later ones
+    find nothing to do.
+    """
+    version = schema_version()
+    if version is not None:
+        _refuse_if_newer(version)
+        if version == LATEST and _roles_seeded():
+            return []  # the start of every process: three reads, no lock
+    done = []
+    with change_lock():
+        tables = set(database.get_tables())
+        if SchemaVersion._meta.table_name in tables:
+            version = schema_version()
+            _refuse_if_newer(version)
+        elif tables & FIRST_RELEASE_TABLES:
+            missing = FIRST_RELEASE_TABLES - tables
+            if missing:
+                raise SchemaError(
+                    "The database is not a pbnsec database, or a damaged one: it has some of pbnsec's tables "
+                    f"but not {', '.join(sorted(missing))}.")
+            version = 0
+            database.create_tables([SchemaVersion])
+        else:
+            database.create_tables(MODELS)
+            SchemaVersion.create(version=LATEST, name="The tables were created at this version.")
+            version = LATEST
+            done.append(f"version {LATEST}: created the tables")
+        migrator = SchemaMigrator.from_database(database)
+        for number in range(version + 1, LATEST + 1):
+            MIGRATIONS[number - 1](migrator)
+            SchemaVersion.create(version=number, name=_describe(number))
+            done.append(f"version {number}: {_describe(number)}")
+        seed_roles()
+    return done

@@ -1,0 +1,199 @@
+"""Schema migrations: a database from any earlier commit upgrades on start, keeps its data and lets people in."""
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from pbnsec import migrations
+from pbnsec.accounts import create_user
+from pbnsec.migrations import LATEST, SchemaError
+from pbnsec.models import SchemaVersion, User
+from conftest import Visitor, make_app, table_rows
+
+SCHEMAS = Path(__file__).parent / "fixtures" / "schemas"
+# The commits that changed the schema, oldest first; the first is the first release.
+SCHEMA_COMMITS = ["ad6ec25", "79e8c1f", "c023d00", "2d0aa47", "5f03da2", "7b16008"]
+FIRST_RELEASE = SCHEMA_COMMITS[0]
+
+# werkzeug's hash of conftest.PASSWORD, as the first release stored it
+OLD_HASH = ("scrypt:32768:8:1$7prpUPoVjCLKg4JV$e7a44ef49835ddf526ea639cac1149df30e60f1e173685447d5a0017de5a3d5b06fc684"
+            "64a4881ffe51bc4ade8a1866ee1a82dfda2598c7eac38fce1998317f1")
+WHEN = "2026-11-29 07:00:00"
+ROLE_NAMES = ["Owner", "Admin", "Office Manager", "Provider", "Hygienist", "Front Desk", "Billing"]
+
+# A little data in the first release's tables: an enforced practice whose allowlist has the Owner's desk, and a
+# pending access request from a Front Desk user elsewhere.
+FIRST_RELEASE_DATA = {
+    "role": [{"id": i, "name": name, "is_security_admin": int(i <= 2), "position": i - 1}
+             for i, name in enumerate(ROLE_NAMES, start=1)],
+    "practice": [{"id": 1, "name": "Riverside Dental", "created_at": WHEN}],
+    "user": [
+        {"id": 1, "email": "owner@example.com", "name": "Olive Owner", "password_hash": OLD_HASH, "active": 1,
+         "role_id": 1, "created_at": WHEN},
+        {"id": 2, "email": "fay@example.com", "name": "Fay Desk", "password_hash": OLD_HASH, "active": 1,
+         "role_id": 6, "created_at": WHEN},
+    ],
+    "membership": [{"id": 1, "user_id": 1, "practice_id": 1}, {"id": 2, "user_id": 2, "practice_id": 1}],
+    "allowlist_entry": [{"id": 1, "practice_id": 1, "scope": 1, "network": "127.0.0.1/32",
+                         "start": "0000000000000000000000007f000001", "prefix_length": 32,
+                         "label": "Owner's desk", "active": 1, "added_by_id": 1, "added_at": WHEN}],
+    "ip_restriction": [{"id": 1, "practice_id": 1, "enforced": 1, "everyone": 1, "requests_allowed": 1,
+                        "updated_at": WHEN}],
+    "access_request": [{"id": 1, "user_id": 2, "practice_id": 1, "ip": "127.0.0.5",
+                        "note": "Working from the back office", "status": "pending", "created_at": WHEN,
+                        "decided_by_id": None, "decided_at": None}],
+    "audit_event": [{"id": 1, "at": WHEN, "actor_id": None, "actor_label": "cli", "actor_ip": "",
+                     "practice_id": None, "action": "owner_created", "target": "owner@example.com",
+                     "detail": ""}],
+}
+# Columns some commits added as NOT NULL without a database default, so a row needs a value for them.
+LATER_NOT_NULL = {"session_version": 1, "must_change_password": 0}
+
+
+def old_database(path: Path, history: list[str]) -> Path:
+    """A database as the first commit of `history` created it, with a little data, then started by each later one."""
+    con = sqlite3.connect(path)
+    first, *later = history
+    con.executescript((SCHEMAS / f"{first}.sql").read_text())
+    for table, rows in FIRST_RELEASE_DATA.items():
+        columns = [row[1] for row in con.execute(f'PRAGMA table_info("{table}")')]
+        names, marks = ", ".join(f'"{c}"' for c in columns), ", ".join("?" for _ in columns)
+        for row in rows:
+            row = {**LATER_NOT_NULL, **row}
+            con.execute(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', [row[c] for c in columns])
+    for commit in later:
+        # What that commit's create_tables(safe=True) did to an existing database: missing tables and indexes only.
+        ddl = (SCHEMAS / f"{commit}.sql").read_text()
+        for kind in ("TABLE", "INDEX", "UNIQUE INDEX"):
+            ddl = ddl.replace(f"CREATE {kind} ", f"CREATE {kind} IF NOT EXISTS ")
+        con.executescript(ddl)
+    con.commit()
+    con.close()
+    return path
+
+
+def schema(path: Path) -> dict:
+    """Tables with their columns, foreign keys and indexes (partial ones with their WHERE), as SQLite reports them."""
+    con = sqlite3.connect(path)
+    found = {}
+    for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
+        # (name, type, not null, primary key): a column's default lives in the code, and the database keeps one
+        # only where a migration needed it to add a NOT NULL column to rows that were already there.
+        columns = [(c[1], c[2], c[3], c[5]) for c in con.execute(f'PRAGMA table_info("{table}")')]
+        keys = sorted(k[2:] for k in con.execute(f'PRAGMA foreign_key_list("{table}")'))
+        indexes = con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                              "ORDER BY name", (table,)).fetchall()
+        found[table] = {"columns": columns, "foreign keys": keys, "indexes": indexes}
+    con.close()
+    return found
+
+
+@pytest.fixture(scope="module")
+def current_schema(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fresh")
+    make_app(folder)
+    from pbnsec.db import database
+    database.close()
+    return schema(folder / "pbnsec.db")
+
+
+def test_a_first_release_database_upgrades_on_start_and_its_owner_signs_in(tmp_path):
+    old_database(tmp_path / "pbnsec.db", [FIRST_RELEASE])
+    app = make_app(tmp_path)
+
+    owner = Visitor(app)
+    assert owner.login("owner@example.com").headers["Location"] == "/"
+    assert "<h1>Riverside Dental</h1>" in owner.get("/").text
+    assert "Owner&#39;s desk" in owner.get("/security/allowlist").text
+    requests_page = owner.get("/security/requests").text
+    for shown in ("Fay Desk", "127.0.0.5", "Working from the back office"):
+        assert shown in requests_page
+
+    fay = Visitor(app, ip="127.0.0.5")  # restrictions are still on: her old request still waits
+    assert fay.login("fay@example.com").headers["Location"] == "/blocked"
+    assert "Pending" in fay.get("/blocked").text
+
+    with app.app_context():
+        assert migrations.schema_version() == LATEST
+        stamped = [v.version for v in SchemaVersion.select().order_by(SchemaVersion.version)]
+        assert stamped == list(range(1, LATEST + 1))
+
+
+HISTORIES = (
+    [[commit] for commit in SCHEMA_COMMITS]  # made by that commit
+    + [SCHEMA_COMMITS[:n] for n in range(2, len(SCHEMA_COMMITS) + 1)]  # made by the first release, then upgraded
+)
+
+
+@pytest.mark.parametrize("history", HISTORIES, ids=["-".join(h) for h in HISTORIES])
+def test_a_database_from_any_earlier_commit_ends_up_with_todays_schema_and_its_data(tmp_path, history,
+                                                                                      current_schema):
+    database = old_database(tmp_path / "pbnsec.db", history)
+    before = table_rows(database)
+    app = make_app(tmp_path)
+
+    assert schema(database) == current_schema
+    after = table_rows(database)
+    for table in ("practice", "membership", "allowlist_entry", "ip_restriction", "access_request", "grant",
+                  "audit_event"):
+        assert after[table] == before[table]
+    assert [row[:3] for row in after["user"]] == [row[:3] for row in before["user"]]
+    assert Visitor(app).login("owner@example.com").headers["Location"] == "/"
+    with app.app_context():  # a database from c023d00 kept a NOT NULL session_version that stopped this
+        create_user("new@example.com", "Nia New", "Provider", ["Riverside Dental"], "a brand new passphrase")
+        assert User.select().count() == 3
+
+
+def test_an_empty_database_gets_todays_tables_and_one_version_stamp(tmp_path, current_schema):
+    app = make_app(tmp_path)
+    assert schema(tmp_path / "pbnsec.db") == current_schema
+    with app.app_context():
+        assert [(v.version, v.name) for v in SchemaVersion.select()] == [
+            (LATEST, "The tables were created at this version.")]
+
+
+def test_starting_again_changes_nothing(tmp_path):
+    old_database(tmp_path / "pbnsec.db", [FIRST_RELEASE])
+    make_app(tmp_path)
+    before = table_rows(tmp_path / "pbnsec.db")
+    app = make_app(tmp_path)
+    with app.app_context():
+        assert migrations.upgrade() == []
+    assert table_rows(tmp_path / "pbnsec.db") == before
+
+
+def test_a_database_newer_than_the_code_is_refused_and_left_alone(tmp_path):
+    make_app(tmp_path)
+    con = sqlite3.connect(tmp_path / "pbnsec.db")
+    con.execute("INSERT INTO schema_version (version, name, applied_at) VALUES (?, 'from the future', ?)",
+                (LATEST + 1, WHEN))
+    con.commit()
+    con.close()
+    before = table_rows(tmp_path / "pbnsec.db")
+
+    with pytest.raises(SchemaError) as refused:
+        make_app(tmp_path)
+    message = str(refused.value)
+    assert f"schema version {LATEST + 1}, newer than this pbnsec knows ({LATEST})" in message
+    assert "\n" not in message
+    assert table_rows(tmp_path / "pbnsec.db") == before
+
+
+def test_a_database_with_only_some_of_pbnsecs_tables_is_refused_and_left_alone(tmp_path):
+    con = sqlite3.connect(tmp_path / "pbnsec.db")
+    con.execute('CREATE TABLE "user" (id INTEGER PRIMARY KEY, email TEXT)')
+    con.commit()
+    con.close()
+    with pytest.raises(SchemaError, match="not a pbnsec database"):
+        make_app(tmp_path)
+    assert [name for (name,) in sqlite3.connect(tmp_path / "pbnsec.db").execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")] == ["user"]
+
+
+def test_version_command_shows_the_release_and_the_schema_version(tmp_path):
+    from pbnsec import __version__
+
+    result = make_app(tmp_path).test_cli_runner().invoke(args=["version"])
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [f"pbnsec {__version__}",
+                                          f"schema version {LATEST} (this release's latest: {LATEST})"]
