@@ -14,6 +14,7 @@ from .db import database
 from .enforcement import access_for, blocked_user, end_sign_in, start_blocked_sign_in
 from .models import PENDING, AccessRequest, Membership, Practice, User
 from .policy import decisions_for
+from .text import has_control_characters, without_control_characters
 from .web import safe_next
 
 bp = Blueprint("auth", __name__)
@@ -49,6 +50,12 @@ def login():
 
     email = request.form.get("email", "").strip().lower()[:254]
     password = request.form.get("password", "")[:1024]
+    for field, value in (("email address", email), ("password", password)):
+        if has_control_characters(value):
+            # Refused before anything is counted, looked up or hashed: no account has one, and NUL breaks PostgreSQL.
+            error = f"The {field} contains a control character."
+            return render_template("auth/login.html", email=without_control_characters(email), error=error,
+                                   next_url=next_url), 422
     wait = ratelimit.retry_after(_limit_keys(email), LOGIN_WINDOW)
     if wait:
         _audit_account("login_rate_limited", email)
@@ -102,6 +109,7 @@ def logout():
 # --- the blocked user: status per practice and access requests ---
 
 NOTE_MAX = 500
+NOTE_WHITESPACE = "\n\t"  # a note may run over several lines (CR LF arrives as LF by then)
 REQUEST_WINDOW = timedelta(hours=1)
 REQUEST_LIMIT_PER_USER = 10
 REQUEST_LIMIT_PER_IP = 30
@@ -146,6 +154,9 @@ def access_requests():
 
     # Browsers send a line break as CR LF; the text box counted it as one character, and so do we.
     note = request.form.get("note", "")[:5000].replace("\r\n", "\n").strip()
+    note_has_control = has_control_characters(note, allowed=NOTE_WHITESPACE)
+    if note_has_control:
+        note = without_control_characters(note, allowed=NOTE_WHITESPACE)  # shown back without them
     chosen = set(request.form.getlist("practice"))
     errors = {}
     offered = {str(r.practice.id): r for r in rows}
@@ -162,7 +173,9 @@ def access_requests():
                 errors["practice"] = f"You already have access to {row.practice.name} from {g.client_ip}."
             elif not row.can_request:
                 errors["practice"] = f"{row.practice.name} does not take access requests from you right now."
-    if len(note) > NOTE_MAX:
+    if note_has_control:
+        errors["note"] = "The note cannot contain control characters (line breaks and tabs are fine)."
+    elif len(note) > NOTE_MAX:
         errors["note"] = f"The note can be at most {NOTE_MAX} characters long (yours has {len(note)})."
     if errors:
         return _requests_page(user, rows, errors, note, code=422)

@@ -9,6 +9,7 @@ from flask import Response, render_template, request, stream_with_context
 from flask_login import current_user
 
 from ..models import AuditEvent, Practice
+from ..text import has_control_characters, without_control_characters
 from ..web import parse_id
 from . import bp
 from .allowlist import can_manage_all_practices
@@ -44,6 +45,9 @@ class AuditFilter:
             errors.append("Choose one of your practices.")
         if f.action and f.action not in ACTIONS:
             errors.append(f"There is no action called {f.action!r}.")
+        if has_control_characters(f.user):
+            errors.append("The user filter contains a control character.")
+            f.user = without_control_characters(f.user)  # shown back in the form without them
         f.error = " ".join(errors) or None
         return f
 
