@@ -44,11 +44,13 @@ def create_app(config: dict | None = None) -> Flask:
 
     from .account import bp as account_bp
     from .auth import bp as auth_bp
+    from .health import bp as health_bp
     from .home import bp as home_bp
     from .security import bp as security_bp
 
     app.register_blueprint(account_bp)
     app.register_blueprint(auth_bp)
+    app.register_blueprint(health_bp)
     app.register_blueprint(home_bp)
     app.register_blueprint(security_bp)
 

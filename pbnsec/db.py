@@ -51,10 +51,8 @@ def change_lock():
 
 def init_app(app, root: Path) -> None:
     database.initialize(open_database(app.config["DATABASE_URL"], root))
-
-    @app.before_request
-    def _connect():
-        database.connect(reuse_if_open=True)
+    # A request connects at its first query (peewee's autoconnect), not up front: /healthz and static files
+    # never touch the database, so they keep answering while it is down.
 
     @app.teardown_appcontext
     def _close(exc):

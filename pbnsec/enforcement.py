@@ -8,8 +8,10 @@ from . import audit, signins
 from .clientip import resolve_client_ip
 from .policy import decide_for, practice_access
 
+# Answered for anyone without a look at who is asking: no user loaded, no database query, no session cookie.
+SESSIONLESS_ENDPOINTS = frozenset({"static", "health.healthz", "health.readyz"})
 # Everything else needs a signed-in user whose IP is allowed for the active practice.
-EXEMPT_ENDPOINTS = frozenset({"static", "auth.login", "auth.logout", "auth.blocked", "auth.access_requests"})
+EXEMPT_ENDPOINTS = SESSIONLESS_ENDPOINTS | {"auth.login", "auth.logout", "auth.blocked", "auth.access_requests"}
 
 
 def start_blocked_sign_in(user) -> None:
@@ -57,7 +59,7 @@ def enforce():
 
     g.client_ip = resolve_client_ip(request.environ, current_app.config["TRUSTED_PROXIES"])
     if request.endpoint in EXEMPT_ENDPOINTS:
-        if request.endpoint != "static" and current_user.is_authenticated:
+        if request.endpoint not in SESSIONLESS_ENDPOINTS and current_user.is_authenticated:
             # Not enforced here, but the header still shows the practice the user may work in.
             allowed = [row.practice for row in access_for(current_user._get_current_object())
                        if row.decision.allowed]
