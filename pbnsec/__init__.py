@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 from jinja2 import StrictUndefined
 
-from . import db, enforcement, web
+from . import db, enforcement, logs, web
 from .config import PROJECT_ROOT, load_config
 from .extensions import csrf, htmx, login_manager
 from .models import create_tables
@@ -34,6 +34,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.jinja_env.undefined = StrictUndefined
     app.url_map.converters["int"] = web.IdConverter
 
+    logs.init_app(app)  # first, so its clock starts before any other hook and its line is written last
     db.init_app(app, PROJECT_ROOT)
     create_tables()
     csrf.init_app(app)

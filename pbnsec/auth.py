@@ -1,6 +1,7 @@
 """Sign-in, sign-out, the blocked-login page and a user's own access requests."""
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
@@ -12,6 +13,7 @@ from . import audit, ratelimit, signins
 from .accounts import authenticate
 from .db import database
 from .enforcement import access_for, blocked_user, end_sign_in, start_blocked_sign_in
+from .logs import security_event
 from .models import PENDING, AccessRequest, Membership, Practice, User
 from .policy import decisions_for
 from .text import has_control_characters, without_control_characters
@@ -38,6 +40,15 @@ def _audit_account(action: str, email: str) -> None:
     practices = list(Practice.select().join(Membership).join(User).where(User.email == email)) if email else []
     for practice in practices or [None]:
         audit.record(action, actor_label=email or "(blank)", target=email, practice=practice)
+    security_event(action, email=email, ip=g.client_ip)  # one line per attempt, however many practices
+
+
+def _record_blocked(user, practice, decision) -> None:
+    """A sign-in blocked at one practice: in that practice's audit log and in the operators' log."""
+    audit.record("login_blocked", actor=user, practice=practice, target=user.email,
+                 detail=f"{decision.reason}: IP {g.client_ip or 'unknown'} is not approved")
+    security_event("login_blocked", email=user.email, practice=practice.name, reason=decision.reason,
+                   ip=g.client_ip)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -76,8 +87,7 @@ def login():
     allowed = [p for p, d in decisions if d.allowed]
     if not allowed:
         for practice, decision in decisions:
-            audit.record("login_blocked", actor=user, practice=practice, target=user.email,
-                         detail=f"{decision.reason}: IP {g.client_ip or 'unknown'} is not approved")
+            _record_blocked(user, practice, decision)
         start_blocked_sign_in(user)
         return redirect(url_for("auth.blocked"), code=303)
 
@@ -88,10 +98,10 @@ def login():
     # One event per practice, each telling only that practice's administrators about that practice.
     audit.record("login_allowed", actor=user, practice=allowed[0], target=user.email,
                  detail=f"allowed: {dict(decisions)[allowed[0]].reason}")
+    security_event("login_allowed", email=user.email, practice=allowed[0].name, ip=g.client_ip, level=logging.INFO)
     for practice, decision in decisions:
         if not decision.allowed:
-            audit.record("login_blocked", actor=user, practice=practice, target=user.email,
-                         detail=f"{decision.reason}: IP {g.client_ip or 'unknown'} is not approved")
+            _record_blocked(user, practice, decision)
     if user.must_change_password:
         return redirect(url_for("account.password"), code=303)
     return redirect(next_url or url_for("home.index"), code=303)

@@ -34,6 +34,16 @@ def _port(env) -> int:
     return int(raw)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(env) -> str:
+    raw = env.get("PBNSEC_LOG_LEVEL", "").strip()
+    if raw and raw.upper() not in LOG_LEVELS:
+        raise ConfigError(f"PBNSEC_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return raw.upper() or "INFO"
+
+
 def _secret_key(env, instance_path: Path) -> str:
     """Use PBNSEC_SECRET_KEY, or keep a generated key under instance/ so sessions survive restarts."""
     configured = env.get("PBNSEC_SECRET_KEY", "").strip()
@@ -77,4 +87,5 @@ def load_config(env=None, instance_path: Path | None = None) -> dict:
         "SESSION_COOKIE_SECURE": _flag(env, "PBNSEC_SECURE_COOKIES", False),
         "OWNER_EMAIL": env.get("PBNSEC_OWNER_EMAIL", "").strip().lower() or "owner@example.com",
         "FIRST_PRACTICE": env.get("PBNSEC_FIRST_PRACTICE", "").strip() or "Main Practice",
+        "LOG_LEVEL": _log_level(env),
     }

@@ -9,6 +9,7 @@ def test_defaults(tmp_path):
     assert config["DATABASE_URL"] == "sqlite:///instance/pbnsec.db"
     assert config["TRUSTED_PROXIES"] == 0
     assert (config["HOST"], config["PORT"]) == ("127.0.0.1", 8000)
+    assert config["LOG_LEVEL"] == "INFO"
 
 
 def test_generated_secret_key_is_kept_private_and_reused(tmp_path):
@@ -24,6 +25,7 @@ def test_generated_secret_key_is_kept_private_and_reused(tmp_path):
     ({"PBNSEC_PORT": "99999"}, "PBNSEC_PORT"),
     ({"PBNSEC_SECRET_KEY": "short"}, "at least 32 characters"),
     ({"PBNSEC_SECURE_COOKIES": "maybe"}, "PBNSEC_SECURE_COOKIES"),
+    ({"PBNSEC_LOG_LEVEL": "loud"}, "PBNSEC_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'loud'"),
 ])
 def test_bad_settings_are_refused_with_the_setting_named(tmp_path, env, message):
     with pytest.raises(ConfigError, match=message):
@@ -32,7 +34,9 @@ def test_bad_settings_are_refused_with_the_setting_named(tmp_path, env, message)
 
 def test_settings_are_read(tmp_path):
     config = load_config({"PBNSEC_TRUSTED_PROXIES": "1", "PBNSEC_PORT": "8080", "PBNSEC_HOST": "0.0.0.0",
-                          "PBNSEC_SECURE_COOKIES": "1", "PBNSEC_DATABASE_URL": "postgresql://db/pbnsec"}, tmp_path)
+                          "PBNSEC_SECURE_COOKIES": "1", "PBNSEC_DATABASE_URL": "postgresql://db/pbnsec",
+                          "PBNSEC_LOG_LEVEL": "warning"}, tmp_path)
     assert (config["TRUSTED_PROXIES"], config["PORT"], config["HOST"]) == (1, 8080, "0.0.0.0")
     assert config["SESSION_COOKIE_SECURE"] is True
     assert config["DATABASE_URL"] == "postgresql://db/pbnsec"
+    assert config["LOG_LEVEL"] == "WARNING"
