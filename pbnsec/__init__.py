@@ -5,11 +5,13 @@ from flask import Flask
 from jinja2 import StrictUndefined
 
 from . import db, enforcement, logs, web
+from .cli import startup_errors
 from .config import PROJECT_ROOT, load_config
 from .extensions import csrf, htmx, login_manager
 from .models import create_tables
 
 
+@startup_errors()
 def create_app(config: dict | None = None) -> Flask:
     """Build the app; `config` overrides what the environment says (tests pass their own)."""
     app = Flask(

@@ -1,14 +1,66 @@
 """Command line: flask --app app init-db | serve | practices … | users …"""
 from __future__ import annotations
 
+import errno
+import functools
+import socket
+from contextlib import contextmanager
+
 import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
 from . import audit
 from .accounts import AccountError, bootstrap_owner, create_practice, create_user, find_practice
-from .db import change_lock
+from .config import ConfigError
+from .db import DatabaseUnavailable, change_lock
 from .models import IPRestriction, Practice, create_tables, utcnow
+
+# Why the server could not listen, and what the person starting it can do about it.
+LISTEN_PROBLEMS = {
+    errno.EADDRINUSE: "the port is already in use. Stop the other program or set PBNSEC_PORT.",
+    errno.EACCES: "permission denied (ports below 1024 need root). Set PBNSEC_PORT to 1024 or above.",
+    errno.EADDRNOTAVAIL: "that address is not one of this machine's. Set PBNSEC_HOST to one that is.",
+}
+
+
+def _listen_problem(exc: Exception) -> str | None:
+    """What stopped the server listening, in words, or None when `exc` is about something else."""
+    if isinstance(exc, ValueError) and isinstance(exc.__context__, socket.gaierror):
+        exc = exc.__context__  # waitress reports a host name it cannot look up as "Invalid host/port specified."
+    if isinstance(exc, socket.gaierror):
+        return "there is no such address. Set PBNSEC_HOST to one of this machine's addresses."
+    return LISTEN_PROBLEMS.get(exc.errno) if isinstance(exc, OSError) else None
+
+
+@contextmanager
+def startup_errors():
+    """Under `flask …`, a bad setting or an unusable database ends the command with one line, not a traceback."""
+    try:
+        yield
+    except (ConfigError, DatabaseUnavailable) as exc:
+        if click.get_current_context(silent=True) is None:
+            raise  # a WSGI server or a test is building the app: the exception is the clearer report there
+        # Flask's CLI would print the traceback of an import error; a self-hoster needs the one line that matters.
+        raise SystemExit(f"pbnsec: {exc}") from None
+
+
+def _starts_the_app(fn):
+    """A command that starts the app: start-up failures (settings, database, a port taken) as one line."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with startup_errors():
+            try:
+                return fn(*args, **kwargs)
+            except (OSError, ValueError) as exc:
+                problem = _listen_problem(exc)
+                if problem is None:
+                    raise
+                host, port = current_app.config["HOST"], current_app.config["PORT"]
+                where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                raise SystemExit(f"pbnsec: cannot listen on {where}: {problem}") from None
+
+    return wrapper
 
 
 def _fail_on_account_error(fn):
@@ -25,7 +77,11 @@ def _fail_on_account_error(fn):
 def bootstrap(echo=click.echo) -> None:
     """Create the tables and, on an empty database, the Owner: the password is shown once, here."""
     create_tables()
-    created = bootstrap_owner(current_app.config["OWNER_EMAIL"], current_app.config["FIRST_PRACTICE"])
+    try:
+        created = bootstrap_owner(current_app.config["OWNER_EMAIL"], current_app.config["FIRST_PRACTICE"])
+    except AccountError as exc:  # only an empty database reads these two settings, so they are checked here
+        raise ConfigError(f"cannot create the first Owner from PBNSEC_OWNER_EMAIL and PBNSEC_FIRST_PRACTICE: "
+                          f"{exc}") from None
     if created:
         user, password = created
         audit.record("owner_created", actor_label="cli", target=user.email)
@@ -39,6 +95,7 @@ def bootstrap(echo=click.echo) -> None:
 
 @click.command("init-db")
 @with_appcontext
+@_starts_the_app
 @_fail_on_account_error
 def init_db_command():
     """Create the database tables (and the first Owner on an empty database)."""
@@ -48,6 +105,7 @@ def init_db_command():
 
 @click.command("serve")
 @with_appcontext
+@_starts_the_app
 def serve_command():
     """Serve the app with waitress on PBNSEC_HOST:PBNSEC_PORT."""
     from waitress import serve

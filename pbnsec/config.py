@@ -34,6 +34,16 @@ def _port(env) -> int:
     return int(raw)
 
 
+def _database_url(env) -> str:
+    url = env.get("PBNSEC_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+    scheme = url.partition("://")[0]
+    # The app's write lock speaks SQLite and PostgreSQL only; the URL itself is never repeated (it holds a password).
+    if not (url.startswith("sqlite:///") or scheme in ("postgresql", "postgres")):
+        raise ConfigError(f"PBNSEC_DATABASE_URL must look like sqlite:///path/to/pbnsec.db or "
+                          f"postgresql://user:password@host/name, not {scheme[:20]!r}://…")
+    return url
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -79,7 +89,7 @@ def load_config(env=None, instance_path: Path | None = None) -> dict:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return {
-        "DATABASE_URL": env.get("PBNSEC_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
+        "DATABASE_URL": _database_url(env),
         "SECRET_KEY": _secret_key(env, instance_path),
         "TRUSTED_PROXIES": trusted_proxies,
         "HOST": env.get("PBNSEC_HOST", "").strip() or "127.0.0.1",

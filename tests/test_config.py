@@ -25,6 +25,8 @@ def test_generated_secret_key_is_kept_private_and_reused(tmp_path):
     ({"PBNSEC_PORT": "99999"}, "PBNSEC_PORT"),
     ({"PBNSEC_SECRET_KEY": "short"}, "at least 32 characters"),
     ({"PBNSEC_SECURE_COOKIES": "maybe"}, "PBNSEC_SECURE_COOKIES"),
+    ({"PBNSEC_DATABASE_URL": "mysql://u:secret@db/pbnsec"},
+     r"PBNSEC_DATABASE_URL must look like sqlite:///.* not 'mysql'://…$"),
     ({"PBNSEC_LOG_LEVEL": "loud"}, "PBNSEC_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'loud'"),
 ])
 def test_bad_settings_are_refused_with_the_setting_named(tmp_path, env, message):
