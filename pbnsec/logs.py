@@ -79,6 +79,8 @@ def _start_clock():
 
 
 def _access_line(response):
+    from .enforcement import request_ip  # here, not above: enforcement imports this module
+
     started = g.get("request_started")
     query = request.query_string.decode("latin-1")
     parts = [
@@ -92,8 +94,6 @@ def _access_line(response):
     user = g.get("_login_user")
     if user is not None and user.is_authenticated:
         parts += [_field("user_id", user.id), _field("email", user.email, typed=True)]
-    from .enforcement import request_ip  # here, not above: enforcement imports this module
-
     # The same IP the enforcement hook decided on, even when an earlier hook (CSRF) refused the request first.
     parts.append(_field("ip", request_ip() or "unknown"))
     access_log.info(" ".join(parts))

@@ -5,7 +5,8 @@ from pbnsec.models import AuditEvent, Membership, Practice, User
 from conftest import make_app
 
 HIDDEN = ["\x00", "\x1b", "\u202e"]  # NUL, ESC, a right-to-left override
-USER = ["users", "create", "--email", "x@example.com", "--name", "X", "--role", "Admin", "--practice", "Riverside Dental"]
+USER = ["users", "create", "--email", "x@example.com", "--name", "X", "--role", "Admin",
+        "--practice", "Riverside Dental"]
 
 
 def _with(args, option, value):
