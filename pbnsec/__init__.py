@@ -5,13 +5,15 @@ import click
 from flask import Flask
 from jinja2 import StrictUndefined
 
-from . import db, enforcement, migrations, web
+from . import db, enforcement, logs, migrations, web
+from .cli import startup_errors
 from .config import PROJECT_ROOT, load_config, proxies
 from .extensions import csrf, htmx, login_manager
 
 __version__ = "0.3.0"
 
 
+@startup_errors()
 def create_app(config: dict | None = None) -> Flask:
     """Build the app; `config` overrides what the environment says (tests pass their own)."""
     app = Flask(
@@ -39,6 +41,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.jinja_env.undefined = StrictUndefined
     app.url_map.converters["int"] = web.IdConverter
 
+    logs.init_app(app)  # first, so its clock starts before any other hook and its line is written last
     db.init_app(app, PROJECT_ROOT)
     for step in migrations.upgrade():
         click.echo(f"pbnsec: database schema {step}", err=True)
@@ -50,11 +53,13 @@ def create_app(config: dict | None = None) -> Flask:
 
     from .account import bp as account_bp
     from .auth import bp as auth_bp
+    from .health import bp as health_bp
     from .home import bp as home_bp
     from .security import bp as security_bp
 
     app.register_blueprint(account_bp)
     app.register_blueprint(auth_bp)
+    app.register_blueprint(health_bp)
     app.register_blueprint(home_bp)
     app.register_blueprint(security_bp)
 

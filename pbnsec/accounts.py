@@ -10,6 +10,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from . import signins
 from .db import change_lock, database
 from .models import Membership, Practice, Role, User
+from .text import TYPED_WHITESPACE, has_control_characters
 
 PASSWORD_MIN_LENGTH = 12
 PASSWORD_MAX_LENGTH = 256
@@ -25,6 +26,8 @@ class AccountError(ValueError):
 
 def normalise_email(text: str) -> str:
     email = (text or "").strip().lower()
+    if has_control_characters(email):
+        raise AccountError("The email address contains a control character.")
     if not email:
         raise AccountError("Enter an email address.")
     if len(email) > 254 or not _EMAIL.match(email):
@@ -34,6 +37,8 @@ def normalise_email(text: str) -> str:
 
 def check_password_strength(password: str, email: str = "") -> None:
     """Raise AccountError unless the password is long and not guessable from the account."""
+    if has_control_characters(password):
+        raise AccountError("The password contains a control character.")
     if len(password) < PASSWORD_MIN_LENGTH:
         raise AccountError(f"The password must be at least {PASSWORD_MIN_LENGTH} characters long.")
     if len(password) > PASSWORD_MAX_LENGTH:
@@ -48,8 +53,15 @@ def generate_password() -> str:
     return secrets.token_urlsafe(15)
 
 
+def _practice_name(text: str) -> str:
+    """A practice name as typed, spaces folded; control characters refused."""
+    if has_control_characters(text, allowed=TYPED_WHITESPACE):
+        raise AccountError("A practice name cannot contain control characters.")
+    return " ".join((text or "").split())
+
+
 def create_practice(name: str) -> Practice:
-    name = " ".join((name or "").split())
+    name = _practice_name(name)
     if not name:
         raise AccountError("Enter a practice name.")
     if len(name) > 100:
@@ -62,7 +74,7 @@ def create_practice(name: str) -> Practice:
 
 
 def find_practice(name: str) -> Practice:
-    name = " ".join((name or "").split())
+    name = _practice_name(name)
     practice = Practice.get_or_none(Practice.name == name)
     if practice is None:  # "riverside dental" still finds "Riverside Dental" when it is the only such name
         matches = list(Practice.select().where(fn.LOWER(Practice.name) == name.lower()).limit(2))
@@ -74,6 +86,8 @@ def find_practice(name: str) -> Practice:
 
 
 def find_role(name: str) -> Role:
+    if has_control_characters(name):
+        raise AccountError("A role name cannot contain control characters.")
     role = Role.get_or_none(Role.name == (name or "").strip())
     if role is None:
         known = ", ".join(r.name for r in Role.select().order_by(Role.position))
@@ -84,6 +98,8 @@ def find_role(name: str) -> Role:
 def create_user(email, name, role_name, practice_names, password=None) -> tuple[User, str]:
     """Create an active user in the named practices; returns the user and the password it got."""
     email = normalise_email(email)
+    if has_control_characters(name, allowed=TYPED_WHITESPACE):
+        raise AccountError("A name cannot contain control characters.")
     name = " ".join((name or "").split())
     if not name or len(name) > 100:
         raise AccountError("A name must be 1 to 100 characters long.")
@@ -135,7 +151,9 @@ def bootstrap_owner(owner_email: str, practice_name: str) -> tuple[User, str] | 
 def change_password(user: User, current: str, new: str, repeat: str) -> dict[str, str]:
     """Set a new password and end the user's other sessions; returns field errors instead when any."""
     errors = {}
-    if not check_password_hash(user.password_hash, current or ""):
+    if has_control_characters(current):
+        errors["current"] = "The password contains a control character."  # no password has one: not hashed
+    elif not check_password_hash(user.password_hash, current or ""):
         errors["current"] = "That is not your current password."
     try:
         check_password_strength(new or "", user.email)

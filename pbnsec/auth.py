@@ -1,6 +1,7 @@
 """Sign-in, sign-out, the blocked-login page and a user's own access requests."""
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
@@ -12,8 +13,10 @@ from . import audit, ratelimit, signins
 from .accounts import authenticate
 from .db import database
 from .enforcement import access_for, blocked_user, end_sign_in, start_blocked_sign_in
+from .logs import security_event
 from .models import PENDING, AccessRequest, Membership, Practice, User
 from .policy import decisions_for
+from .text import has_control_characters, without_control_characters
 from .web import safe_next
 
 bp = Blueprint("auth", __name__)
@@ -37,6 +40,15 @@ def _audit_account(action: str, email: str) -> None:
     practices = list(Practice.select().join(Membership).join(User).where(User.email == email)) if email else []
     for practice in practices or [None]:
         audit.record(action, actor_label=email or "(blank)", target=email, practice=practice)
+    security_event(action, email=email, ip=g.client_ip)  # one line per attempt, however many practices
+
+
+def _record_blocked(user, practice, decision) -> None:
+    """A sign-in blocked at one practice: in that practice's audit log and in the operators' log."""
+    audit.record("login_blocked", actor=user, practice=practice, target=user.email,
+                 detail=f"{decision.reason}: IP {g.client_ip or 'unknown'} is not approved")
+    security_event("login_blocked", email=user.email, practice=practice.name, reason=decision.reason,
+                   ip=g.client_ip)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -49,6 +61,12 @@ def login():
 
     email = request.form.get("email", "").strip().lower()[:254]
     password = request.form.get("password", "")[:1024]
+    for field, value in (("email address", email), ("password", password)):
+        if has_control_characters(value):
+            # Refused before anything is counted, looked up or hashed: no account has one, and NUL breaks PostgreSQL.
+            error = f"The {field} contains a control character."
+            return render_template("auth/login.html", email=without_control_characters(email), error=error,
+                                   next_url=next_url), 422
     wait = ratelimit.retry_after(_limit_keys(email), LOGIN_WINDOW)
     if wait:
         _audit_account("login_rate_limited", email)
@@ -69,8 +87,7 @@ def login():
     allowed = [p for p, d in decisions if d.allowed]
     if not allowed:
         for practice, decision in decisions:
-            audit.record("login_blocked", actor=user, practice=practice, target=user.email,
-                         detail=f"{decision.reason}: IP {g.client_ip or 'unknown'} is not approved")
+            _record_blocked(user, practice, decision)
         start_blocked_sign_in(user)
         return redirect(url_for("auth.blocked"), code=303)
 
@@ -81,10 +98,10 @@ def login():
     # One event per practice, each telling only that practice's administrators about that practice.
     audit.record("login_allowed", actor=user, practice=allowed[0], target=user.email,
                  detail=f"allowed: {dict(decisions)[allowed[0]].reason}")
+    security_event("login_allowed", email=user.email, practice=allowed[0].name, ip=g.client_ip, level=logging.INFO)
     for practice, decision in decisions:
         if not decision.allowed:
-            audit.record("login_blocked", actor=user, practice=practice, target=user.email,
-                         detail=f"{decision.reason}: IP {g.client_ip or 'unknown'} is not approved")
+            _record_blocked(user, practice, decision)
     if user.must_change_password:
         return redirect(url_for("account.password"), code=303)
     return redirect(next_url or url_for("home.index"), code=303)
@@ -102,6 +119,7 @@ def logout():
 # --- the blocked user: status per practice and access requests ---
 
 NOTE_MAX = 500
+NOTE_WHITESPACE = "\n\t"  # a note may run over several lines (CR LF arrives as LF by then)
 REQUEST_WINDOW = timedelta(hours=1)
 REQUEST_LIMIT_PER_USER = 10
 REQUEST_LIMIT_PER_IP = 30
@@ -146,6 +164,9 @@ def access_requests():
 
     # Browsers send a line break as CR LF; the text box counted it as one character, and so do we.
     note = request.form.get("note", "")[:5000].replace("\r\n", "\n").strip()
+    note_has_control = has_control_characters(note, allowed=NOTE_WHITESPACE)
+    if note_has_control:
+        note = without_control_characters(note, allowed=NOTE_WHITESPACE)  # shown back without them
     chosen = set(request.form.getlist("practice"))
     errors = {}
     offered = {str(r.practice.id): r for r in rows}
@@ -162,7 +183,9 @@ def access_requests():
                 errors["practice"] = f"You already have access to {row.practice.name} from {g.client_ip}."
             elif not row.can_request:
                 errors["practice"] = f"{row.practice.name} does not take access requests from you right now."
-    if len(note) > NOTE_MAX:
+    if note_has_control:
+        errors["note"] = "The note cannot contain control characters (line breaks and tabs are fine)."
+    elif len(note) > NOTE_MAX:
         errors["note"] = f"The note can be at most {NOTE_MAX} characters long (yours has {len(note)})."
     if errors:
         return _requests_page(user, rows, errors, note, code=422)

@@ -1,6 +1,10 @@
 """Command line: flask --app app init-db | serve | practices … | users … | backup | restore | version"""
 from __future__ import annotations
 
+import errno
+import functools
+import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -10,8 +14,55 @@ from peewee import PostgresqlDatabase, SqliteDatabase
 
 from . import __version__, audit, backups, migrations
 from .accounts import AccountError, bootstrap_owner, create_practice, create_user, find_practice
-from .db import change_lock, database
+from .config import ConfigError
+from .db import DatabaseUnavailable, change_lock, database
 from .models import IPRestriction, Practice, utcnow
+
+# Why the server could not listen, and what the person starting it can do about it.
+LISTEN_PROBLEMS = {
+    errno.EADDRINUSE: "the port is already in use. Stop the other program or set PBNSEC_PORT.",
+    errno.EACCES: "permission denied (ports below 1024 need root). Set PBNSEC_PORT to 1024 or above.",
+    errno.EADDRNOTAVAIL: "that address is not one of this machine's. Set PBNSEC_HOST to one that is.",
+}
+
+
+def _listen_problem(exc: Exception) -> str | None:
+    """What stopped the server listening, in words, or None when `exc` is about something else."""
+    if isinstance(exc, ValueError) and isinstance(exc.__context__, socket.gaierror):
+        exc = exc.__context__  # waitress reports a host name it cannot look up as "Invalid host/port specified."
+    if isinstance(exc, socket.gaierror):
+        return "there is no such address. Set PBNSEC_HOST to one of this machine's addresses."
+    return LISTEN_PROBLEMS.get(exc.errno) if isinstance(exc, OSError) else None
+
+
+@contextmanager
+def startup_errors():
+    """Under `flask …`, a bad setting or an unusable database ends the command with one line, not a traceback."""
+    try:
+        yield
+    except (ConfigError, DatabaseUnavailable) as exc:
+        if click.get_current_context(silent=True) is None:
+            raise  # a WSGI server or a test is building the app: the exception is the clearer report there
+        # Flask's CLI would print the traceback of an import error; a self-hoster needs the one line that matters.
+        raise SystemExit(f"pbnsec: {exc}") from None
+
+
+def _starts_the_app(fn):
+    """A command that starts the app: start-up failures (settings, database, a port taken) as one line."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with startup_errors():
+            try:
+                return fn(*args, **kwargs)
+            except (OSError, ValueError) as exc:
+                problem = _listen_problem(exc)
+                if problem is None:
+                    raise
+                host, port = current_app.config["HOST"], current_app.config["PORT"]
+                where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                raise SystemExit(f"pbnsec: cannot listen on {where}: {problem}") from None
+
+    return wrapper
 
 
 def _fail_on_account_error(fn):
@@ -28,7 +79,11 @@ def _fail_on_account_error(fn):
 def bootstrap(config, echo=click.echo) -> None:
     """Bring the schema up to date and, on an empty database, create the Owner: the password is shown once, here."""
     migrations.upgrade()
-    created = bootstrap_owner(config["OWNER_EMAIL"], config["FIRST_PRACTICE"])
+    try:
+        created = bootstrap_owner(config["OWNER_EMAIL"], config["FIRST_PRACTICE"])
+    except AccountError as exc:  # only an empty database reads these two settings, so they are checked here
+        raise ConfigError(f"cannot create the first Owner from PBNSEC_OWNER_EMAIL and PBNSEC_FIRST_PRACTICE: "
+                          f"{exc}") from None
     if created:
         user, password = created
         audit.record("owner_created", actor_label="cli", target=user.email)
@@ -42,6 +97,7 @@ def bootstrap(config, echo=click.echo) -> None:
 
 @click.command("init-db")
 @with_appcontext
+@_starts_the_app
 @_fail_on_account_error
 def init_db_command():
     """Create or upgrade the database tables (and the first Owner on an empty database)."""
@@ -51,20 +107,28 @@ def init_db_command():
 
 @click.command("serve")
 @with_appcontext
+@_starts_the_app
 def serve_command():
     """Serve the app with waitress on PBNSEC_HOST:PBNSEC_PORT."""
-    from waitress import serve
+    from waitress import create_server
 
     bootstrap(current_app.config)
     port = current_app.config["PORT"]
     # PBNSEC_HOST may name several addresses, e.g. "127.0.0.1,::1" for both IPv4 and IPv6.
     hosts = [h.strip() for h in current_app.config["HOST"].split(",") if h.strip()]
     listen = [f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts]
-    click.echo(f"pbnsec is serving on {', '.join('http://' + a + '/' for a in listen)} (Ctrl+C stops it)")
     # waitress would otherwise delete X-Forwarded-For before the app sees it; pbnsec.clientip decides whom
     # to believe (PBNSEC_TRUSTED_PROXIES and _ADDRS), so the header must arrive untouched.
-    serve(current_app._get_current_object(), listen=" ".join(listen), threads=8, ident="pbnsec",
-          clear_untrusted_proxy_headers=False)
+    server = create_server(current_app._get_current_object(), listen=" ".join(listen), threads=8, ident="pbnsec",
+                           clear_untrusted_proxy_headers=False)
+    # Said only once the port is ours: a taken port gives its one-line reason and nothing else.
+    click.echo(f"pbnsec is serving on {', '.join('http://' + a + '/' for a in listen)} (Ctrl+C stops it)")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
 
 
 practices_cli = AppGroup("practices", help="Manage practices.")

@@ -34,6 +34,26 @@ def _port(env) -> int:
     return int(raw)
 
 
+def _database_url(env) -> str:
+    url = env.get("PBNSEC_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+    scheme = url.partition("://")[0]
+    # The app's write lock speaks SQLite and PostgreSQL only; the URL itself is never repeated (it holds a password).
+    if not (url.startswith("sqlite:///") or scheme in ("postgresql", "postgres")):
+        raise ConfigError(f"PBNSEC_DATABASE_URL must look like sqlite:///path/to/pbnsec.db or "
+                          f"postgresql://user:password@host/name, not {scheme[:20]!r}://…")
+    return url
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(env) -> str:
+    raw = env.get("PBNSEC_LOG_LEVEL", "").strip()
+    if raw and raw.upper() not in LOG_LEVELS:
+        raise ConfigError(f"PBNSEC_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return raw.upper() or "INFO"
+
+
 def _secret_key(env, instance_path: Path) -> str:
     """Use PBNSEC_SECRET_KEY, or keep a generated key under instance/ so sessions survive restarts."""
     configured = env.get("PBNSEC_SECRET_KEY", "").strip()
@@ -95,7 +115,7 @@ def load_config(env=None, instance_path: Path | None = None) -> dict:
         raise ConfigError("PBNSEC_TRUSTED_PROXY_ADDRS is set but PBNSEC_TRUSTED_PROXIES is 0: set how many proxies "
                           "stand in front of pbnsec, or remove PBNSEC_TRUSTED_PROXY_ADDRS.")
     return {
-        "DATABASE_URL": env.get("PBNSEC_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
+        "DATABASE_URL": _database_url(env),
         "SECRET_KEY": _secret_key(env, instance_path),
         "TRUSTED_PROXIES": trusted_proxies,
         "TRUSTED_PROXY_ADDRS": proxy_addrs,  # None: loopback
@@ -109,6 +129,7 @@ def load_config(env=None, instance_path: Path | None = None) -> dict:
         "TRUSTED_HOSTS": _hosts(env),
         "OWNER_EMAIL": env.get("PBNSEC_OWNER_EMAIL", "").strip().lower() or "owner@example.com",
         "FIRST_PRACTICE": env.get("PBNSEC_FIRST_PRACTICE", "").strip() or "Main Practice",
+        "LOG_LEVEL": _log_level(env),
     }
 
 

@@ -3,11 +3,17 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from peewee import DatabaseProxy, SqliteDatabase
+from peewee import DatabaseProxy, PeeweeException, SqliteDatabase
 from playhouse import db_url
 
 database = DatabaseProxy()
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database PBNSEC_DATABASE_URL names cannot be opened; the message says which one, why and what to do."""
+
 
 # WAL lets readers carry on while one writer commits; busy_timeout makes a second writer wait, not fail.
 SQLITE_PRAGMAS = {
@@ -24,7 +30,12 @@ def open_database(url: str, root: Path):
         path = url[len("sqlite:///"):]
         if path != ":memory:":
             file = Path(path) if Path(path).is_absolute() else root / path
-            file.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                file.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseUnavailable(
+                    f"cannot create the folder {file.parent} for the database: {exc.strerror}. Create it, or set "
+                    "PBNSEC_DATABASE_URL to a file in a folder pbnsec may write to.") from None
             path = str(file)
         return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
     return db_url.connect(url)
@@ -49,12 +60,31 @@ def change_lock():
             yield txn
 
 
-def init_app(app, root: Path) -> None:
-    database.initialize(open_database(app.config["DATABASE_URL"], root))
+def _shown(url: str, root: Path) -> str:
+    """The database as a person names it: the SQLite file, or the URL with its password hidden."""
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        return f"file {path if path.is_absolute() else root / path}"
+    parts = urlsplit(url)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
+    return parts.geturl()
 
-    @app.before_request
-    def _connect():
+
+def init_app(app, root: Path) -> None:
+    url = app.config["DATABASE_URL"]
+    database.initialize(open_database(url, root))
+    try:  # one connection now, so a database that cannot be opened stops the start, not the first sign-in
         database.connect(reuse_if_open=True)
+    except PeeweeException as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DatabaseUnavailable(f"cannot open the database {_shown(url, root)} ({reason}). Check that it "
+                                  "exists and pbnsec may read and write it, or set PBNSEC_DATABASE_URL.") from None
+    finally:
+        if not database.is_closed():
+            database.close()
+    # A request connects at its first query (peewee's autoconnect), not up front: /healthz and static files
+    # never touch the database, so they keep answering while it is down.
 
     @app.teardown_appcontext
     def _close(exc):

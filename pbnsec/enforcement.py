@@ -7,10 +7,13 @@ from flask_login import current_user, logout_user
 
 from . import audit, signins
 from .clientip import resolve_client_ip
+from .logs import security_event
 from .policy import decide_for, practice_access
 
+# Answered for anyone without a look at who is asking: no user loaded, no database query, no session cookie.
+SESSIONLESS_ENDPOINTS = frozenset({"static", "health.healthz", "health.readyz"})
 # Everything else needs a signed-in user whose IP is allowed for the active practice.
-EXEMPT_ENDPOINTS = frozenset({"static", "auth.login", "auth.logout", "auth.blocked", "auth.access_requests"})
+EXEMPT_ENDPOINTS = SESSIONLESS_ENDPOINTS | {"auth.login", "auth.logout", "auth.blocked", "auth.access_requests"}
 
 
 def start_blocked_sign_in(user) -> None:
@@ -53,6 +56,13 @@ def access_for(user):
     return g.access[1]
 
 
+def request_ip():
+    """This request's client IP, worked out once per request (None when it cannot be)."""
+    if "client_ip" not in g:
+        g.client_ip = resolve_client_ip(request.environ, current_app.config["PROXIES"])
+    return g.client_ip
+
+
 def enforce():
     from .web import hx_redirect
 
@@ -60,9 +70,9 @@ def enforce():
         # Flask could not bind the request (a Host outside PBNSEC_HOSTS): answer its 400, nothing else.
         raise request.routing_exception
 
-    g.client_ip = resolve_client_ip(request.environ, current_app.config["PROXIES"])
+    request_ip()
     if request.endpoint in EXEMPT_ENDPOINTS:
-        if request.endpoint != "static" and current_user.is_authenticated:
+        if request.endpoint not in SESSIONLESS_ENDPOINTS and current_user.is_authenticated:
             # Not enforced here, but the header still shows the practice the user may work in.
             allowed = [row.practice for row in access_for(current_user._get_current_object())
                        if row.decision.allowed]
@@ -79,6 +89,9 @@ def enforce():
         audit.record("session_blocked", target=user.email,
                      practice=session.get("practice_id"),
                      detail=f"IP {g.client_ip or 'unknown'} is not approved for any of the user's practices")
+        active = next((p.name for p in g.user_practices if p.id == session.get("practice_id")), None)
+        security_event("session_blocked", email=user.email, practice=active, reason="ip_not_approved",
+                       ip=g.client_ip)
         start_blocked_sign_in(user)
         return hx_redirect(url_for("auth.blocked"))
     if practice.id != session.get("practice_id"):

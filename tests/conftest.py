@@ -1,6 +1,7 @@
 """Fixtures: a fresh app on a real SQLite file per test, clients that know their IP and CSRF token."""
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import sqlite3
@@ -58,6 +59,25 @@ def seeded_database(tmp_path_factory):
 def app(tmp_path, seeded_database):
     shutil.copyfile(seeded_database, tmp_path / "pbnsec.db")
     return make_app(tmp_path)
+
+
+@pytest.fixture
+def log_lines():
+    """Every pbnsec log line written during the test, formatted as it reaches stderr."""
+    from pbnsec.logs import LogFormatter
+
+    lines = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(self.format(record))
+
+    handler = Collect()
+    handler.setFormatter(LogFormatter())
+    logger = logging.getLogger("pbnsec")
+    logger.addHandler(handler)
+    yield lines
+    logger.removeHandler(handler)
 
 
 @pytest.fixture

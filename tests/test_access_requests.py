@@ -273,6 +273,19 @@ def test_a_note_the_browser_allowed_with_line_breaks_is_accepted(app, restrict, 
     assert len(stored_requests(app)) == 1
 
 
+@pytest.mark.parametrize("hidden", ["\x00", "\x1b", "\u202e"])
+def test_a_note_with_a_control_character_is_refused_and_nothing_is_requested(app, restrict, visitor, hidden):
+    restrict(RIVERSIDE)
+    v = blocked_login(visitor, "fay")
+    response = ask(v, app, RIVERSIDE, note=f"New laptop{hidden}\n\tat home")
+    assert response.status_code == 422
+    assert re.findall(r'id="note-error">([^<]+)', response.text) == [
+        "The note cannot contain control characters (line breaks and tabs are fine)."]
+    assert hidden not in response.text
+    assert stored_requests(app) == [] and events(app, "request_submitted") == []
+    assert ask(v, app, RIVERSIDE, note="New laptop\r\n\tat home").status_code == 303  # line breaks, tabs: fine
+
+
 def test_note_is_counted_after_trimming_spaces(app, restrict, visitor):
     restrict(RIVERSIDE)
     v = blocked_login(visitor, "fay")

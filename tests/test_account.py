@@ -5,6 +5,7 @@ from pbnsec.models import AuditEvent
 from conftest import PASSWORD, Visitor, make_app
 
 NEW = "a brand new passphrase"
+HIDDEN = ["\x00", "\x1b", "\u202e"]  # NUL, ESC, a right-to-left override
 
 
 def change(v, current=PASSWORD, new=NEW, repeat=NEW):
@@ -30,6 +31,8 @@ def test_changing_the_password_ends_the_other_sessions_but_not_this_one(app, sig
     ({"new": "short", "repeat": "short"}, "new", "at least 12 characters"),
     ({"repeat": "something else entirely"}, "repeat", "The two new passwords differ."),
     ({"new": PASSWORD, "repeat": PASSWORD}, "new", "Choose a password you have not been using."),
+    *[({"current": PASSWORD + c}, "current", "The password contains a control character.") for c in HIDDEN],
+    *[({"new": NEW + c, "repeat": NEW + c}, "new", "The password contains a control character.") for c in HIDDEN],
 ])
 def test_a_refused_change_says_why_and_changes_nothing(visitor, signed_in, form, field, message):
     v = signed_in("ann")

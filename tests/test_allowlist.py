@@ -89,7 +89,7 @@ def test_label_rules(app, ann):
     assert "Enter a label" in add(ann, "192.0.2.1", "  ").text
     too_long = add(ann, "192.0.2.1", "x" * 101)
     assert "at most 100 characters" in too_long.text and too_long.status_code == 422
-    for hidden in ("Office\x00", "Office\u202eeciffo", "Off\u200bice"):
+    for hidden in ("Office\x00", "Office\x1b[31m", "Office\u202eeciffo", "Off\u200bice"):
         response = add(ann, "192.0.2.1", hidden)
         assert response.status_code == 422 and "control or invisible characters" in response.text
     assert entries(app) == []

@@ -143,6 +143,9 @@ def test_filters_combine(app, owner, both_practices_busy):
     ("practice=LAKESIDE", "Choose one of your practices."),
     ("practice=999", "Choose one of your practices."),
     ("practice=abc", "Choose one of your practices."),
+    ("user=ann%00", "The user filter contains a control character."),
+    ("user=ann%1b", "The user filter contains a control character."),
+    ("user=ann%E2%80%AE", "The user filter contains a control character."),
 ])
 def test_bad_filter_values_get_400_with_a_specific_message(app, ann, query, message):
     query = query.replace("LAKESIDE", str(practice_id(app, "Lakeside Dental")))

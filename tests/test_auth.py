@@ -1,8 +1,10 @@
 """Sign-in and sign-out: one message for any wrong credential, rate limits, CSRF, safe redirects."""
 import pytest
 
-from pbnsec.models import AuditEvent
+from pbnsec.models import AuditEvent, RateLimitHit
 from conftest import PASSWORD
+
+HIDDEN = ["\x00", "\x1b", "\u202e"]  # NUL, ESC, a right-to-left override
 
 
 def test_owner_signs_in_and_lands_on_the_practice_home(visitor):
@@ -183,3 +185,35 @@ def test_hosts_outside_pbnsec_hosts_are_refused(tmp_path, seeded_database):
     client = app.test_client()
     assert client.get("/login", headers={"Host": "evil.example"}).status_code == 400
     assert client.get("/login", headers={"Host": "pbnsec.example.org"}).status_code == 200
+
+
+def _nothing_recorded(app):
+    with app.app_context():
+        return AuditEvent.select().count() == 0 and RateLimitHit.select().count() == 0
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_an_email_with_a_control_character_is_refused_and_the_form_shown_again(app, visitor, hidden):
+    v = visitor()
+    response = v.login(f"ann@exa{hidden}mple.com")
+    assert response.status_code == 422
+    assert "The email address contains a control character." in response.text
+    assert 'name="email"' in response.text and 'value="ann@example.com"' in response.text
+    assert hidden not in response.text
+    assert v.get("/").headers["Location"].startswith("/login")  # not signed in
+    assert _nothing_recorded(app)
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_a_password_with_a_control_character_is_refused_without_being_checked(app, visitor, monkeypatch, hidden):
+    def must_not_run(*args):
+        raise AssertionError("a refused password was hashed")
+
+    monkeypatch.setattr("pbnsec.auth.authenticate", must_not_run)
+    v = visitor()
+    response = v.login("ann@example.com", PASSWORD + hidden)
+    assert response.status_code == 422
+    assert "The password contains a control character." in response.text
+    assert 'value="ann@example.com"' in response.text
+    assert v.get("/").headers["Location"].startswith("/login")
+    assert _nothing_recorded(app)

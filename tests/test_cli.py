@@ -1,8 +1,19 @@
 """The command line: practices and users for self-hosters and scripted set-up."""
 import pytest
 
-from pbnsec.models import AuditEvent, Membership, User
+from pbnsec.models import AuditEvent, Membership, Practice, User
 from conftest import make_app
+
+HIDDEN = ["\x00", "\x1b", "\u202e"]  # NUL, ESC, a right-to-left override
+USER = ["users", "create", "--email", "x@example.com", "--name", "X", "--role", "Admin",
+        "--practice", "Riverside Dental"]
+
+
+def _with(args, option, value):
+    """USER-like args with one option's value replaced."""
+    args = list(args)
+    args[args.index(option) + 1] = value
+    return args
 
 
 def test_init_db_creates_the_owner_once_and_shows_the_password_once(tmp_path):
@@ -54,16 +65,29 @@ def test_create_practice_and_user(runner, app):
       "--password", "aaaaaaaaaaaaaaaa"], "too easy to guess"),
     (["users", "create", "--email", "not-an-email", "--name", "X", "--role", "Admin", "--practice", "Riverside Dental"],
      "is not an email address"),
+    *[(["practices", "create", f"Hill{c}side"], "A practice name cannot contain control characters.") for c in HIDDEN],
+    *[(_with(USER, "--name", f"Nia{c}"), "A name cannot contain control characters.") for c in HIDDEN],
+    *[(_with(USER, "--email", f"x{c}@example.com"), "The email address contains a control character.")
+      for c in HIDDEN],
+    *[(_with(USER, "--role", f"Admin{c}"), "A role name cannot contain control characters.") for c in HIDDEN],
+    *[(_with(USER, "--practice", f"Riverside{c} Dental"), "A practice name cannot contain control characters.")
+      for c in HIDDEN],
+    *[(USER + ["--password", f"a long enough{c} passphrase"], "The password contains a control character.")
+      for c in HIDDEN],
+    *[(["security", "unlock", "--practice", f"Riverside{c} Dental"],
+       "A practice name cannot contain control characters.") for c in HIDDEN],
 ])
 def test_bad_arguments_exit_non_zero_with_a_one_line_reason_and_change_nothing(runner, app, args, reason):
     with app.app_context():
-        before = (User.select().count(), Membership.select().count())
+        before = (User.select().count(), Membership.select().count(), Practice.select().count(),
+                  AuditEvent.select().count())
     result = runner.invoke(args=args)
     assert result.exit_code != 0
     assert reason in result.output
     assert len(result.output.strip().splitlines()) == 1
     with app.app_context():
-        assert (User.select().count(), Membership.select().count()) == before
+        assert (User.select().count(), Membership.select().count(), Practice.select().count(),
+                AuditEvent.select().count()) == before
 
 
 def test_demo_says_loudly_that_it_allowlists_this_machine(runner):

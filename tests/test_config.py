@@ -10,6 +10,7 @@ def test_defaults(tmp_path):
     assert config["TRUSTED_PROXIES"] == 0
     assert (config["HOST"], config["PORT"]) == ("127.0.0.1", 8000)
     assert config["BROADEST_PREFIX"] == {4: 8, 6: 32}
+    assert config["LOG_LEVEL"] == "INFO"
 
 
 def test_generated_secret_key_is_kept_private_and_reused(tmp_path):
@@ -30,6 +31,9 @@ def test_generated_secret_key_is_kept_private_and_reused(tmp_path):
     ({"PBNSEC_BROAD_IPV4_PREFIX": "33"}, "PBNSEC_BROAD_IPV4_PREFIX must be a prefix length from 0 to 32"),
     ({"PBNSEC_BROAD_IPV6_PREFIX": "/32"}, "PBNSEC_BROAD_IPV6_PREFIX"),
     ({"PBNSEC_HOSTS": "https://pbnsec.example.org/"}, "PBNSEC_HOSTS must be host names"),
+    ({"PBNSEC_DATABASE_URL": "mysql://u:secret@db/pbnsec"},
+     r"PBNSEC_DATABASE_URL must look like sqlite:///.* not 'mysql'://…$"),
+    ({"PBNSEC_LOG_LEVEL": "loud"}, "PBNSEC_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'loud'"),
 ])
 def test_bad_settings_are_refused_with_the_setting_named(tmp_path, env, message):
     with pytest.raises(ConfigError, match=message):
@@ -38,10 +42,12 @@ def test_bad_settings_are_refused_with_the_setting_named(tmp_path, env, message)
 
 def test_settings_are_read(tmp_path):
     config = load_config({"PBNSEC_TRUSTED_PROXIES": "1", "PBNSEC_PORT": "8080", "PBNSEC_HOST": "0.0.0.0",
-                          "PBNSEC_SECURE_COOKIES": "1", "PBNSEC_DATABASE_URL": "postgresql://db/pbnsec"}, tmp_path)
+                          "PBNSEC_SECURE_COOKIES": "1", "PBNSEC_DATABASE_URL": "postgresql://db/pbnsec",
+                          "PBNSEC_LOG_LEVEL": "warning"}, tmp_path)
     assert (config["TRUSTED_PROXIES"], config["PORT"], config["HOST"]) == (1, 8080, "0.0.0.0")
     assert config["SESSION_COOKIE_SECURE"] is True
     assert config["DATABASE_URL"] == "postgresql://db/pbnsec"
+    assert config["LOG_LEVEL"] == "WARNING"
 
 
 def test_proxy_addresses_default_to_loopback_and_can_be_set(tmp_path):

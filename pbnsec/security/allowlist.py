@@ -1,7 +1,6 @@
 """Security Management › IP Allowlist."""
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
 from ipaddress import ip_network
 
@@ -15,6 +14,7 @@ from ..clientip import local_reason, trace_client_ip
 from ..iprules import EntryError, NetworkMatcher, covered_version, ipv6_privacy_network, is_broad, parse_entry
 from ..models import ALL_PRACTICES, AccessRequest, AllowlistEntry, Grant, Practice, User
 from ..policy import Refusal, last_entry_refusal, lockout_for, network_start
+from ..text import TYPED_WHITESPACE, has_control_characters, without_control_characters
 from ..web import done, render_page
 from . import administered_ids, bp, manages_every_practice, my_practice, my_practice_or_404
 
@@ -39,9 +39,9 @@ def clean_label(text: str) -> tuple[str, str | None]:
         return label, "Enter a label, such as Office Network or Remote Provider."
     if len(label) > LABEL_MAX:
         return label, f"A label can be at most {LABEL_MAX} characters long (this one has {len(label)})."
-    if any(unicodedata.category(c) in ("Cc", "Cf") for c in label):
+    if has_control_characters(text, allowed=TYPED_WHITESPACE):
         # Invisible characters (NUL, bidi overrides) would let two labels look alike, or break PostgreSQL.
-        return label.translate({c: None for c in range(32)}), "A label cannot contain control or invisible characters."
+        return without_control_characters(label), "A label cannot contain control or invisible characters."
     return label, None
 
 

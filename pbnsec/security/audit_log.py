@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from flask import Response, render_template, request, stream_with_context
 
 from ..models import AuditEvent, Practice
+from ..text import has_control_characters, without_control_characters
 from ..web import parse_id
 from . import administered_practices, bp, manages_every_practice
 
@@ -42,6 +43,9 @@ class AuditFilter:
             errors.append("Choose one of your practices.")
         if f.action and f.action not in ACTIONS:
             errors.append(f"There is no action called {f.action!r}.")
+        if has_control_characters(f.user):
+            errors.append("The user filter contains a control character.")
+            f.user = without_control_characters(f.user)  # shown back in the form without them
         f.error = " ".join(errors) or None
         return f
 

@@ -1,0 +1,106 @@
+"""Starting the app: a mistake in a setting, an unusable database or a taken port is one line and a non-zero exit."""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pbnsec.config import ConfigError
+from pbnsec.db import DatabaseUnavailable
+from conftest import make_app
+from realworld import SECRET, app_server, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def flask(tmp_path, *args, **settings) -> subprocess.CompletedProcess:
+    """Run `flask --app app …` as a self-hoster would, with these PBNSEC_* settings on a fresh database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PBNSEC_")}
+    env.update(PBNSEC_DATABASE_URL=f"sqlite:///{tmp_path}/pbnsec.db", PBNSEC_SECRET_KEY=SECRET,
+               PBNSEC_PORT=str(free_port()))
+    env.update(settings)
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def assert_one_line(result, *expected):
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("pbnsec: ")
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+def test_a_taken_port_is_named_with_the_fix(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = flask(tmp_path, "serve", PBNSEC_PORT=str(port))
+    line = assert_one_line(result)
+    assert line == (f"pbnsec: cannot listen on 127.0.0.1:{port}: the port is already in use. "
+                    "Stop the other program or set PBNSEC_PORT.")
+
+
+def test_a_host_name_that_does_not_resolve_is_named(tmp_path):
+    assert_one_line(flask(tmp_path, "serve", PBNSEC_HOST="no-such-host.invalid"),
+                    "cannot listen on no-such-host.invalid:", "Set PBNSEC_HOST")
+
+
+@pytest.mark.parametrize("settings,expected", [
+    ({"PBNSEC_PORT": "abc"}, ["PBNSEC_PORT must be a port number from 1 to 65535, got 'abc'"]),
+    ({"PBNSEC_SECRET_KEY": "short"}, ["PBNSEC_SECRET_KEY must be at least 32 characters long"]),
+    ({"PBNSEC_TRUSTED_PROXIES": "two"}, ["PBNSEC_TRUSTED_PROXIES"]),
+    ({"PBNSEC_LOG_LEVEL": "loud"}, ["PBNSEC_LOG_LEVEL must be one of"]),
+    ({"PBNSEC_DATABASE_URL": "sqlite:////proc/nope/x.db"}, ["/proc/nope", "PBNSEC_DATABASE_URL"]),
+    ({"PBNSEC_DATABASE_URL": "mysterydb://somewhere/pbnsec"}, ["PBNSEC_DATABASE_URL", "mysterydb"]),
+    ({"PBNSEC_OWNER_EMAIL": "not-an-email"}, ["PBNSEC_OWNER_EMAIL", "'not-an-email' is not an email address."]),
+])
+def test_a_bad_setting_is_one_line_naming_it(tmp_path, settings, expected):
+    assert_one_line(flask(tmp_path, "serve", **settings), *expected)
+
+
+def test_a_database_path_that_cannot_be_opened_is_named(tmp_path):
+    (tmp_path / "taken").mkdir()  # a folder where the database file should be
+    line = assert_one_line(flask(tmp_path, "serve", PBNSEC_DATABASE_URL=f"sqlite:///{tmp_path}/taken"))
+    assert f"{tmp_path}/taken" in line and "PBNSEC_DATABASE_URL" in line
+
+
+def test_a_database_url_password_is_never_printed(tmp_path):
+    url = "postgresql://pbnsec:hunter2secret@127.0.0.1:1/pbnsec"  # nothing listens on port 1
+    line = assert_one_line(flask(tmp_path, "init-db", PBNSEC_DATABASE_URL=url), "PBNSEC_DATABASE_URL")
+    assert "hunter2secret" not in line and "127.0.0.1:1" in line
+
+
+def test_every_command_gets_the_same_one_line(tmp_path):
+    assert_one_line(flask(tmp_path, "init-db", PBNSEC_PORT="abc"), "PBNSEC_PORT")
+    assert_one_line(flask(tmp_path, "--help", PBNSEC_SECRET_KEY="short"), "PBNSEC_SECRET_KEY")
+
+
+def test_outside_the_command_line_the_app_factory_raises_the_error_itself(tmp_path, monkeypatch):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(DatabaseUnavailable, match="cannot open the database file"):
+        make_app(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path}/taken")
+    monkeypatch.setenv("PBNSEC_PORT", "abc")
+    with pytest.raises(ConfigError, match="PBNSEC_PORT"):
+        make_app(tmp_path)
+
+
+def test_a_good_start_logs_each_request_to_stderr(tmp_path, seeded_database):
+    database = tmp_path / "pbnsec.db"
+    shutil.copyfile(seeded_database, database)
+    with app_server(tmp_path, database) as server:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz?probe=1", timeout=10) as response:
+            assert response.read() == b"ok"
+    stderr = server.output  # make run's stdout and stderr, as a terminal shows them
+    assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO pbnsec\.access method=GET "
+                     r'path="/healthz\?probe=1" status=200 bytes=2 ms=\S+ ip=127\.0\.0\.1$', stderr, re.M), stderr
+    assert len(re.findall("pbnsec.access", stderr)) == 1
