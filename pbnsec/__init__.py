@@ -1,6 +1,8 @@
 """pbnsec: IP restrictions for multi-practice dental groups."""
 from __future__ import annotations
 
+__version__ = "0.3.0"  # before the imports below: pbnsec.cli reads it
+
 import click
 from flask import Flask
 from jinja2 import StrictUndefined
@@ -9,8 +11,6 @@ from . import db, enforcement, logs, migrations, web
 from .cli import startup_errors
 from .config import PROJECT_ROOT, load_config, proxies
 from .extensions import csrf, htmx, login_manager
-
-__version__ = "0.3.0"
 
 
 @startup_errors()

@@ -155,8 +155,8 @@ def upgrade() -> list[str]:
         else:
             database.create_tables(MODELS)
             SchemaVersion.create(version=LATEST, name="The tables were created at this version.")
-            version = LATEST
-            done.append(f"version {LATEST}: created the tables")
+            version = LATEST  # a new database: nothing was upgraded, so nothing to report
+
         migrator = SchemaMigrator.from_database(database)
         for number in range(version + 1, LATEST + 1):
             MIGRATIONS[number - 1](migrator)
