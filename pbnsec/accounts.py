@@ -148,13 +148,16 @@ def bootstrap_owner(owner_email: str, practice_name: str) -> tuple[User, str] | 
         raise
 
 
+WRONG_CURRENT_PASSWORD = "That is not your current password."
+
+
 def change_password(user: User, current: str, new: str, repeat: str) -> dict[str, str]:
     """Set a new password and end the user's other sessions; returns field errors instead when any."""
     errors = {}
     if has_control_characters(current):
         errors["current"] = "The password contains a control character."  # no password has one: not hashed
     elif not check_password_hash(user.password_hash, current or ""):
-        errors["current"] = "That is not your current password."
+        errors["current"] = WRONG_CURRENT_PASSWORD
     try:
         check_password_strength(new or "", user.email)
     except AccountError as exc:

@@ -9,7 +9,7 @@ from flask_login import current_user, login_user
 
 from peewee import IntegrityError
 
-from . import audit, ratelimit, signins
+from . import audit, ratelimit, signin_limits, signins
 from .accounts import authenticate
 from .db import database
 from .enforcement import access_for, blocked_user, end_sign_in, start_blocked_sign_in
@@ -20,20 +20,6 @@ from .text import has_control_characters, without_control_characters
 from .web import safe_next
 
 bp = Blueprint("auth", __name__)
-
-LOGIN_WINDOW = timedelta(minutes=15)
-LOGIN_LIMIT_PER_ACCOUNT_AND_IP = 5
-LOGIN_LIMIT_PER_IP = 20
-# Higher, so that a stranger's guesses from elsewhere cannot lock the owner out at the office for long,
-# yet still slow guessing spread over many addresses.
-LOGIN_LIMIT_PER_ACCOUNT = 50
-
-
-def _limit_keys(email: str) -> list[tuple[str, int]]:
-    return [(f"login-account-ip:{email}:{g.client_ip}", LOGIN_LIMIT_PER_ACCOUNT_AND_IP),
-            (f"login-account:{email}", LOGIN_LIMIT_PER_ACCOUNT),
-            (f"login-ip:{g.client_ip}", LOGIN_LIMIT_PER_IP)]
-
 
 def _audit_account(action: str, email: str) -> None:
     """Record a failed sign-in where the account's practices' administrators will see it."""
@@ -67,20 +53,18 @@ def login():
             error = f"The {field} contains a control character."
             return render_template("auth/login.html", email=without_control_characters(email), error=error,
                                    next_url=next_url), 422
-    wait = ratelimit.retry_after(_limit_keys(email), LOGIN_WINDOW)
-    if wait:
+    attempt = signin_limits.begin(email, g.client_ip, User.get_or_none(User.email == email) if email else None)
+    if attempt.wait:
         _audit_account("login_rate_limited", email)
-        minutes = max(1, round(wait / 60))
-        error = f"Too many sign-in attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+        error = f"Too many sign-in attempts. {attempt.wait_text}"
         return render_template("auth/login.html", email=email, error=error, next_url=next_url), 429
 
     user = authenticate(email, password)
     if user is None:
-        ratelimit.record_hit(*(key for key, _ in _limit_keys(email)))
         _audit_account("login_failed", email)
         error = "Wrong email or password."
         return render_template("auth/login.html", email=email, error=error, next_url=next_url), 401
-    ratelimit.clear(f"login-account-ip:{email}:{g.client_ip}")
+    attempt.succeeded()
 
     # Only now, with the password verified, do IP restrictions come into it.
     decisions = decisions_for(user, g.client_ip)
@@ -189,15 +173,15 @@ def access_requests():
         errors["note"] = f"The note can be at most {NOTE_MAX} characters long (yours has {len(note)})."
     if errors:
         return _requests_page(user, rows, errors, note, code=422)
-    wait = ratelimit.retry_after([(f"request-user:{user.id}", REQUEST_LIMIT_PER_USER),
-                                  (f"request-ip:{g.client_ip}", REQUEST_LIMIT_PER_IP)], REQUEST_WINDOW)
+    by_ip = f"request-ip:{signin_limits.ip_key(g.client_ip)}"
+    wait, _ = ratelimit.acquire([(f"request-user:{user.id}", REQUEST_LIMIT_PER_USER),
+                                 (by_ip, REQUEST_LIMIT_PER_IP)], REQUEST_WINDOW)
     if wait:
         errors["practice"] = f"Too many access requests. Try again in {max(1, round(wait / 60))} minutes."
         return _requests_page(user, rows, errors, note, code=429)
 
     chosen_practices = [row.practice for row in rows if str(row.practice.id) in chosen]  # in name order
     created = submit_requests(user, chosen_practices, g.client_ip, note)
-    ratelimit.record_hit(f"request-user:{user.id}", f"request-ip:{g.client_ip}")
     if created:
         flash(f"Access requested for {', '.join(p.name for p in created)}. An administrator will review it.", "success")
     else:

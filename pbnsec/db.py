@@ -44,19 +44,22 @@ def open_database(url: str, root: Path):
 SECURITY_CHANGE_LOCK = 0x7062_6E73  # PostgreSQL advisory lock id ("pbns") for security changes
 
 
+RATE_LIMIT_LOCK = 0x7062_6E72  # ("pbnr") for counting attempts, apart from security changes
+
+
 @contextmanager
-def change_lock():
+def change_lock(lock_id: int = SECURITY_CHANGE_LOCK):
     """A transaction holding the write lock from its first statement.
 
-    A check made inside it (would this block the admin? is the allowlist empty?) still holds when the change
-    commits, even with another admin or another app process changing things at the same moment.
+    A check made inside it (would this block the admin? is the allowlist empty? is this attempt over the limit?)
+    still holds when the change commits, even with another admin or another app process at the same moment.
     """
     if isinstance(database.obj, SqliteDatabase):
         with database.atomic(lock_type="IMMEDIATE") as txn:
             yield txn
     else:
         with database.atomic() as txn:
-            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SECURITY_CHANGE_LOCK,))
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (lock_id,))
             yield txn
 
 

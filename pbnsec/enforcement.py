@@ -71,29 +71,32 @@ def enforce():
         raise request.routing_exception
 
     request_ip()
-    if request.endpoint in EXEMPT_ENDPOINTS:
-        if request.endpoint not in SESSIONLESS_ENDPOINTS and current_user.is_authenticated:
-            # Not enforced here, but the header still shows the practice the user may work in.
-            allowed = [row.practice for row in access_for(current_user._get_current_object())
-                       if row.decision.allowed]
-            allowed.sort(key=lambda p: p.id != session.get("practice_id"))
-            g.practice = allowed[0] if allowed else None
+    if request.endpoint in SESSIONLESS_ENDPOINTS:
         return None
     if not current_user.is_authenticated:
+        if request.endpoint in EXEMPT_ENDPOINTS:
+            return None
         wants_page = request.method == "GET" and not request.htmx and request.path != "/"
         target = request.full_path.rstrip("?") if wants_page else None
         return hx_redirect(url_for("auth.login", next=target))
     user = current_user._get_current_object()
     practice = _allowed_practice(user)
-    if practice is None:
+    if practice is None and request.endpoint != "auth.logout":
         audit.record("session_blocked", target=user.email,
                      practice=session.get("practice_id"),
                      detail=f"IP {g.client_ip or 'unknown'} is not approved for any of the user's practices")
         active = next((p.name for p in g.user_practices if p.id == session.get("practice_id")), None)
         security_event("session_blocked", email=user.email, practice=active, reason="ip_not_approved",
                        ip=g.client_ip)
-        start_blocked_sign_in(user)
-        return hx_redirect(url_for("auth.blocked"))
+        # The sign-in ends and needs the password again: a cookie alone, replayed from elsewhere, must not be
+        # enough to file access requests in its owner's name. The real user signs in and gets the blocked page.
+        end_sign_in()
+        flash(f"You were signed out: your IP address {g.client_ip or '(unknown)'} is not approved for your "
+              "practices. Sign in again to ask for access.", "warning")
+        return hx_redirect(url_for("auth.login"))
+    if request.endpoint in EXEMPT_ENDPOINTS:
+        g.practice = practice  # not switched here, but the header still shows a practice the user may work in
+        return None
     if practice.id != session.get("practice_id"):
         moved = session.get("practice_id") is not None
         session["practice_id"] = practice.id

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from peewee import fn
 
-from .db import database
+from .db import RATE_LIMIT_LOCK, change_lock, database
 from .models import RateLimitHit, utcnow
 
 
@@ -35,13 +35,28 @@ def retry_after(limits: list[tuple[str, int]], window: timedelta) -> int:
 KEEP = timedelta(days=1)  # longer than any window a limit uses
 
 
-def record_hit(*keys: str) -> None:
-    now = utcnow()
-    with database.atomic():
-        RateLimitHit.insert_many([{"key": k, "at": now} for k in keys]).execute()
-        # Old hits can never count again; dropping them here keeps the table small without a cron job.
-        RateLimitHit.delete().where(RateLimitHit.at < now - KEEP).execute()
-
-
 def clear(key: str) -> None:
     RateLimitHit.delete().where(RateLimitHit.key == key).execute()
+
+
+def acquire(limits: list[tuple[str, int]], window: timedelta) -> tuple[int, list[int]]:
+    """Check every key and, when all are under their limits, count one attempt on each, in one locked step.
+
+    Returns (seconds to wait, []) when over a limit, else (0, the ids of the hits just counted). The hits are
+    provisional: release() takes them back when the attempt turns out well. Checking and counting under one
+    lock means parallel attempts cannot all slip in under the limit before any of them is counted.
+    """
+    with change_lock(RATE_LIMIT_LOCK):
+        wait = retry_after(limits, window)
+        if wait:
+            return wait, []
+        now = utcnow()
+        ids = [RateLimitHit.insert(key=key, at=now).execute() for key, _ in limits]
+        RateLimitHit.delete().where(RateLimitHit.at < now - KEEP).execute()
+    return 0, ids
+
+
+def release(ids: list[int]) -> None:
+    """Take back provisional hits (the attempt succeeded)."""
+    if ids:
+        RateLimitHit.delete().where(RateLimitHit.id.in_(ids)).execute()

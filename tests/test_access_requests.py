@@ -688,8 +688,9 @@ def test_a_revoked_grant_blocks_again_and_the_user_may_ask_again(app, restrict, 
         assert Grant.select().count() == 0
     assert events(app, "grant_revoked") == [
         ("ann@example.com", OFFICE_IP, RIVERSIDE, f"fay@example.com from {AWAY}", f"request #{rid}")]
-    # fay's open session stops at its next request; her blocked page offers asking again
-    assert fay.get("/").headers["Location"] == "/blocked"
+    # fay's open session ends at its next request; signing in again, her blocked page offers asking again
+    assert fay.get("/").headers["Location"] == "/login"
+    assert fay.login("fay@example.com").headers["Location"] == "/blocked"
     page = fay.get("/blocked")
     assert statuses(page) == {RIVERSIDE: "Not Requested"} and offered(page) == [RIVERSIDE]
     assert ask(fay, app, RIVERSIDE).status_code == 303

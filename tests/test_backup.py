@@ -68,6 +68,8 @@ def test_a_backup_taken_while_the_server_writes_restores_elsewhere_with_the_same
     backup, now = table_rows(dest), table_rows(live / "pbnsec.db")
     assert len(backup["sign_in"]) >= finished_before  # commits still in the server's -wal are in it too
     for table, rows in backup.items():
+        if table == "rate_limit_hit":
+            continue  # each sign-in counts its attempt first and takes it back once the password is right
         assert set(rows) <= set(now[table]), table  # a snapshot of this database...
     assert len(backup["sign_in"]) < len(now["sign_in"])  # ...that did not stop the server writing
 

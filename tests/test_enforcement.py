@@ -4,7 +4,7 @@ import re
 import pytest
 
 from pbnsec.enforcement import EXEMPT_ENDPOINTS
-from pbnsec.models import AllowlistEntry, AuditEvent, IPRestriction, Practice, SignIn
+from pbnsec.models import AccessRequest, AllowlistEntry, AuditEvent, IPRestriction, Practice, SignIn
 from conftest import Visitor, make_app, restrict
 
 ALLOWED_IP, BLOCKED_IP = "127.0.0.1", "127.0.0.2"
@@ -88,8 +88,9 @@ def test_session_that_moves_to_an_unapproved_ip_is_stopped_on_its_next_request(a
     assert v.get("/").status_code == 200
     v.ip = BLOCKED_IP
     response = v.get("/")
-    assert response.status_code == 303 and response.headers["Location"] == "/blocked"
-    assert "Your IP address 127.0.0.2 requires approval" in v.get("/blocked").text
+    assert response.status_code == 303 and response.headers["Location"] == "/login"
+    assert "your IP address 127.0.0.2 is not approved for your practices" in v.get("/login").text
+    assert v.get("/blocked").headers["Location"] == "/login"  # no blocked identity without the password
     v.ip = ALLOWED_IP  # going back does not revive the session: it was signed out
     assert v.get("/").headers["Location"].startswith("/login")
     assert [a for a, _ in audit_actions(app, "session_blocked")] == ["Riverside Dental"]
@@ -100,7 +101,7 @@ def test_removing_the_covering_entry_stops_the_session(app, signed_in):
     v = signed_in("fay")
     with app.app_context():
         AllowlistEntry.delete().execute()
-    assert v.get("/").headers["Location"] == "/blocked"
+    assert v.get("/").headers["Location"] == "/login"
 
 
 def test_role_falling_into_scope_stops_the_session(app, signed_in):
@@ -108,7 +109,7 @@ def test_role_falling_into_scope_stops_the_session(app, signed_in):
     fay = signed_in("fay")
     assert fay.get("/").status_code == 200
     restrict(app, "Riverside Dental", everyone=False, roles=["Front Desk"])
-    assert fay.get("/").headers["Location"] == "/blocked"
+    assert fay.get("/").headers["Location"] == "/login"
 
 
 def test_htmx_request_of_a_stopped_session_gets_hx_redirect_not_a_page(app, signed_in):
@@ -116,7 +117,7 @@ def test_htmx_request_of_a_stopped_session_gets_hx_redirect_not_a_page(app, sign
     v = signed_in("ann")
     v.ip = BLOCKED_IP
     response = v.get("/security/allowlist/status", htmx=True)
-    assert response.headers["HX-Redirect"] == "/blocked"
+    assert response.headers["HX-Redirect"] == "/login"
     assert response.text == ""
 
 
@@ -233,13 +234,15 @@ def test_nothing_but_the_exempt_list_answers_a_blocked_session(app, signed_in):
                     continue
                 checked += 1
                 assert "Sweep Marker Entry" not in body and "Riverside" not in body, where
+                # The sign-in ends and the password is asked for again (a stolen cookie gets no further).
                 if htmx:
-                    assert response.headers.get("HX-Redirect") == "/blocked", where
+                    assert response.headers.get("HX-Redirect") == "/login", where
                 else:
-                    assert response.status_code == 303 and response.headers["Location"] == "/blocked", where
+                    assert response.status_code == 303 and response.headers["Location"] == "/login", where
     assert checked > 40  # every security screen and action was tried
     with app.app_context():
         assert AllowlistEntry.select().count() == 2  # and nothing was changed
+        assert AccessRequest.select().count() == 0  # not even an access request filed with the cookie alone
 
 
 def test_the_exempt_list_is_exactly_the_pages_a_blocked_person_needs():
@@ -250,3 +253,20 @@ def test_the_exempt_list_is_exactly_the_pages_a_blocked_person_needs():
 def practice_id(app, name):
     with app.app_context():
         return Practice.get(Practice.name == name).id
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_a_cookie_replayed_from_a_blocked_ip_cannot_file_access_requests(app, signed_in, htmx):
+    """Whoever holds a signed-in cookie elsewhere is signed out, not handed the owner's blocked page."""
+    restrict(app, "Riverside Dental", "127.0.0.1")
+    fay = signed_in("fay", ip=ALLOWED_IP)
+    thief = Visitor(app, ip=BLOCKED_IP)
+    thief.client.set_cookie("pbnsec_session", fay.client.get_cookie("pbnsec_session").value)
+    thief.token = fay.token
+    response = thief.post("/access-requests", {"practice": str(practice_id(app, "Riverside Dental")),
+                                               "note": "let me in"}, htmx=htmx)
+    assert (response.headers.get("HX-Redirect") if htmx else response.headers["Location"]) == "/login"
+    assert thief.get("/blocked").headers["Location"] == "/login"
+    with app.app_context():
+        assert AccessRequest.select().count() == 0
+    assert fay.get("/").headers["Location"].startswith("/login")  # and the real sign-in ended too

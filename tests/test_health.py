@@ -25,7 +25,7 @@ def test_health_is_answered_whatever_the_ip_and_session(app, signed_in, url):
     v.ip = BLOCKED_IP  # a session that any other page would stop
     response = v.get(url)
     assert response.status_code == 200 and "Set-Cookie" not in response.headers
-    assert v.get("/").headers["Location"] == "/blocked"  # the session itself is still stopped elsewhere
+    assert v.get("/").headers["Location"] == "/login"  # the session itself is still stopped elsewhere
     assert {"health.healthz", "health.readyz"} <= EXEMPT_ENDPOINTS
 
 

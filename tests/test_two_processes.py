@@ -39,8 +39,9 @@ def test_revocation_in_one_process_stops_the_session_in_the_other(two_servers):
     assert status == 303
 
     status, location, _ = fay_browser.request(port_a, "GET", "/")
-    assert (status, location) == (303, "/blocked")
-    status, _, page = fay_browser.request(port_a, "GET", "/blocked")
+    assert (status, location) == (303, "/login")  # signed out: her password is needed again
+    assert fay_browser.sign_in(port_b, "fay@example.com", PASSWORD) == "/blocked"
+    status, _, page = fay_browser.request(port_b, "GET", "/blocked")
     assert "Your IP address 127.0.0.5 requires approval" in page
 
 

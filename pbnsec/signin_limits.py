@@ -1,0 +1,67 @@
+"""How many password guesses an account, an address and the two together may make (sign-in and password change).
+
+Failures from addresses an account's practices let in (its offices, its approved grants) are counted apart from
+failures elsewhere, so strangers guessing from outside cannot lock the real user out at the office.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from ipaddress import IPv6Network
+
+from . import ratelimit
+from .policy import decisions_for
+
+WINDOW = timedelta(minutes=15)
+PER_ACCOUNT_AND_IP = 5
+PER_IP = 20
+PER_ACCOUNT = 50  # per account from its offices, and again per account from everywhere else
+OFFICE_REASONS = ("allowlist_entry", "user_grant")
+
+
+def ip_key(ip) -> str:
+    """The address a limit counts under: IPv6 clients by their /64, since one host holds a whole /64."""
+    if ip is None:
+        return "unknown"
+    if ip.version == 6:
+        return str(IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def from_office(user, ip) -> bool:
+    """Whether one of the user's practices lets this IP in by an allowlist entry or a grant of theirs."""
+    return user is not None and ip is not None and any(
+        d.reason in OFFICE_REASONS for _, d in decisions_for(user, ip))
+
+
+def limits(email: str, ip, office: bool) -> list[tuple[str, int]]:
+    where = "office" if office else "elsewhere"
+    return [(f"login-account-ip:{email}:{ip_key(ip)}", PER_ACCOUNT_AND_IP),
+            (f"login-ip:{ip_key(ip)}", PER_IP),
+            (f"login-account-{where}:{email}", PER_ACCOUNT)]
+
+
+@dataclass
+class Attempt:
+    """One counted password check: refused (wait > 0), or counted until it turns out right."""
+
+    email: str
+    ip: object
+    wait: int = 0
+    hits: list[int] = field(default_factory=list)
+
+    def succeeded(self) -> None:
+        """The password was right: this attempt does not count, and the account's guesses from here start over."""
+        ratelimit.release(self.hits)
+        ratelimit.clear(f"login-account-ip:{self.email}:{ip_key(self.ip)}")
+
+    @property
+    def wait_text(self) -> str:
+        minutes = max(1, round(self.wait / 60))
+        return f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+
+
+def begin(email: str, ip, user) -> Attempt:
+    """Count a password check before it is made (so parallel guesses cannot exceed the limit), or refuse it."""
+    wait, hits = ratelimit.acquire(limits(email, ip, from_office(user, ip)), WINDOW)
+    return Attempt(email, ip, wait, hits)
