@@ -15,7 +15,7 @@ from .db import database
 from .enforcement import access_for, blocked_user, end_sign_in, start_blocked_sign_in
 from .logs import security_event
 from .models import PENDING, AccessRequest, Membership, Practice, User
-from .policy import decisions_for
+from .policy import decisions_for, why_allowed
 from .text import has_control_characters, without_control_characters
 from .web import safe_next
 
@@ -81,7 +81,7 @@ def login():
     session["practice_id"] = allowed[0].id
     # One event per practice, each telling only that practice's administrators about that practice.
     audit.record("login_allowed", actor=user, practice=allowed[0], target=user.email,
-                 detail=f"allowed: {dict(decisions)[allowed[0]].reason}")
+                 detail=f"allowed by {why_allowed(dict(decisions)[allowed[0]])}")
     security_event("login_allowed", email=user.email, practice=allowed[0].name, ip=g.client_ip, level=logging.INFO)
     for practice, decision in decisions:
         if not decision.allowed:

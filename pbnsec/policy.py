@@ -108,6 +108,19 @@ def decide_for(user: User, practice_id: int, ip, settings: Settings | None = Non
     return decide(subject, ip, settings, entries, grants, now, request_status(user.id, practice_id, ip))
 
 
+def why_allowed(decision: Decision) -> str:
+    """Which rule let a user in, for the audit log: the entry or grant by id and label, or why none was needed."""
+    ref = decision.rule.ref if decision.rule is not None else None
+    if decision.reason == "allowlist_entry" and ref is not None:
+        scope = " (All practices)" if ref.scope == ALL_PRACTICES else ""
+        return f"allowlist entry #{ref.id} {ref.network} \"{ref.label}\"{scope}"
+    if decision.reason == "user_grant" and ref is not None:
+        origin = f" approved in request #{ref.request_id}" if ref.request_id else ""
+        return f"user grant #{ref.id} for {ref.ip}{origin}"
+    return {"restrictions_off": "IP restrictions are off", "not_in_scope": "IP restrictions do not apply to them"}.get(
+        decision.reason, decision.reason)
+
+
 @dataclass(frozen=True)
 class Refusal:
     """A refused security change: it would block the admin making it, or empty an enforced allowlist."""

@@ -69,7 +69,7 @@ def test_an_admin_sees_the_events_of_their_practice(app, ann, both_practices_bus
     assert ("ann@example.com", "127.0.0.1", "Riverside Dental", "entry added", "192.0.2.0/24",
             "label: Riverside office") in seen
     assert ("ann@example.com", "127.0.0.1", "Riverside Dental", "login allowed", "ann@example.com",
-            "allowed: restrictions_off") in seen
+            "allowed by IP restrictions are off") in seen
     assert {r[2] for r in seen} == {"Riverside Dental"}
     assert "Lakeside" not in response.text.split("<tbody>", 1)[1]
     assert "bob@example.com" not in response.text

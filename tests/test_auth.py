@@ -165,7 +165,7 @@ def test_the_sign_in_audit_tells_each_practice_only_about_itself(app, visitor):
     with app.app_context():
         events = {(e.action, e.practice.name): e.detail for e in AuditEvent.select()
                   .where(AuditEvent.action.startswith("login_"))}
-    assert events == {("login_allowed", "Lakeside Dental"): "allowed: restrictions_off",
+    assert events == {("login_allowed", "Lakeside Dental"): "allowed by IP restrictions are off",
                       ("login_blocked", "Riverside Dental"): "ip_not_approved: IP 127.0.0.1 is not approved"}
 
 

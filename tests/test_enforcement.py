@@ -270,3 +270,19 @@ def test_a_cookie_replayed_from_a_blocked_ip_cannot_file_access_requests(app, si
     with app.app_context():
         assert AccessRequest.select().count() == 0
     assert fay.get("/").headers["Location"].startswith("/login")  # and the real sign-in ended too
+
+
+def test_the_audit_says_which_entry_or_grant_let_someone_in(app, visitor):
+    from pbnsec.models import Grant, User
+
+    restrict(app, "Riverside Dental", "127.0.0.0/30")
+    with app.app_context():
+        entry = AllowlistEntry.get()
+        fay = User.get(User.email == "fay@example.com")
+        grant = Grant.create(user=fay, practice=entry.practice_id, ip="127.0.0.9")
+    visitor(ip=ALLOWED_IP).login("fay@example.com")
+    visitor(ip="127.0.0.9").login("fay@example.com")
+    assert [d for _, d in audit_actions(app, "login_allowed")] == [
+        f'allowed by allowlist entry #{entry.id} 127.0.0.0/30 "test 127.0.0.0/30"',
+        f"allowed by user grant #{grant.id} for 127.0.0.9",
+    ]
