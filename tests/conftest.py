@@ -37,12 +37,17 @@ def make_app(tmp_path, **overrides):
     return create_app(config)
 
 
+# The seeded people sign in hundreds of times a run: a one-round hash keeps that cheap (production uses scrypt,
+# which test_account checks).
+FAST_HASH = "pbkdf2:sha256:1"
+
+
 def seed(app) -> None:
     with app.app_context():
         create_practice("Riverside Dental")
         create_practice("Lakeside Dental")
         for email, name, role, practices in PEOPLE.values():
-            create_user(email, name, role, practices, PASSWORD)
+            create_user(email, name, role, practices, PASSWORD, hash_method=FAST_HASH)
 
 
 @pytest.fixture(scope="session")

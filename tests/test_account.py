@@ -57,3 +57,12 @@ def test_the_owner_with_a_console_password_is_asked_to_choose_one(tmp_path):
     assert "Choose your own now." in v.get("/account/password").text
     assert change(v, current=password).status_code == 303
     assert "Choose your own now." not in v.get("/account/password").text
+
+
+def test_people_get_a_slow_scrypt_hash(app):
+    from pbnsec.accounts import create_user
+    from pbnsec.models import User
+    with app.app_context():
+        user, _ = create_user("new@example.com", "New Person", "Hygienist", ["Riverside Dental"],
+                              "tidy molar chart 2026 blue")
+        assert User.get_by_id(user.id).password_hash.startswith("scrypt:")
