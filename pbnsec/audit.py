@@ -1,11 +1,12 @@
 """The audit log: who did what, from which IP, when, to what."""
 from __future__ import annotations
 
+import zlib
 from datetime import datetime, timedelta
 
 from flask import g, has_request_context
 from flask_login import current_user
-from peewee import fn
+from peewee import SqliteDatabase, fn
 
 from .db import database
 from .models import AuditEvent, utcnow
@@ -17,6 +18,7 @@ REPEATED_ACTIONS = frozenset({
 })
 # From the row's first event, not its last, so a steady stream still starts a new row every 15 minutes.
 REPEAT_WINDOW = timedelta(minutes=15)
+REPEAT_LOCK = 0x7062_6E61  # PostgreSQL advisory lock class ("pbna"): one recorder at a time per repeat
 
 
 def record(action: str, *, practice=None, target: str = "", detail: str = "", actor=None,
@@ -33,13 +35,24 @@ def record(action: str, *, practice=None, target: str = "", detail: str = "", ac
                  actor_label=actor_label, actor_ip=actor_ip or "")
     if action not in REPEATED_ACTIONS:
         return AuditEvent.create(actor=actor, **event)
-    now = utcnow()
-    # On SQLite the UPDATE takes the write lock until commit, so a parallel repeat waits and then counts on the
-    # row inserted here. On PostgreSQL two first events at once can both insert: two rows, each counted once.
     with database.atomic():
+        _take_turns(event)
+        now = utcnow()
         if count_repeat(now=now, **event).execute():
             return None
         return AuditEvent.create(actor=actor, at=now, **event)
+
+
+def _take_turns(event: dict) -> None:
+    """Make parallel records of one repeat take turns, so the first inserts its row and the others count on it."""
+    if isinstance(database.obj, SqliteDatabase):
+        return  # the UPDATE takes SQLite's write lock and keeps it until commit: they take turns already
+    # Without this, twenty guesses arriving together on PostgreSQL all find no row and insert twenty.
+    practice = event["practice"]
+    key = "\0".join(str(part) for part in (event["action"], getattr(practice, "id", practice), event["actor_label"],
+                                          event["actor_ip"], event["target"], event["detail"]))
+    # A 32-bit hash, the same in every process; two repeats sharing one only wait for each other.
+    database.execute_sql("SELECT pg_advisory_xact_lock(%s, %s)", (REPEAT_LOCK, zlib.crc32(key.encode()) - 2**31))
 
 
 def count_repeat(action: str, practice, actor_label: str, actor_ip: str, target: str, detail: str,
