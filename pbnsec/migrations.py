@@ -7,7 +7,7 @@ A migration never reads today's models: it describes the tables as they were whe
 """
 from __future__ import annotations
 
-from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, Model, SQL
+from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, Model, SQL
 from playhouse.migrate import SchemaMigrator
 
 from .config import ConfigError
@@ -94,12 +94,28 @@ def rename_pending_sign_ins_to_blocked(migrator: SchemaMigrator) -> None:
         migrator.rename_column("sign_in", "pending", "blocked").run()
 
 
+def add_audit_event_repeats(migrator: SchemaMigrator) -> None:
+    """audit_event.count and last_at: a repeated refusal is counted on one row; the lookup is indexed."""
+    columns = _columns("audit_event")
+    if "count" not in columns:
+        # NOT NULL with a database default in one ALTER, as for must_change_password: every event already there
+        # counts once, and a big audit table is not rebuilt.
+        field = IntegerField(default=1, constraints=[SQL("DEFAULT 1")])
+        migrator.alter_add_column("audit_event", "count", field, allow_not_null=True).run()
+    if "last_at" not in columns:
+        migrator.alter_add_column("audit_event", "last_at", DateTimeField(null=True)).run()
+    if "audit_event_action_actor_label_actor_ip_at" not in _indexes("audit_event"):
+        migrator.add_index("audit_event", ("action", "actor_label", "actor_ip", "at"),
+                           name="audit_event_action_actor_label_actor_ip_at").run()
+
+
 MIGRATIONS = [
     index_rate_limit_hits_by_time,
     add_must_change_password,
     index_allowlist_by_scope_and_start,
     add_sign_ins,
     rename_pending_sign_ins_to_blocked,
+    add_audit_event_repeats,
 ]
 LATEST = len(MIGRATIONS)
 

@@ -201,6 +201,13 @@ class AuditEvent(BaseModel):
     action = CharField(max_length=50, index=True)
     target = CharField(max_length=300, default="")
     detail = TextField(default="")
+    # A refusal repeated within minutes (see audit.REPEATED_ACTIONS) is counted on its first event's row.
+    count = IntegerField(default=1)
+    last_at = DateTimeField(null=True)  # the last repeat; None while the row holds one event
+
+    class Meta:
+        # Finding the row a repeat is counted on (audit.count_repeat), however big the log.
+        indexes = ((("action", "actor_label", "actor_ip", "at"), False),)
 
 
 class RateLimitHit(BaseModel):

@@ -204,3 +204,14 @@ def table_rows(path) -> dict:
     rows = {table: con.execute(f'SELECT * FROM "{table}" ORDER BY 1').fetchall() for table in tables}
     con.close()
     return rows
+
+
+def wrong_passwords(app, v: Visitor, email: str, times: int) -> None:
+    """Sign in with a wrong password `times` times, each one reaching the password check."""
+    from pbnsec.models import RateLimitHit
+
+    for _ in range(times):
+        response = v.post("/login", {"email": email, "password": "not the password"})
+        assert response.status_code == 401, response.get_data(as_text=True)
+        with app.app_context():
+            RateLimitHit.delete().execute()  # else the limiter refuses all but the first few before the check

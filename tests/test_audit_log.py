@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from pbnsec.models import AuditEvent, Practice
+from conftest import PEOPLE, wrong_passwords
 
 
 def practice_id(app, name):
@@ -30,6 +31,13 @@ def rows(response):
         cells = [html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
         found.append(tuple(cells[1:]))
     return found
+
+
+def times(response):
+    """The time cell of each row as a user reads it."""
+    body = response.text.split('<tbody>', 1)[1].split('</tbody>', 1)[0]
+    return [" ".join(html.unescape(re.sub(r"<[^>]+>", "", cell)).split())
+            for cell in re.findall(r"<tr><td>(<time.*?)</td>", body, re.S)]
 
 
 def csv_rows(response):
@@ -192,7 +200,7 @@ def test_what_users_typed_is_escaped(app, ann):
 
 # --- CSV ---
 
-HEADER = ["time_utc", "actor", "actor_ip", "practice", "action", "target", "detail"]
+HEADER = ["time_utc", "actor", "actor_ip", "practice", "action", "target", "detail", "count", "last_utc"]
 
 
 def test_csv_download_holds_the_filtered_rows_only(app, ann, both_practices_busy):
@@ -206,7 +214,7 @@ def test_csv_download_holds_the_filtered_rows_only(app, ann, both_practices_busy
     time_utc, *rest = table[1]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", time_utc)
     assert rest == ["ann@example.com", "127.0.0.1", "Riverside Dental", "entry_added", "192.0.2.0/24",
-                    "label: Riverside office"]
+                    "label: Riverside office", "1", ""]
 
 
 def test_csv_of_nothing_is_just_the_header(app, ann):
@@ -255,9 +263,79 @@ def test_every_formula_prefix_is_neutralised_in_the_csv(app, ann, value):
     assert table[1][1] == table[1][5] == table[1][6] == "'" + value
 
 
+# --- repeats ---
+
+HAL = PEOPLE["hal"][0]
+
+
+@pytest.fixture
+def hal_guessed_35_times(app, visitor):
+    """35 wrong passwords for Hal (Riverside and Lakeside) from one IP; returns each practice's (first, last)."""
+    wrong_passwords(app, visitor(), HAL, 35)
+    with app.app_context():
+        return {e.practice.name: (e.at, e.last_at)
+                for e in AuditEvent.select().where(AuditEvent.action == "login_failed")}
+
+
+def test_the_page_shows_how_often_and_over_what_time_a_refusal_repeated(app, owner, hal_guessed_35_times):
+    create_events(app, 2)
+    response = owner.get("/security/audit")
+    shown = dict(zip(rows(response), times(response)))
+    for practice, (first, last) in hal_guessed_35_times.items():
+        row = (HAL, "127.0.0.1", practice, "login failed", HAL, "")
+        assert shown[row] == f"{first:%Y-%m-%d %H:%M:%S} ×35, {first:%H:%M:%S}–{last:%H:%M:%S} UTC"
+    single = ("script@example.com", "127.0.0.9", "Riverside Dental", "entry added", "event-00", "")
+    assert shown[single] == "2024-01-01 00:00:00"
+
+
+def test_the_event_total_counts_every_repeat(app, owner, ann, hal_guessed_35_times):
+    assert "70 events in 2 rows." in owner.get("/security/audit?action=login_failed").text
+    assert "35 events in 1 row." in ann.get("/security/audit?action=login_failed").text
+    create_events(app, 2)
+    assert "2 events." in ann.get("/security/audit?action=entry_added").text  # no repeats, no row count
+
+
+def test_a_repeat_that_spans_midnight_shows_both_dates(app, ann):
+    with app.app_context():
+        AuditEvent.create(at=datetime(2024, 1, 1, 23, 59, 30), last_at=datetime(2024, 1, 2, 0, 4, 10), count=9,
+                          actor_label=HAL, actor_ip="127.0.0.1", target=HAL, action="login_failed",
+                          practice=Practice.get(Practice.name == "Riverside Dental"))
+    assert times(ann.get("/security/audit?action=login_failed")) == [
+        "2024-01-01 23:59:30 ×9, 23:59:30–2024-01-02 00:04:10 UTC"]
+
+
+def test_the_csv_has_each_rows_count_and_last_time(app, ann, hal_guessed_35_times):
+    create_events(app, 1)
+    table = csv_rows(ann.get("/security/audit.csv"))
+    assert table[0] == HEADER
+    first, last = hal_guessed_35_times["Riverside Dental"]
+    by_action = {row[4]: row for row in table[1:]}
+    assert by_action["login_failed"] == [first.isoformat() + "Z", HAL, "127.0.0.1", "Riverside Dental",
+                                         "login_failed", HAL, "", "35", last.isoformat() + "Z"]
+    assert by_action["entry_added"][7:] == ["1", ""]
+    assert sum(int(row[7]) for row in table[1:]) == 35 + 1 + 1  # Hal's guesses, Ann's sign-in, the script's event
+
+
 @pytest.mark.parametrize("who", ["fay", "hal"])
 @pytest.mark.parametrize("url", ["/security/audit", "/security/audit.csv", "/security/audit?page=2"])
 def test_other_roles_get_403(app, signed_in, who, url):
     v = signed_in(who)
     assert v.get(url).status_code == 403
     assert v.get(url, htmx=True).status_code == 403
+
+
+def test_wrong_current_passwords_can_be_filtered_and_are_counted(app, ann):
+    from pbnsec import audit
+
+    with app.app_context():
+        for _ in range(3):
+            audit.record("password_change_failed", actor_label=PEOPLE["ann"][0], actor_ip="127.0.0.1",
+                         target=PEOPLE["ann"][0], practice=Practice.get(Practice.name == "Riverside Dental"),
+                         detail="wrong current password")
+    response = ann.get("/security/audit?action=password_change_failed")
+    assert response.status_code == 200
+    assert '<option value="password_change_failed" selected>' in response.text
+    assert rows(response) == [(PEOPLE["ann"][0], "127.0.0.1", "Riverside Dental", "password change failed",
+                               PEOPLE["ann"][0], "wrong current password")]
+    assert times(response)[0].split(" ", 2)[2].startswith("×3, ")
+    assert "3 events in 1 row." in response.text

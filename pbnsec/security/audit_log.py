@@ -6,6 +6,7 @@ import io
 from dataclasses import dataclass
 
 from flask import Response, render_template, request, stream_with_context
+from peewee import fn
 
 from ..models import AuditEvent, Practice
 from ..text import has_control_characters, without_control_characters
@@ -18,7 +19,7 @@ ACTIONS = (
     "login_allowed", "login_blocked", "login_failed", "login_rate_limited", "logout", "session_blocked",
     "entry_added", "entry_edited", "entry_enabled", "entry_disabled", "entry_deleted", "settings_changed",
     "request_submitted", "request_approved", "request_rejected", "grant_revoked", "security_unlock",
-    "owner_created", "practice_created", "user_created", "password_changed",
+    "owner_created", "practice_created", "user_created", "password_changed", "password_change_failed",
 )
 
 
@@ -80,17 +81,20 @@ def audit_log():
     f, practices = _filter()
     if f.error:
         return render_template("security/audit.html", f=f, practices=practices, actions=ACTIONS,
-                               events=[], total=0, pages=0), 400
+                               events=[], row_count=0, event_count=0, pages=0), 400
     query = filtered_events(f)
-    total = query.count()
-    pages = max(1, -(-total // PAGE_SIZE))
+    # Pages are of rows; the total an admin reads is of events, a row counting each repeat it holds.
+    row_count, event_count = query.select(fn.COUNT(AuditEvent.id), fn.SUM(AuditEvent.count)).order_by().scalar(
+        as_tuple=True)
+    event_count = event_count or 0
+    pages = max(1, -(-row_count // PAGE_SIZE))
     if f.page > pages:
         f.error = f"There is no page {f.page}: these filters give {pages} page{'s' if pages > 1 else ''}."
         return render_template("security/audit.html", f=f, practices=practices, actions=ACTIONS,
-                               events=[], total=total, pages=pages), 400
+                               events=[], row_count=row_count, event_count=event_count, pages=pages), 400
     events = list(query.paginate(f.page, PAGE_SIZE))
     return render_template("security/audit.html", f=f, practices=practices, actions=ACTIONS,
-                           events=events, total=total, pages=pages)
+                           events=events, row_count=row_count, event_count=event_count, pages=pages)
 
 
 def _cell(value) -> str:
@@ -110,10 +114,13 @@ def audit_csv():
     def rows():
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["time_utc", "actor", "actor_ip", "practice", "action", "target", "detail"])
+        # count and last_utc come last, so a sheet or script reading the first seven columns reads them as before.
+        writer.writerow(["time_utc", "actor", "actor_ip", "practice", "action", "target", "detail", "count",
+                         "last_utc"])
         for e in query.iterator():
+            last_utc = e.last_at.isoformat() + "Z" if e.last_at else ""
             writer.writerow([_cell(v) for v in (e.at.isoformat() + "Z", e.actor_label, e.actor_ip,
-                             names.get(e.practice_id, ""), e.action, e.target, e.detail)])
+                             names.get(e.practice_id, ""), e.action, e.target, e.detail, e.count, last_utc)])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
