@@ -7,10 +7,9 @@ import click
 from flask import Flask
 from jinja2 import StrictUndefined
 
-from . import db, enforcement, logs, migrations, web
-from .cli import startup_errors
-from .config import PROJECT_ROOT, load_config, proxies
-from .extensions import csrf, htmx, login_manager
+from pbnsec import db, logs, migrations, web
+from pbnsec.cli import startup_errors
+from pbnsec.config import PROJECT_ROOT, load_config, proxies
 
 
 @startup_errors()
@@ -39,37 +38,20 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(config or {})
     app.config["PROXIES"] = proxies(app.config)
     app.jinja_env.undefined = StrictUndefined
-    app.url_map.converters["int"] = web.IdConverter
 
     logs.init_app(app)  # first, so its clock starts before any other hook and its line is written last
     db.init_app(app, PROJECT_ROOT)
     for step in migrations.upgrade():
         click.echo(f"pbnsec: database schema {step}", err=True)
-    csrf.init_app(app)
-    htmx.init_app(app)
-    login_manager.init_app(app)
-    enforcement.init_app(app)
     web.init_app(app)
 
-    from .account import bp as account_bp
-    from .auth import bp as auth_bp
-    from .health import bp as health_bp
-    from .home import bp as home_bp
-    from .security import bp as security_bp
-
-    app.register_blueprint(account_bp)
-    app.register_blueprint(auth_bp)
-    app.register_blueprint(health_bp)
-    app.register_blueprint(home_bp)
-    app.register_blueprint(security_bp)
-
-    from .cli import register_cli
+    from pbnsec.cli import register_cli
 
     register_cli(app)
     if app.config.get("BOOTSTRAP", True):
         # Every way of starting the app (make run, waitress-serve --call, any WSGI server) creates the Owner
         # of an empty database and prints the one-time password, so somebody can always sign in.
-        from .cli import bootstrap
+        from pbnsec.cli import bootstrap
 
         with app.app_context():
             bootstrap(app.config)

@@ -12,11 +12,18 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from peewee import PostgresqlDatabase, SqliteDatabase
 
-from . import __version__, audit, backups, migrations
-from .accounts import AccountError, bootstrap_owner, create_practice, create_user, find_practice
-from .config import ConfigError
-from .db import DatabaseUnavailable, change_lock, database
-from .models import IPRestriction, Practice, utcnow
+from pbnsec import __version__, backups, migrations
+from pbnsec.config import ConfigError
+from pbnsec.db import DatabaseUnavailable, change_lock, database
+from pbnsec.domain import audit
+from pbnsec.domain.users import (
+    AccountError,
+    bootstrap_owner,
+    create_practice,
+    create_user,
+    find_practice,
+)
+from pbnsec.models import IPRestriction, Practice, utcnow
 
 # Why the server could not listen, and what the person starting it can do about it.
 LISTEN_PROBLEMS = {
@@ -197,7 +204,7 @@ def unlock_command(practice_name):
 @_fail_on_account_error
 def demo_command():
     """Load demo practices, people, allowlist entries and pending access requests."""
-    from .demo import load_demo
+    from pbnsec.demo import load_demo
 
     for line in load_demo():
         click.echo(line)

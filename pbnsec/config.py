@@ -5,7 +5,12 @@ import os
 import secrets
 from pathlib import Path
 
-from .clientip import LOOPBACK, Proxies, parse_proxy_addrs, parse_trusted_proxies
+from pbnsec.core.clientip import (
+    LOOPBACK,
+    Proxies,
+    parse_proxy_addrs,
+    parse_trusted_proxies,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "sqlite:///instance/pbnsec.db"

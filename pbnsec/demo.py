@@ -3,12 +3,19 @@ from __future__ import annotations
 
 from ipaddress import ip_network
 
-from .accounts import create_practice, create_user
-from .db import database
-from .models import (
-    ALL_PRACTICES, AccessRequest, AllowlistEntry, IPRestriction, Membership, Practice, Role, User,
+from pbnsec.db import database
+from pbnsec.domain.access import network_start
+from pbnsec.domain.users import create_practice, create_user
+from pbnsec.models import (
+    ALL_PRACTICES,
+    AccessRequest,
+    AllowlistEntry,
+    IPRestriction,
+    Membership,
+    Practice,
+    Role,
+    User,
 )
-from .policy import network_start
 
 DEMO_PASSWORD = "demo-password-2026"
 PRACTICES = ("Riverside Dental", "Lakeside Dental")

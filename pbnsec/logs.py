@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from flask import g, request
 
-from .text import is_control
+from pbnsec.core.text import is_control
 
 access_log = logging.getLogger("pbnsec.access")
 security_log = logging.getLogger("pbnsec.security")
@@ -79,7 +79,9 @@ def _start_clock():
 
 
 def _access_line(response):
-    from .enforcement import request_ip  # here, not above: enforcement imports this module
+    from pbnsec.web.hook import (
+        request_ip,  # here, not above: enforcement imports this module
+    )
 
     started = g.get("request_started")
     query = request.query_string.decode("latin-1")

@@ -7,12 +7,20 @@ A migration never reads today's models: it describes the tables as they were whe
 """
 from __future__ import annotations
 
-from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, Model, SQL
+from peewee import (
+    SQL,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+)
 from playhouse.migrate import SchemaMigrator
 
-from .config import ConfigError
-from .db import change_lock, database
-from .models import MODELS, ROLES, Role, SchemaVersion, seed_roles, utcnow
+from pbnsec.config import ConfigError
+from pbnsec.db import change_lock, database
+from pbnsec.models import MODELS, ROLES, Role, SchemaVersion, seed_roles, utcnow
 
 
 class SchemaError(ConfigError):

@@ -13,7 +13,7 @@ from peewee import (
     TextField,
 )
 
-from .db import database
+from pbnsec.db import database
 
 
 def utcnow() -> datetime:

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from pbnsec import create_app
-from pbnsec.accounts import create_practice, create_user
+from pbnsec.domain.users import create_practice, create_user
 
 PASSWORD = "correct horse battery"
 OFFICE_IP = "127.0.0.1"
@@ -179,9 +179,16 @@ def restrict(app, practice: str, *networks: str, everyone: bool = True, roles=()
     """Switch IP restrictions on for a practice, allowing the given networks (written straight to the DB)."""
     from ipaddress import ip_network
 
-    from pbnsec.models import (AllowlistEntry, IPRestriction, Practice, RestrictedRole, RestrictedUser,
-                               Role, User)
-    from pbnsec.policy import network_start
+    from pbnsec.domain.access import network_start
+    from pbnsec.models import (
+        AllowlistEntry,
+        IPRestriction,
+        Practice,
+        RestrictedRole,
+        RestrictedUser,
+        Role,
+        User,
+    )
 
     with app.app_context():
         p = Practice.get(Practice.name == practice)

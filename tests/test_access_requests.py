@@ -3,11 +3,25 @@ import re
 from datetime import timedelta
 
 import pytest
+from conftest import OFFICE_IP, PEOPLE, Visitor, make_app
 from peewee import IntegrityError
 
-from conftest import OFFICE_IP, PEOPLE, Visitor, make_app
-from pbnsec.auth import NOTE_MAX, REQUEST_LIMIT_PER_IP, REQUEST_LIMIT_PER_USER, submit_requests
-from pbnsec.models import AccessRequest, AuditEvent, Grant, IPRestriction, Practice, SignIn, User, utcnow
+from pbnsec.models import (
+    AccessRequest,
+    AuditEvent,
+    Grant,
+    IPRestriction,
+    Practice,
+    SignIn,
+    User,
+    utcnow,
+)
+from pbnsec.web.auth import (
+    NOTE_MAX,
+    REQUEST_LIMIT_PER_IP,
+    REQUEST_LIMIT_PER_USER,
+    submit_requests,
+)
 
 AWAY = "127.0.0.7"  # an address no allowlist entry covers
 RIVERSIDE, LAKESIDE = "Riverside Dental", "Lakeside Dental"

@@ -1,8 +1,8 @@
 """A user's own password: changing it ends their other sessions; a console password must be replaced."""
 import pytest
+from conftest import PASSWORD, Visitor, make_app
 
 from pbnsec.models import AuditEvent
-from conftest import PASSWORD, Visitor, make_app
 
 NEW = "a brand new passphrase"
 HIDDEN = ["\x00", "\x1b", "\u202e"]  # NUL, ESC, a right-to-left override
@@ -60,7 +60,7 @@ def test_the_owner_with_a_console_password_is_asked_to_choose_one(tmp_path):
 
 
 def test_people_get_a_slow_scrypt_hash(app):
-    from pbnsec.accounts import create_user
+    from pbnsec.domain.users import create_user
     from pbnsec.models import User
     with app.app_context():
         user, _ = create_user("new@example.com", "New Person", "Hygienist", ["Riverside Dental"],

@@ -326,7 +326,7 @@ def test_switching_on_the_entry_that_completes_everything_is_refused(app, ann):
 def test_the_broad_limit_is_a_setting(tmp_path, seeded_database):
     import shutil
 
-    from conftest import make_app, Visitor
+    from conftest import Visitor, make_app
     shutil.copyfile(seeded_database, tmp_path / "pbnsec.db")
     strict = make_app(tmp_path, BROADEST_PREFIX={4: 16, 6: 48})
     v = Visitor(strict)
@@ -350,9 +350,9 @@ def test_a_loopback_entry_is_refused_with_a_warning_until_confirmed(app, ann, ad
 
 def test_a_configured_proxy_address_needs_the_same_confirmation(tmp_path, seeded_database):
     import shutil
+    from ipaddress import ip_network
 
     from conftest import Visitor, make_app
-    from ipaddress import ip_network
     shutil.copyfile(seeded_database, tmp_path / "pbnsec.db")
     app = make_app(tmp_path, TRUSTED_PROXIES=1, TRUSTED_PROXY_ADDRS=(ip_network("127.0.0.1/32"),
                                                                      ip_network("192.0.2.10/32")))

@@ -6,9 +6,9 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
+from conftest import PEOPLE, wrong_passwords
 
 from pbnsec.models import AuditEvent, Practice
-from conftest import PEOPLE, wrong_passwords
 
 
 def practice_id(app, name):
@@ -325,7 +325,7 @@ def test_other_roles_get_403(app, signed_in, who, url):
 
 
 def test_wrong_current_passwords_can_be_filtered_and_are_counted(app, ann):
-    from pbnsec import audit
+    from pbnsec.domain import audit
 
     with app.app_context():
         for _ in range(3):

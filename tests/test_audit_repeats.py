@@ -3,11 +3,11 @@ import threading
 from datetime import timedelta
 
 import pytest
-
-from pbnsec import audit
-from pbnsec.db import database
-from pbnsec.models import AuditEvent, Practice, utcnow
 from conftest import PEOPLE, restrict, wrong_passwords
+
+from pbnsec.db import database
+from pbnsec.domain import audit
+from pbnsec.models import AuditEvent, Practice, utcnow
 
 HAL = PEOPLE["hal"][0]  # a member of both practices
 ANN = PEOPLE["ann"][0]

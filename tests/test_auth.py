@@ -1,8 +1,8 @@
 """Sign-in and sign-out: one message for any wrong credential, rate limits, CSRF, safe redirects."""
 import pytest
+from conftest import PASSWORD
 
 from pbnsec.models import AuditEvent, RateLimitHit
-from conftest import PASSWORD
 
 HIDDEN = ["\x00", "\x1b", "\u202e"]  # NUL, ESC, a right-to-left override
 
@@ -209,7 +209,7 @@ def test_a_password_with_a_control_character_is_refused_without_being_checked(ap
     def must_not_run(*args):
         raise AssertionError("a refused password was hashed")
 
-    monkeypatch.setattr("pbnsec.auth.authenticate", must_not_run)
+    monkeypatch.setattr("pbnsec.web.auth.authenticate", must_not_run)
     v = visitor()
     response = v.login("ann@example.com", PASSWORD + hidden)
     assert response.status_code == 422

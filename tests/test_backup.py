@@ -6,12 +6,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import PASSWORD, Visitor, make_app, table_rows
 from playhouse import db_url
+from realworld import HttpVisitor, spawn_app, wait_for_port
+from realworld import stop as stop_process
 
 from pbnsec.backups import pg_dump_command, pg_restore_command
 from pbnsec.migrations import LATEST
-from conftest import PASSWORD, Visitor, make_app, table_rows
-from realworld import HttpVisitor, spawn_app, stop as stop_process, wait_for_port
 
 
 def files(folder: Path) -> list[str]:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import re
 
+from browser_support import chromium_page, live_app, stays_in_place
 from playwright.sync_api import expect
 
-from browser_support import chromium_page, live_app, stays_in_place
 from pbnsec.models import AllowlistEntry
 
 EMAIL = "ann@example.com"
@@ -14,7 +14,7 @@ ALLOWLIST_PATH = "/security/allowlist"
 
 
 def seed(app):
-    from pbnsec.accounts import create_practice, create_user
+    from pbnsec.domain.users import create_practice, create_user
 
     create_practice("Riverside Dental")
     create_user(EMAIL, "Ann Lee", "Admin", ["Riverside Dental"], PASSWORD)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from ipaddress import ip_network
 
+from browser_support import chromium_pages, live_app, stays_in_place
 from playwright.sync_api import Page, expect
 
-from browser_support import chromium_pages, live_app, stays_in_place
 from pbnsec.models import AccessRequest, Grant
 
 PASSWORD = "correct horse battery"
@@ -21,9 +21,9 @@ NOTE = "New laptop in surgery 3 - Hal"
 def seed(app):
     """Both practices restrict only the Hygienist role, with an allowlist that does not cover 127.0.0.1:
     Hal, browsing from 127.0.0.1, is blocked everywhere; Ann (an Admin) is not restricted at all."""
-    from pbnsec.accounts import create_practice, create_user
+    from pbnsec.domain.access import network_start
+    from pbnsec.domain.users import create_practice, create_user
     from pbnsec.models import AllowlistEntry, IPRestriction, RestrictedRole, Role
-    from pbnsec.policy import network_start
 
     practices = [create_practice(RIVERSIDE), create_practice(LAKESIDE)]
     create_user(ADMIN, "Ann Lee", "Admin", [RIVERSIDE, LAKESIDE], PASSWORD)

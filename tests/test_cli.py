@@ -1,8 +1,8 @@
 """The command line: practices and users for self-hosters and scripted set-up."""
 import pytest
+from conftest import make_app
 
 from pbnsec.models import AuditEvent, Membership, Practice, User
-from conftest import make_app
 
 HIDDEN = ["\x00", "\x1b", "\u202e"]  # NUL, ESC, a right-to-left override
 USER = ["users", "create", "--email", "x@example.com", "--name", "X", "--role", "Admin",

@@ -3,11 +3,16 @@
 from ipaddress import ip_address, ip_network
 
 import pytest
-
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pbnsec.clientip import Proxies, parse_proxy_addrs, parse_trusted_proxies, resolve_client_ip, trace_client_ip
+from pbnsec.core.clientip import (
+    Proxies,
+    parse_proxy_addrs,
+    parse_trusted_proxies,
+    resolve_client_ip,
+    trace_client_ip,
+)
 
 SPOOFED = {
     "HTTP_X_FORWARDED_FOR": "198.51.100.66",

@@ -2,10 +2,10 @@
 import threading
 
 import pytest
-
-from pbnsec import policy
-from pbnsec.models import AllowlistEntry, IPRestriction, Practice, RestrictedRole, Role
 from conftest import restrict
+
+from pbnsec.domain import access
+from pbnsec.models import AllowlistEntry, IPRestriction, Practice, RestrictedRole, Role
 
 
 def entry_id(app, network):
@@ -16,7 +16,7 @@ def entry_id(app, network):
 def at_the_same_moment(monkeypatch, *calls):
     """Run the calls in threads that meet right after their lockout check (where a race would slip in)."""
     meeting = threading.Barrier(len(calls), timeout=2)
-    original = policy.lockout_for
+    original = access.lockout_for
 
     def check_then_meet(*args, **kwargs):
         result = original(*args, **kwargs)
@@ -26,8 +26,8 @@ def at_the_same_moment(monkeypatch, *calls):
             pass
         return result
 
-    monkeypatch.setattr("pbnsec.security.allowlist.lockout_for", check_then_meet)
-    monkeypatch.setattr("pbnsec.security.settings.lockout_for", check_then_meet)
+    monkeypatch.setattr("pbnsec.web.security.allowlist.lockout_for", check_then_meet)
+    monkeypatch.setattr("pbnsec.web.security.settings.lockout_for", check_then_meet)
     results = [None] * len(calls)
 
     def run(i, call):

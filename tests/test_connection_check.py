@@ -3,7 +3,6 @@ import html
 import re
 
 import pytest
-
 from conftest import PASSWORD, Visitor, make_app
 
 

@@ -4,7 +4,7 @@ from ipaddress import ip_address, ip_network
 
 import pytest
 
-from pbnsec.decision import Allowed, Blocked, Rule, Settings, Subject, decide
+from pbnsec.core.decision import Allowed, Blocked, Rule, Settings, Subject, decide
 
 NOW = datetime(2026, 11, 29, 12, 0)
 ANN = Subject(user_id=1, role_id=2)

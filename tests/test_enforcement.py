@@ -2,10 +2,17 @@
 import re
 
 import pytest
-
-from pbnsec.enforcement import EXEMPT_ENDPOINTS
-from pbnsec.models import AccessRequest, AllowlistEntry, AuditEvent, IPRestriction, Practice, SignIn
 from conftest import Visitor, make_app, restrict
+
+from pbnsec.models import (
+    AccessRequest,
+    AllowlistEntry,
+    AuditEvent,
+    IPRestriction,
+    Practice,
+    SignIn,
+)
+from pbnsec.web.hook import EXEMPT_ENDPOINTS
 
 ALLOWED_IP, BLOCKED_IP = "127.0.0.1", "127.0.0.2"
 

@@ -2,9 +2,9 @@
 import shutil
 
 import pytest
-
-from pbnsec.enforcement import EXEMPT_ENDPOINTS
 from conftest import make_app, restrict
+
+from pbnsec.web.hook import EXEMPT_ENDPOINTS
 
 BLOCKED_IP = "127.0.0.2"
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pbnsec.iprules import (
+from pbnsec.core.iprules import (
     MAX_ENTRY_LENGTH,
     EntryError,
     NetworkMatcher,
@@ -284,7 +284,7 @@ def test_property_matcher_agrees_with_linear_scan(nets, extra_ips):
     ("2000::/3", True), ("2001:db8::/31", True), ("192.0.2.1/32", False),
 ])
 def test_broad_entries_are_those_shorter_than_the_limit(text, broad):
-    from pbnsec.iprules import is_broad
+    from pbnsec.core.iprules import is_broad
     assert is_broad(ip_network(text)) is broad
     assert is_broad(ip_network(text), {4: 0, 6: 0}) is False
 
@@ -298,5 +298,5 @@ def test_broad_entries_are_those_shorter_than_the_limit(text, broad):
     ([], None),
 ])
 def test_sets_of_entries_that_together_cover_everything(texts, version):
-    from pbnsec.iprules import covered_version
+    from pbnsec.core.iprules import covered_version
     assert covered_version([ip_network(t) for t in texts]) == version

@@ -4,9 +4,9 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import PASSWORD, Visitor, make_app, restrict
 
 from pbnsec.logs import LogFormatter, security_event
-from conftest import PASSWORD, Visitor, make_app, restrict
 
 TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 BLOCKED_IP = "127.0.0.2"

@@ -3,12 +3,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import Visitor, make_app, table_rows
 
 from pbnsec import migrations
-from pbnsec.accounts import create_user
+from pbnsec.domain.users import create_user
 from pbnsec.migrations import LATEST, SchemaError
 from pbnsec.models import SchemaVersion, User
-from conftest import Visitor, make_app, table_rows
 
 SCHEMAS = Path(__file__).parent / "fixtures" / "schemas"
 # The commits that changed the schema, oldest first; the first is the first release.

@@ -4,9 +4,17 @@ Olive Owner administers Lakeside (no restrictions) and Riverside (restrictions o
 From 127.0.0.9 she works in Lakeside; Riverside's settings, allowlist, requests, grants and audit are out of reach.
 """
 import pytest
-
-from pbnsec.models import AccessRequest, AllowlistEntry, AuditEvent, Grant, IPRestriction, Practice, User
 from conftest import restrict
+
+from pbnsec.models import (
+    AccessRequest,
+    AllowlistEntry,
+    AuditEvent,
+    Grant,
+    IPRestriction,
+    Practice,
+    User,
+)
 
 OFFICE, ELSEWHERE = "127.0.0.210", "127.0.0.9"
 SECRETS = ("Riverside secret label", "Riverside secret note", "Riverside secret audit")

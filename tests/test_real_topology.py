@@ -7,9 +7,16 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import PASSWORD, restrict
-from realworld import ROOT, SECRET, HttpVisitor, app_server, nginx, proxy_block, site_location_block
+from realworld import (
+    ROOT,
+    SECRET,
+    HttpVisitor,
+    app_server,
+    nginx,
+    proxy_block,
+    site_location_block,
+)
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx") and not shutil.which("nginx"),
                                 reason="make test installs nginx-light")
@@ -87,6 +94,7 @@ def test_a_forged_header_sent_straight_to_the_app_port_is_ignored(tmp_path, data
 
 def restrict_riverside(database, folder, *networks):
     from conftest import make_app
+
     from pbnsec.db import database as db
 
     holder = folder / "restrict"

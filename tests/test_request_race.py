@@ -3,8 +3,8 @@ import threading
 from dataclasses import dataclass
 
 import pytest
-
 from conftest import OFFICE_IP, PEOPLE
+
 from pbnsec.models import AccessRequest, AuditEvent, Grant, Practice, User
 
 CLICKS = 20

@@ -5,7 +5,15 @@ import re
 import pytest
 
 from pbnsec.models import (
-    AllowlistEntry, AuditEvent, Grant, IPRestriction, Practice, RestrictedRole, RestrictedUser, Role, User,
+    AllowlistEntry,
+    AuditEvent,
+    Grant,
+    IPRestriction,
+    Practice,
+    RestrictedRole,
+    RestrictedUser,
+    Role,
+    User,
 )
 
 LOCKOUT = "This would block you: your IP {} is not on the allowlist."

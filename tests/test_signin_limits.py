@@ -5,11 +5,11 @@ import threading
 from ipaddress import ip_address
 
 import pytest
-
-from pbnsec.models import AuditEvent
-from pbnsec.signin_limits import PER_ACCOUNT, PER_ACCOUNT_AND_IP, PER_IP, ip_key
 from conftest import PASSWORD, Visitor, restrict
 from realworld import HttpVisitor, app_server
+
+from pbnsec.domain.signin_limits import PER_ACCOUNT, PER_ACCOUNT_AND_IP, PER_IP, ip_key
+from pbnsec.models import AuditEvent
 
 WRONG = "not the password at all"
 

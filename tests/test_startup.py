@@ -9,11 +9,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import make_app
+from realworld import SECRET, app_server, free_port
 
 from pbnsec.config import ConfigError
 from pbnsec.db import DatabaseUnavailable
-from conftest import make_app
-from realworld import SECRET, app_server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

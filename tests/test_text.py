@@ -1,8 +1,13 @@
 """Which characters no free-text input may hold."""
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from pbnsec.text import TYPED_WHITESPACE, has_control_characters, without_control_characters
+from pbnsec.core.text import (
+    TYPED_WHITESPACE,
+    has_control_characters,
+    without_control_characters,
+)
 
 
 @pytest.mark.parametrize("text", ["\x00", "a\x1bb", "\u202e", "zero\u200bwidth", "\x7f", "\x85", "\ufeff", "\t", "\n"])

@@ -4,11 +4,11 @@ import shutil
 import sqlite3
 
 import pytest
+from conftest import PASSWORD, make_app, restrict
+from realworld import HttpVisitor, app_server, spawn_app, stop, wait_for_port
 
 from pbnsec.migrations import LATEST
 from pbnsec.models import Grant, Practice, User
-from conftest import PASSWORD, make_app, restrict
-from realworld import HttpVisitor, app_server, spawn_app, stop, wait_for_port
 
 
 @pytest.fixture

@@ -5,11 +5,20 @@ from flask import abort, render_template
 from flask_login import current_user
 from peewee import JOIN
 
-from .. import audit
-from ..db import database
-from ..models import APPROVED, PENDING, REJECTED, AccessRequest, Grant, Practice, User, utcnow
-from ..web import done, htmx_response, wants_fragment
-from . import administered_ids, bp
+from pbnsec.db import database
+from pbnsec.domain import audit
+from pbnsec.models import (
+    APPROVED,
+    PENDING,
+    REJECTED,
+    AccessRequest,
+    Grant,
+    Practice,
+    User,
+    utcnow,
+)
+from pbnsec.web.pages import done, htmx_response, wants_fragment
+from pbnsec.web.security import administered_ids, bp
 
 DECIDED_SHOWN = 200
 

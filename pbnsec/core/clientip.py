@@ -7,7 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_network
 
-from .iprules import EntryError, IPAddress, IPNetwork, client_address, parse_entry
+from pbnsec.core.iprules import (
+    EntryError,
+    IPAddress,
+    IPNetwork,
+    client_address,
+    parse_entry,
+)
 
 MAX_TRUSTED_PROXIES = 10
 # Where a reverse proxy usually runs: on this machine (gunicorn, uvicorn and Gitea default to the same).

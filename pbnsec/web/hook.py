@@ -5,10 +5,10 @@ from flask import current_app, flash, g, request, session, url_for
 from flask.globals import request_ctx
 from flask_login import current_user, logout_user
 
-from . import audit, signins
-from .clientip import resolve_client_ip
-from .logs import security_event
-from .policy import decide_for, practice_access
+from pbnsec.core.clientip import resolve_client_ip
+from pbnsec.domain import audit, sessions
+from pbnsec.domain.access import decide_for, practice_access
+from pbnsec.logs import security_event
 
 # Answered for anyone without a look at who is asking: no user loaded, no database query, no session cookie.
 SESSIONLESS_ENDPOINTS = frozenset({"static", "health.healthz", "health.readyz"})
@@ -19,19 +19,19 @@ EXEMPT_ENDPOINTS = SESSIONLESS_ENDPOINTS | {"auth.login", "auth.logout", "auth.b
 def start_blocked_sign_in(user) -> None:
     """Let a blocked user (not signed in) see and submit their own access requests for a while."""
     end_sign_in()
-    session["blocked_sign_in"] = signins.start(user, blocked=True)
+    session["blocked_sign_in"] = sessions.start(user, blocked=True)
 
 
 def blocked_user():
     """The user behind this browser's blocked sign-in, while it lasts; else None."""
-    return signins.find(session.get("blocked_sign_in"), blocked=True)
+    return sessions.find(session.get("blocked_sign_in"), blocked=True)
 
 
 def end_sign_in() -> None:
     """Sign the current user out, on the server as well as in the cookie."""
     if current_user.is_authenticated:
-        signins.end(current_user.sign_in_token)
-    signins.end(session.get("blocked_sign_in"))
+        sessions.end(current_user.sign_in_token)
+    sessions.end(session.get("blocked_sign_in"))
     logout_user()
     session.clear()
 
@@ -64,7 +64,7 @@ def request_ip():
 
 
 def enforce():
-    from .web import hx_redirect
+    from pbnsec.web.pages import hx_redirect
 
     if request_ctx.url_adapter is None:
         # Flask could not bind the request (a Host outside PBNSEC_HOSTS): answer its 400, nothing else.

@@ -4,9 +4,9 @@ from __future__ import annotations
 from flask import Blueprint, abort, g
 from flask_login import current_user
 
-from ..enforcement import access_for
-from ..models import Practice
-from ..web import parse_id
+from pbnsec.models import Practice
+from pbnsec.web.hook import access_for
+from pbnsec.web.pages import parse_id
 
 bp = Blueprint("security", __name__, url_prefix="/security")
 
@@ -56,9 +56,9 @@ def my_practice_or_404(practice_id) -> Practice:
 
 @bp.context_processor
 def _security_globals():
-    from .requests import pending_count
+    from pbnsec.web.security.requests import pending_count
 
     return {"pending_requests": pending_count}
 
 
-from . import allowlist, audit_log, requests, settings  # noqa: E402,F401  (routes register on bp)
+from pbnsec.web.security import allowlist, audit_log, requests, settings  # noqa: E402,F401  (routes register on bp)

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from flask import Response, render_template, request, stream_with_context
 from peewee import fn
 
-from ..models import AuditEvent, Practice
-from ..text import has_control_characters, without_control_characters
-from ..web import parse_id
-from . import administered_practices, bp, manages_every_practice
+from pbnsec.core.text import has_control_characters, without_control_characters
+from pbnsec.models import AuditEvent, Practice
+from pbnsec.web.pages import parse_id
+from pbnsec.web.security import administered_practices, bp, manages_every_practice
 
 PAGE_SIZE = 50
 CSV_MAX_ROWS = 100_000

@@ -1,12 +1,21 @@
 """The signed-in user's own account: change password (which ends their other sessions)."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user
 
-from . import audit, signin_limits
-from .logs import security_event
-from .accounts import WRONG_CURRENT_PASSWORD, change_password
+from pbnsec.domain import audit, signin_limits
+from pbnsec.domain.users import WRONG_CURRENT_PASSWORD, change_password
+from pbnsec.logs import security_event
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import ip_network
 
-from .decision import NOT_REQUESTED, Decision, Rule, Settings, Subject, decide
-from .models import (
+from pbnsec.core.decision import (
+    NOT_REQUESTED,
+    Decision,
+    Rule,
+    Settings,
+    Subject,
+    decide,
+)
+from pbnsec.models import (
     ALL_PRACTICES,
     AccessRequest,
     AllowlistEntry,

@@ -4,16 +4,23 @@ from __future__ import annotations
 from flask import g, render_template, request
 from flask_login import current_user
 
-from .. import audit
-from ..db import change_lock
-from ..decision import Settings
-from ..models import (
-    ALL_PRACTICES, AllowlistEntry, IPRestriction, Membership, RestrictedRole, RestrictedUser,
-    Role, User, utcnow,
+from pbnsec.core.decision import Settings
+from pbnsec.db import change_lock
+from pbnsec.domain import audit
+from pbnsec.domain.access import lockout_for, settings_for
+from pbnsec.models import (
+    ALL_PRACTICES,
+    AllowlistEntry,
+    IPRestriction,
+    Membership,
+    RestrictedRole,
+    RestrictedUser,
+    Role,
+    User,
+    utcnow,
 )
-from ..policy import lockout_for, settings_for
-from ..web import done, parse_id, wants_fragment
-from . import administered_practices, bp, my_practice_or_404
+from pbnsec.web.pages import done, parse_id, wants_fragment
+from pbnsec.web.security import administered_practices, bp, my_practice_or_404
 
 
 def restriction_row(practice) -> IPRestriction:

@@ -7,10 +7,10 @@ import secrets
 from peewee import IntegrityError, fn
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from . import signins
-from .db import change_lock, database
-from .models import Membership, Practice, Role, User
-from .text import TYPED_WHITESPACE, has_control_characters
+from pbnsec.core.text import TYPED_WHITESPACE, has_control_characters
+from pbnsec.db import change_lock, database
+from pbnsec.domain import sessions
+from pbnsec.models import Membership, Practice, Role, User
 
 PASSWORD_MIN_LENGTH = 12
 PASSWORD_MAX_LENGTH = 256
@@ -177,5 +177,5 @@ def change_password(user: User, current: str, new: str, repeat: str) -> dict[str
         with database.atomic():
             User.update(password_hash=generate_password_hash(new), must_change_password=False).where(
                 User.id == user.id).execute()
-            signins.end_others(user, keep=user.sign_in_token)
+            sessions.end_others(user, keep=user.sign_in_token)
     return errors

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from ipaddress import IPv6Network
 
-from . import ratelimit
-from .policy import decisions_for
+from pbnsec.domain import ratelimit
+from pbnsec.domain.access import decisions_for
 
 WINDOW = timedelta(minutes=15)
 PER_ACCOUNT_AND_IP = 5

@@ -5,8 +5,8 @@ from datetime import timedelta
 
 from peewee import fn
 
-from .db import RATE_LIMIT_LOCK, change_lock, database
-from .models import RateLimitHit, utcnow
+from pbnsec.db import RATE_LIMIT_LOCK, change_lock, database
+from pbnsec.models import RateLimitHit, utcnow
 
 
 def retry_after(limits: list[tuple[str, int]], window: timedelta) -> int:

@@ -5,7 +5,7 @@ import logging
 
 from flask import Blueprint
 
-from .models import Role
+from pbnsec.models import Role
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger("pbnsec")

@@ -1,10 +1,20 @@
 """The practice home page and the practice switcher."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user
 
-from .policy import decisions_for
+from pbnsec.domain.access import decisions_for
 
 bp = Blueprint("home", __name__)
 

@@ -13,7 +13,7 @@ login_manager.session_protection = "basic"
 
 @login_manager.user_loader
 def _load_user(user_id: str):
-    from .signins import find
+    from pbnsec.domain.sessions import find
 
     user_pk, _, token = user_id.partition(":")
     user = find(token)

@@ -4,20 +4,28 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_user
-
 from peewee import IntegrityError
 
-from . import audit, ratelimit, signin_limits, signins
-from .accounts import authenticate
-from .db import database
-from .enforcement import access_for, blocked_user, end_sign_in, start_blocked_sign_in
-from .logs import security_event
-from .models import PENDING, AccessRequest, Membership, Practice, User
-from .policy import decisions_for, why_allowed
-from .text import has_control_characters, without_control_characters
-from .web import safe_next
+from pbnsec.core.text import has_control_characters, without_control_characters
+from pbnsec.db import database
+from pbnsec.domain import audit, ratelimit, sessions, signin_limits
+from pbnsec.domain.access import decisions_for, why_allowed
+from pbnsec.domain.users import authenticate
+from pbnsec.logs import security_event
+from pbnsec.models import PENDING, AccessRequest, Membership, Practice, User
+from pbnsec.web.hook import access_for, blocked_user, end_sign_in, start_blocked_sign_in
+from pbnsec.web.pages import safe_next
 
 bp = Blueprint("auth", __name__)
 
@@ -76,7 +84,7 @@ def login():
         return redirect(url_for("auth.blocked"), code=303)
 
     end_sign_in()  # whatever this browser held before (a blocked sign-in, another account) ends here
-    user.sign_in_token = signins.start(user)
+    user.sign_in_token = sessions.start(user)
     login_user(user)
     session["practice_id"] = allowed[0].id
     # One event per practice, each telling only that practice's administrators about that practice.

@@ -8,8 +8,8 @@ from flask import g, has_request_context
 from flask_login import current_user
 from peewee import SqliteDatabase, fn
 
-from .db import database
-from .models import AuditEvent, utcnow
+from pbnsec.db import database
+from pbnsec.models import AuditEvent, utcnow
 
 # Refusals a guesser or a stuck browser repeats many times a minute. A repeat of the same one (same practice,
 # actor, IP, target and detail) within REPEAT_WINDOW of that row's first event is counted on the row.

@@ -113,7 +113,7 @@ STATUS_LABELS = {
 def _practice_switcher():
     from flask_login import current_user
 
-    from .enforcement import access_for
+    from pbnsec.web.hook import access_for
 
     if len(g.get("user_practices", ())) < 2:
         return []  # nothing to switch between: spare the decisions
@@ -124,7 +124,7 @@ def _local_warning() -> str | None:
     """Why allowlisting the client's own IP could let everyone in (it is loopback or a proxy), else None."""
     from ipaddress import ip_network
 
-    from .clientip import local_reason
+    from pbnsec.core.clientip import local_reason
 
     ip = g.get("client_ip")
     return local_reason(ip_network(ip), current_app.config["PROXIES"]) if ip is not None else None

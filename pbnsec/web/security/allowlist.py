@@ -8,15 +8,39 @@ from flask import abort, current_app, g, render_template, request
 from flask_login import current_user
 from peewee import JOIN, IntegrityError
 
-from .. import audit
-from ..db import change_lock, database
-from ..clientip import local_reason, trace_client_ip
-from ..iprules import EntryError, NetworkMatcher, covered_version, ipv6_privacy_network, is_broad, parse_entry
-from ..models import ALL_PRACTICES, AccessRequest, AllowlistEntry, Grant, Practice, User
-from ..policy import Refusal, last_entry_refusal, lockout_for, network_start
-from ..text import TYPED_WHITESPACE, has_control_characters, without_control_characters
-from ..web import done, render_page
-from . import administered_ids, bp, manages_every_practice, my_practice, my_practice_or_404
+from pbnsec.core.clientip import local_reason, trace_client_ip
+from pbnsec.core.iprules import (
+    EntryError,
+    NetworkMatcher,
+    covered_version,
+    ipv6_privacy_network,
+    is_broad,
+    parse_entry,
+)
+from pbnsec.core.text import (
+    TYPED_WHITESPACE,
+    has_control_characters,
+    without_control_characters,
+)
+from pbnsec.db import change_lock, database
+from pbnsec.domain import audit
+from pbnsec.domain.access import Refusal, last_entry_refusal, lockout_for, network_start
+from pbnsec.models import (
+    ALL_PRACTICES,
+    AccessRequest,
+    AllowlistEntry,
+    Grant,
+    Practice,
+    User,
+)
+from pbnsec.web.pages import done, render_page
+from pbnsec.web.security import (
+    administered_ids,
+    bp,
+    manages_every_practice,
+    my_practice,
+    my_practice_or_404,
+)
 
 LABEL_MAX = 100
 

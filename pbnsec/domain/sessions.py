@@ -4,7 +4,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
-from .models import SignIn, User, utcnow
+from pbnsec.models import SignIn, User, utcnow
 
 FULL_LIFETIME = timedelta(hours=12)
 BLOCKED_LIFETIME = timedelta(minutes=15)  # the blocked-login page's identity: short on purpose
