@@ -4,10 +4,8 @@ from __future__ import annotations
 from ipaddress import ip_network
 
 from pbnsec.db import database
-from pbnsec.domain.access import network_start
 from pbnsec.domain.users import create_practice, create_user
 from pbnsec.models import (
-    ALL_PRACTICES,
     AccessRequest,
     AllowlistEntry,
     IPRestriction,
@@ -57,10 +55,7 @@ def load_demo() -> list[str]:
         for network, label, practice_name in ENTRIES:
             net = ip_network(network)
             practice = by_name.get(practice_name)
-            AllowlistEntry.insert(
-                practice=practice, scope=practice.id if practice else ALL_PRACTICES, network=str(net),
-                start=network_start(net), prefix_length=net.prefixlen, label=label,
-            ).on_conflict_ignore().execute()
+            AllowlistEntry.insert(**AllowlistEntry.stored(net, practice, label=label)).on_conflict_ignore().execute()
         for name in PRACTICES:
             IPRestriction.get_or_create(practice=by_name[name])
         for email, practice_name, ip, note in REQUESTS:

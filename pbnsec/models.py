@@ -130,6 +130,19 @@ class AllowlistEntry(BaseModel):
     def is_all_practices(self) -> bool:
         return self.scope == ALL_PRACTICES
 
+    @classmethod
+    def stored(cls, network, practice=None, **fields) -> dict:
+        """The columns for an entry of this network (practice None: All practices), storage encoding included."""
+        return dict(practice=practice, scope=practice.id if practice is not None else ALL_PRACTICES,
+                    network=str(network), start=f"{int(network.network_address):032x}",
+                    prefix_length=network.prefixlen, **fields)
+
+    @classmethod
+    def holding(cls, ip):
+        """The condition matching entries whose network could hold ip: the index probed once per prefix length."""
+        bits, value = ip.max_prefixlen, int(ip)
+        return cls.start.in_([f"{value >> (bits - n) << (bits - n):032x}" for n in range(bits + 1)])
+
 
 class IPRestriction(BaseModel):
     """A practice's IP restrictions; a practice without a row has them off."""

@@ -179,7 +179,6 @@ def restrict(app, practice: str, *networks: str, everyone: bool = True, roles=()
     """Switch IP restrictions on for a practice, allowing the given networks (written straight to the DB)."""
     from ipaddress import ip_network
 
-    from pbnsec.domain.access import network_start
     from pbnsec.models import (
         AllowlistEntry,
         IPRestriction,
@@ -194,8 +193,7 @@ def restrict(app, practice: str, *networks: str, everyone: bool = True, roles=()
         p = Practice.get(Practice.name == practice)
         for text in networks:
             net = ip_network(text)
-            AllowlistEntry.create(practice=p, scope=p.id, network=str(net), start=network_start(net),
-                                  prefix_length=net.prefixlen, label=f"test {net}")
+            AllowlistEntry.create(**AllowlistEntry.stored(net, p, label=f"test {net}"))
         IPRestriction.delete().where(IPRestriction.practice == p).execute()
         IPRestriction.create(practice=p, enforced=True, everyone=everyone, requests_allowed=requests_allowed)
         for name in roles:

@@ -1,11 +1,14 @@
 """IP access requests: the blocked user asks, an administrator approves or rejects, the grant lets them in."""
 import re
 from datetime import timedelta
+from ipaddress import ip_address
 
 import pytest
 from conftest import OFFICE_IP, PEOPLE, Visitor, make_app
 from peewee import IntegrityError
 
+from pbnsec.domain.access_requests import submit
+from pbnsec.domain.visit import Visit
 from pbnsec.models import (
     AccessRequest,
     AuditEvent,
@@ -20,7 +23,6 @@ from pbnsec.web.auth import (
     NOTE_MAX,
     REQUEST_LIMIT_PER_IP,
     REQUEST_LIMIT_PER_USER,
-    submit_requests,
 )
 
 AWAY = "127.0.0.7"  # an address no allowlist entry covers
@@ -342,8 +344,9 @@ def test_submitting_twice_at_once_keeps_one_pending_request(app):
     with app.app_context():
         hal = User.get(User.email == "hal@example.com")
         riverside = Practice.get(Practice.name == RIVERSIDE)
-        assert submit_requests(hal, [riverside], AWAY, "first") == [riverside]
-        assert submit_requests(hal, [riverside], AWAY, "second") == []
+        visit = Visit(hal, ip_address(AWAY))
+        assert submit(visit, [riverside], "first") == [riverside]
+        assert submit(visit, [riverside], "second") == []
     assert stored_requests(app) == [("hal@example.com", RIVERSIDE, AWAY, "pending", "first")]
     assert len(events(app, "request_submitted")) == 1
 

@@ -21,7 +21,6 @@ NOTE = "New laptop in surgery 3 - Hal"
 def seed(app):
     """Both practices restrict only the Hygienist role, with an allowlist that does not cover 127.0.0.1:
     Hal, browsing from 127.0.0.1, is blocked everywhere; Ann (an Admin) is not restricted at all."""
-    from pbnsec.domain.access import network_start
     from pbnsec.domain.users import create_practice, create_user
     from pbnsec.models import AllowlistEntry, IPRestriction, RestrictedRole, Role
 
@@ -33,8 +32,7 @@ def seed(app):
     for practice in practices:
         IPRestriction.create(practice=practice, enforced=True, everyone=False)
         RestrictedRole.create(practice=practice, role=hygienist)
-        AllowlistEntry.create(practice=practice, scope=practice.id, network=str(office),
-                              start=network_start(office), prefix_length=office.prefixlen, label="Office Network")
+        AllowlistEntry.create(**AllowlistEntry.stored(office, practice, label="Office Network"))
 
 
 def watch(page: Page, who: str, errors: list[str]) -> list[str]:

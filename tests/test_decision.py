@@ -66,3 +66,35 @@ def test_blocked_carries_the_request_status():
 def test_ipv4_and_ipv6_never_cross_match():
     v6_everything_mapped = [Rule(ip_network("::ffff:0:0/97"))]
     assert not decide(ANN, ip_address("10.0.0.1"), ON, v6_everything_mapped, [], NOW).allowed
+
+
+def test_grants_and_request_status_are_loaded_only_when_the_steps_before_did_not_decide():
+    asked = []
+
+    def grants():
+        asked.append("grants")
+        return []
+
+    def status():
+        asked.append("status")
+        return "pending"
+
+    office_ip = ip_address("192.0.2.9")
+    assert decide(ANN, office_ip, ON, OFFICE, grants, NOW, status) == Allowed("allowlist_entry", OFFICE[0])
+    assert asked == []
+    assert decide(ANN, ip_address("203.0.113.7"), ON, OFFICE, grants, NOW, status) == Blocked(
+        "ip_not_approved", "pending")
+    assert asked == ["grants", "status"]
+    assert decide(ANN, ip_address("203.0.113.7"), Settings(), [], grants, NOW, status).allowed
+    assert asked == ["grants", "status"]
+
+
+@pytest.mark.parametrize("decision, word", [
+    (Allowed("restrictions_off"), "allowed"), (Allowed("allowlist_entry"), "allowed"),
+    (Allowed("user_grant"), "approved"), (Blocked("ip_not_approved"), "not_requested"),
+    (Blocked("ip_not_approved", "pending"), "pending"), (Blocked("ip_not_approved", "rejected"), "rejected"),
+    (Blocked("ip_not_approved", "approved"), "not_requested"),  # approved, then the grant was revoked
+])
+def test_status_words(decision, word):
+    from pbnsec.core.decision import STATUS_LABELS, status_of
+    assert status_of(decision) == word and STATUS_LABELS[word]

@@ -1,5 +1,6 @@
 """IP restrictions at sign-in and on every request: one hook for every endpoint and method."""
 import re
+from ipaddress import ip_network
 
 import pytest
 from conftest import Visitor, make_app, restrict
@@ -209,8 +210,7 @@ def test_nothing_but_the_exempt_list_answers_a_blocked_session(app, signed_in):
         for practice in Practice.select():
             IPRestriction.create(practice=practice, enforced=True)
         entry_id = AllowlistEntry.get().id
-        AllowlistEntry.create(practice=None, scope=0, network="127.0.0.1/32", start=f"{0x7f000001:032x}",
-                              prefix_length=32, label="office")
+        AllowlistEntry.create(**AllowlistEntry.stored(ip_network("127.0.0.1/32"), label="office"))
     cookie = owner.client.get_cookie("pbnsec_session").value
     token = owner.token
     with app.app_context():

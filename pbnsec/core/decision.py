@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Iterable
+from typing import Callable, Iterable
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -77,24 +77,45 @@ def decide(
     ip: IPAddress | None,
     settings: Settings,
     entries: Iterable[Rule],
-    grants: Iterable[Rule],
+    grants: Iterable[Rule] | Callable[[], Iterable[Rule]],
     now: datetime,
-    request_status: str = NOT_REQUESTED,
+    request_status: str | Callable[[], str] = NOT_REQUESTED,
 ) -> Decision:
     """Allowed or Blocked for one user, practice and IP.
 
     `entries` and `grants` need only be the candidates for this IP (the database narrows them with an
-    index), so the cost does not grow with the length of the allowlist.
+    index), so the cost does not grow with the length of the allowlist. `grants` and `request_status` may be
+    given as functions: they are called only when the steps before did not already decide, so a caller
+    loads them only when they matter.
     """
     if not settings.enforced:
         return Allowed("restrictions_off")
     if not settings.applies_to(user):
         return Allowed("not_in_scope")
     if ip is None:
-        return Blocked("ip_unknown", request_status)
+        return Blocked("ip_unknown", _value(request_status))
     ip = _as_ipv4_if_mapped(ip)
     if (rule := _covering(ip, entries, now)) is not None:
         return Allowed("allowlist_entry", rule)
-    if (rule := _covering(ip, grants, now)) is not None:
+    if (rule := _covering(ip, _value(grants), now)) is not None:
         return Allowed("user_grant", rule)
-    return Blocked("ip_not_approved", request_status)
+    return Blocked("ip_not_approved", _value(request_status))
+
+
+def _value(given):
+    return given() if callable(given) else given
+
+
+# The words a person sees for a practice's status (the brief's four, and Allowed where no request is needed).
+STATUS_LABELS = {
+    "not_requested": "Not Requested", "pending": "Pending", "approved": "Approved", "rejected": "Rejected",
+    "allowed": "Allowed",
+}
+
+
+def status_of(decision: Decision) -> str:
+    """The status word of a practice for one user and IP: allowed | approved | pending | rejected | not_requested."""
+    if decision.allowed:
+        return "approved" if decision.reason == "user_grant" else "allowed"
+    # An approval whose grant was revoked no longer counts: the user may ask again.
+    return NOT_REQUESTED if decision.request_status == "approved" else decision.request_status

@@ -1,7 +1,13 @@
-"""The imperative shell around decide(): load one practice's rules for one IP and ask."""
+"""Who may work where: the imperative shell around the pure decide().
+
+`overview()` answers, once per visit, for every practice of the user, with the same few queries whatever the
+number of practices. `decide_for()` answers for one practice, as things stand or as they would be after a
+change (for lockout prevention).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from ipaddress import ip_network
 
 from pbnsec.core.decision import (
@@ -11,6 +17,7 @@ from pbnsec.core.decision import (
     Settings,
     Subject,
     decide,
+    status_of,
 )
 from pbnsec.models import (
     ALL_PRACTICES,
@@ -26,93 +33,159 @@ from pbnsec.models import (
 )
 
 
-def network_start(network) -> str:
-    """The indexed form of a network's first address: 32 hex digits, IPv4 and IPv6 alike."""
-    return f"{int(network.network_address):032x}"
-
-
-def probe_starts(ip) -> list[str]:
-    """The ip masked to every prefix length: the starts of all networks that could hold it."""
-    bits = ip.max_prefixlen
-    value = int(ip)
-    return [f"{value >> (bits - n) << (bits - n):032x}" for n in range(bits + 1)]
-
-
-def entry_rule(entry: AllowlistEntry) -> Rule:
-    return Rule(ip_network(entry.network), active=entry.active, ref=entry)
-
-
-def candidate_entries(practice_id: int, ip) -> list[Rule]:
-    """Entries of the practice or of all practices whose network holds ip: indexed probes, no scan."""
-    if ip is None:
-        return []
-    rows = AllowlistEntry.select().where(
-        AllowlistEntry.scope.in_([practice_id, ALL_PRACTICES])
-        & AllowlistEntry.start.in_(probe_starts(ip))
-    )
-    return [rule for rule in map(entry_rule, rows) if ip.version == rule.network.version and ip in rule.network]
-
-
-def grant_rules(user_id: int, practice_id: int, ip) -> list[Rule]:
-    if ip is None:
-        return []
-    grants = Grant.select().where(
-        (Grant.user == user_id) & (Grant.practice == practice_id) & (Grant.ip == str(ip))
-    )
-    return [Rule(ip_network(g.ip), ref=g) for g in grants]
+def _settings(practice_ids) -> tuple[dict[int, Settings], set[int]]:
+    """Each practice's IP restrictions, and the practices that take no access requests."""
+    settings = {pid: Settings() for pid in practice_ids}
+    rows = list(IPRestriction.select().where(IPRestriction.practice.in_(list(practice_ids))))
+    scoped = [r.practice_id for r in rows if not r.everyone]
+    roles: dict[int, set[int]] = {pid: set() for pid in scoped}
+    users: dict[int, set[int]] = {pid: set() for pid in scoped}
+    if scoped:  # two more queries only when some practice restricts selected roles and users
+        for r in RestrictedRole.select().where(RestrictedRole.practice.in_(scoped)):
+            roles[r.practice_id].add(r.role_id)
+        for r in RestrictedUser.select().where(RestrictedUser.practice.in_(scoped)):
+            users[r.practice_id].add(r.user_id)
+    for r in rows:
+        settings[r.practice_id] = (Settings(enforced=r.enforced) if r.everyone else
+                                   Settings(r.enforced, False, frozenset(roles[r.practice_id]),
+                                            frozenset(users[r.practice_id])))
+    return settings, {r.practice_id for r in rows if not r.requests_allowed}
 
 
 def settings_for(practice_id: int) -> Settings:
-    row = IPRestriction.get_or_none(IPRestriction.practice == practice_id)
-    if row is None:
-        return Settings()
-    if row.everyone:
-        return Settings(enforced=row.enforced)
-    roles = RestrictedRole.select(RestrictedRole.role).where(RestrictedRole.practice == practice_id)
-    users = RestrictedUser.select(RestrictedUser.user).where(RestrictedUser.practice == practice_id)
-    return Settings(
-        enforced=row.enforced,
-        everyone=False,
-        role_ids=frozenset(r.role_id for r in roles),
-        user_ids=frozenset(u.user_id for u in users),
-    )
+    return _settings([practice_id])[0][practice_id]
 
 
-def request_status(user_id: int, practice_id: int, ip) -> str:
-    """The status of this user's latest access request for this practice and IP."""
-    if ip is None:
-        return NOT_REQUESTED
-    latest = (
-        AccessRequest.select(AccessRequest.status)
-        .where(
-            (AccessRequest.user == user_id)
-            & (AccessRequest.practice == practice_id)
-            & (AccessRequest.ip == str(ip))
-        )
-        .order_by(AccessRequest.created_at.desc(), AccessRequest.id.desc())
-        .first()
-    )
-    return latest.status if latest else NOT_REQUESTED
+def _entries(practice_ids, ip) -> dict[int, list[Rule]]:
+    """Per practice, the entries (its own and All practices') whose network holds ip: indexed probes, no scan."""
+    found: dict[int, list[Rule]] = {pid: [] for pid in practice_ids}
+    if ip is None or not found:
+        return found
+    rows = AllowlistEntry.select().where(
+        AllowlistEntry.scope.in_([*practice_ids, ALL_PRACTICES]) & AllowlistEntry.holding(ip))
+    for entry in rows:
+        rule = Rule(ip_network(entry.network), active=entry.active, ref=entry)
+        if ip.version != rule.network.version or ip not in rule.network:
+            continue
+        for pid in (practice_ids if entry.scope == ALL_PRACTICES else [entry.scope]):
+            found[pid].append(rule)
+    return found
+
+
+def _grants(user_id: int, practice_ids, ip) -> dict[int, list[Rule]]:
+    found: dict[int, list[Rule]] = {pid: [] for pid in practice_ids}
+    if ip is not None:
+        for grant in Grant.select().where((Grant.user == user_id) & Grant.practice.in_(list(practice_ids))
+                                          & (Grant.ip == str(ip))):
+            found[grant.practice_id].append(Rule(ip_network(grant.ip), ref=grant))
+    return found
+
+
+def _statuses(user_id: int, practice_ids, ip) -> dict[int, str]:
+    """Per practice, the status of this user's latest access request from this IP."""
+    found = {pid: NOT_REQUESTED for pid in practice_ids}
+    if ip is not None:
+        latest_first = (AccessRequest.select(AccessRequest.practice, AccessRequest.status)
+                        .where((AccessRequest.user == user_id) & AccessRequest.practice.in_(list(practice_ids))
+                               & (AccessRequest.ip == str(ip)))
+                        .order_by(AccessRequest.created_at.desc(), AccessRequest.id.desc()))
+        seen = set()
+        for row in latest_first:
+            if row.practice_id not in seen:
+                seen.add(row.practice_id)
+                found[row.practice_id] = row.status
+    return found
+
+
+class _Lazy:
+    """Load something for every practice at once, the first time one practice needs it."""
+
+    def __init__(self, load):
+        self._load, self._value = load, None
+
+    def of(self, practice_id):
+        if self._value is None:
+            self._value = self._load()
+        return self._value[practice_id]
+
+
+def _decisions(user: User, practice_ids: list[int], ip, now: datetime, settings: dict[int, Settings],
+               without_entry: int | None = None, without_grant: int | None = None) -> dict[int, Decision]:
+    """decide() once per practice; entries only where restrictions apply, grants and statuses only if needed."""
+    subject = Subject(user.id, user.role_id)
+    applies = [pid for pid in practice_ids if settings[pid].enforced and settings[pid].applies_to(subject)]
+    entries = _entries(applies, ip)
+    grants = _Lazy(lambda: _grants(user.id, applies, ip))
+    statuses = _Lazy(lambda: _statuses(user.id, applies, ip))
+    decisions = {}
+    for pid in practice_ids:
+        decisions[pid] = decide(
+            subject, ip, settings[pid],
+            [r for r in entries.get(pid, []) if r.ref.id != without_entry],
+            lambda pid=pid: [r for r in grants.of(pid) if r.ref.id != without_grant],
+            now,
+            lambda pid=pid: statuses.of(pid))
+    return decisions
 
 
 def decide_for(user: User, practice_id: int, ip, settings: Settings | None = None,
-               without_entry: int | None = None, without_grant: int | None = None) -> Decision:
-    """The decision as things stand, or as they would be with other settings or one rule gone."""
-    settings = settings_for(practice_id) if settings is None else settings
-    subject = Subject(user.id, user.role_id)
-    if not settings.enforced or not settings.applies_to(subject):
-        return decide(subject, ip, settings, [], [], utcnow())
-    now = utcnow()
-    entries = [r for r in candidate_entries(practice_id, ip) if r.ref.id != without_entry]
-    # Load the grants, then the request status, only when the step before did not already allow.
-    decision = decide(subject, ip, settings, entries, [], now)
-    if decision.allowed:
-        return decision
-    grants = [r for r in grant_rules(user.id, practice_id, ip) if r.ref.id != without_grant]
-    decision = decide(subject, ip, settings, entries, grants, now)
-    if decision.allowed:
-        return decision
-    return decide(subject, ip, settings, entries, grants, now, request_status(user.id, practice_id, ip))
+               without_entry: int | None = None, without_grant: int | None = None,
+               now: datetime | None = None) -> Decision:
+    """The decision for one practice as things stand, or as they would be with other settings or one rule gone."""
+    current = {practice_id: settings if settings is not None else settings_for(practice_id)}
+    return _decisions(user, [practice_id], ip, now or utcnow(), current, without_entry, without_grant)[practice_id]
+
+
+@dataclass(frozen=True)
+class PracticeAccess:
+    """A practice as one user sees it from one IP: the decision, its status word, and whether they may ask."""
+
+    practice: Practice
+    decision: Decision
+    status: str  # allowed | approved | pending | rejected | not_requested
+    can_request: bool
+
+
+@dataclass(frozen=True)
+class AccessOverview:
+    """Every practice of one user as seen from one IP at one time, in name order: worked out once per visit."""
+
+    user: User
+    rows: tuple[PracticeAccess, ...]
+
+    @property
+    def allowed(self) -> list[Practice]:
+        """The practices this visit may work in (and, for security administrators, administer)."""
+        return [row.practice for row in self.rows if row.decision.allowed]
+
+    def row(self, practice_id) -> PracticeAccess | None:
+        return next((row for row in self.rows if row.practice.id == practice_id), None)
+
+    def first_allowed(self, preferred_id=None) -> Practice | None:
+        """The preferred practice if it is allowed, else the first allowed one by name; None when none is."""
+        allowed = self.allowed
+        return next((p for p in allowed if p.id == preferred_id), allowed[0] if allowed else None)
+
+    @property
+    def from_office(self) -> bool:
+        """Whether an allowlist entry or a grant of one of the user's practices lets this IP in."""
+        return any(row.decision.reason in ("allowlist_entry", "user_grant") for row in self.rows)
+
+
+def overview(user: User, ip, now: datetime | None = None) -> AccessOverview:
+    """Each of the user's practices as seen from this IP: the same few queries for one practice or twenty."""
+    practices = list(user.practices())
+    ids = [p.id for p in practices]
+    settings, no_requests = _settings(ids)
+    decisions = _decisions(user, ids, ip, now or utcnow(), settings)
+    rows = []
+    for practice in practices:
+        decision = decisions[practice.id]
+        status = status_of(decision)
+        can_request = (not decision.allowed and status != "pending" and practice.id not in no_requests
+                       and ip is not None)
+        rows.append(PracticeAccess(practice, decision, status, can_request))
+    return AccessOverview(user, tuple(rows))
 
 
 def why_allowed(decision: Decision) -> str:
@@ -167,33 +240,3 @@ def last_entry_refusal(entry: AllowlistEntry) -> Refusal | None:
     return None
 
 
-@dataclass(frozen=True)
-class PracticeAccess:
-    """A practice as one user sees it from one IP: the status word and whether they may ask."""
-
-    practice: Practice
-    decision: Decision
-    status: str  # allowed | approved | pending | rejected | not_requested
-    can_request: bool
-
-    @classmethod
-    def of(cls, practice, decision: Decision, requests_allowed: bool, ip_known: bool) -> "PracticeAccess":
-        if decision.allowed:
-            status = "approved" if decision.reason == "user_grant" else "allowed"
-        else:
-            # An approval whose grant was revoked no longer counts: the user may ask again.
-            status = NOT_REQUESTED if decision.request_status == "approved" else decision.request_status
-        can_request = not decision.allowed and status != "pending" and requests_allowed and ip_known
-        return cls(practice, decision, status, can_request)
-
-
-def decisions_for(user: User, ip) -> list[tuple[Practice, Decision]]:
-    """Each of the user's practices with the decision for this IP, in name order."""
-    return [(p, decide_for(user, p.id, ip)) for p in user.practices()]
-
-
-def practice_access(user: User, ip) -> list[PracticeAccess]:
-    """Each of the user's practices as seen from this IP, with what the user may do there."""
-    requests_off = {r.practice_id for r in IPRestriction.select(IPRestriction.practice)
-                    .where(~IPRestriction.requests_allowed)}
-    return [PracticeAccess.of(p, d, p.id not in requests_off, ip is not None) for p, d in decisions_for(user, ip)]

@@ -4,8 +4,6 @@ from __future__ import annotations
 import zlib
 from datetime import datetime, timedelta
 
-from flask import g, has_request_context
-from flask_login import current_user
 from peewee import SqliteDatabase, fn
 
 from pbnsec.db import database
@@ -21,14 +19,16 @@ REPEAT_WINDOW = timedelta(minutes=15)
 REPEAT_LOCK = 0x7062_6E61  # PostgreSQL advisory lock class ("pbna"): one recorder at a time per repeat
 
 
+def record_by(visit, action: str, **fields) -> AuditEvent | None:
+    """Record an event of a visit: its user (unless `actor`/`actor_label` say otherwise) from its IP."""
+    if "actor" not in fields and "actor_label" not in fields:
+        fields["actor"] = visit.user
+    return record(action, actor_ip=visit.ip_text, **fields)
+
+
 def record(action: str, *, practice=None, target: str = "", detail: str = "", actor=None,
-           actor_label: str | None = None, actor_ip: str | None = None) -> AuditEvent | None:
-    """Write one audit event (in a request, as the signed-in user), or count it on the row it repeats: None."""
-    if has_request_context():
-        if actor is None and actor_label is None and current_user.is_authenticated:
-            actor = current_user._get_current_object()
-        if actor_ip is None:
-            actor_ip = str(g.get("client_ip") or "unknown")
+           actor_label: str | None = None, actor_ip: str = "") -> AuditEvent | None:
+    """Write one audit event, or count it on the row it repeats (then None)."""
     if actor_label is None:
         actor_label = actor.email if actor is not None else "anonymous"
     event = dict(action=action, practice=practice, target=target[:300], detail=detail,

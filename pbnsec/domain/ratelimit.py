@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from peewee import fn
 
-from pbnsec.db import RATE_LIMIT_LOCK, change_lock, database
+from pbnsec.db import RATE_LIMIT_LOCK, change_lock
 from pbnsec.models import RateLimitHit, utcnow
 
 

@@ -10,13 +10,11 @@ from datetime import timedelta
 from ipaddress import IPv6Network
 
 from pbnsec.domain import ratelimit
-from pbnsec.domain.access import decisions_for
 
 WINDOW = timedelta(minutes=15)
 PER_ACCOUNT_AND_IP = 5
 PER_IP = 20
 PER_ACCOUNT = 50  # per account from its offices, and again per account from everywhere else
-OFFICE_REASONS = ("allowlist_entry", "user_grant")
 
 
 def ip_key(ip) -> str:
@@ -26,12 +24,6 @@ def ip_key(ip) -> str:
     if ip.version == 6:
         return str(IPv6Network((ip, 64), strict=False))
     return str(ip)
-
-
-def from_office(user, ip) -> bool:
-    """Whether one of the user's practices lets this IP in by an allowlist entry or a grant of theirs."""
-    return user is not None and ip is not None and any(
-        d.reason in OFFICE_REASONS for _, d in decisions_for(user, ip))
 
 
 def limits(email: str, ip, office: bool) -> list[tuple[str, int]]:
@@ -61,7 +53,11 @@ class Attempt:
         return f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
 
 
-def begin(email: str, ip, user) -> Attempt:
-    """Count a password check before it is made (so parallel guesses cannot exceed the limit), or refuse it."""
-    wait, hits = ratelimit.acquire(limits(email, ip, from_office(user, ip)), WINDOW)
+def begin(email: str, ip, from_office: bool) -> Attempt:
+    """Count a password check before it is made (so parallel guesses cannot exceed the limit), or refuse it.
+
+    `from_office`: an allowlist entry or grant of one of the account's practices lets this IP in
+    (AccessOverview.from_office).
+    """
+    wait, hits = ratelimit.acquire(limits(email, ip, from_office), WINDOW)
     return Attempt(email, ip, wait, hits)

@@ -15,16 +15,16 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_user
-from peewee import IntegrityError
 
 from pbnsec.core.text import has_control_characters, without_control_characters
-from pbnsec.db import database
 from pbnsec.domain import audit, ratelimit, sessions, signin_limits
-from pbnsec.domain.access import decisions_for, why_allowed
+from pbnsec.domain.access import overview, why_allowed
+from pbnsec.domain.access_requests import submit
 from pbnsec.domain.users import authenticate
+from pbnsec.domain.visit import Visit
 from pbnsec.logs import security_event
 from pbnsec.models import PENDING, AccessRequest, Membership, Practice, User
-from pbnsec.web.hook import access_for, blocked_user, end_sign_in, start_blocked_sign_in
+from pbnsec.web.hook import access_of, blocked_user, end_sign_in, start_blocked_sign_in
 from pbnsec.web.pages import safe_next
 
 bp = Blueprint("auth", __name__)
@@ -33,13 +33,13 @@ def _audit_account(action: str, email: str) -> None:
     """Record a failed sign-in where the account's practices' administrators will see it."""
     practices = list(Practice.select().join(Membership).join(User).where(User.email == email)) if email else []
     for practice in practices or [None]:
-        audit.record(action, actor_label=email or "(blank)", target=email, practice=practice)
+        audit.record_by(g.visit, action, actor_label=email or "(blank)", target=email, practice=practice)
     security_event(action, email=email, ip=g.client_ip)  # one line per attempt, however many practices
 
 
 def _record_blocked(user, practice, decision) -> None:
     """A sign-in blocked at one practice: in that practice's audit log and in the operators' log."""
-    audit.record("login_blocked", actor=user, practice=practice, target=user.email,
+    audit.record_by(g.visit, "login_blocked", actor=user, practice=practice, target=user.email,
                  detail=f"{decision.reason}: IP {g.client_ip or 'unknown'} is not approved")
     security_event("login_blocked", email=user.email, practice=practice.name, reason=decision.reason,
                    ip=g.client_ip)
@@ -61,7 +61,9 @@ def login():
             error = f"The {field} contains a control character."
             return render_template("auth/login.html", email=without_control_characters(email), error=error,
                                    next_url=next_url), 422
-    attempt = signin_limits.begin(email, g.client_ip, User.get_or_none(User.email == email) if email else None)
+    account = User.get_or_none(User.email == email) if email else None
+    access = overview(account, g.client_ip, g.visit.now) if account is not None else None
+    attempt = signin_limits.begin(email, g.client_ip, access is not None and access.from_office)
     if attempt.wait:
         _audit_account("login_rate_limited", email)
         error = f"Too many sign-in attempts. {attempt.wait_text}"
@@ -75,11 +77,10 @@ def login():
     attempt.succeeded()
 
     # Only now, with the password verified, do IP restrictions come into it.
-    decisions = decisions_for(user, g.client_ip)
-    allowed = [p for p, d in decisions if d.allowed]
+    allowed = access.allowed  # worked out above for this account, which the password now proves is theirs
     if not allowed:
-        for practice, decision in decisions:
-            _record_blocked(user, practice, decision)
+        for row in access.rows:
+            _record_blocked(user, row.practice, row.decision)
         start_blocked_sign_in(user)
         return redirect(url_for("auth.blocked"), code=303)
 
@@ -88,12 +89,12 @@ def login():
     login_user(user)
     session["practice_id"] = allowed[0].id
     # One event per practice, each telling only that practice's administrators about that practice.
-    audit.record("login_allowed", actor=user, practice=allowed[0], target=user.email,
-                 detail=f"allowed by {why_allowed(dict(decisions)[allowed[0]])}")
+    audit.record_by(g.visit, "login_allowed", actor=user, practice=allowed[0], target=user.email,
+                    detail=f"allowed by {why_allowed(access.row(allowed[0].id).decision)}")
     security_event("login_allowed", email=user.email, practice=allowed[0].name, ip=g.client_ip, level=logging.INFO)
-    for practice, decision in decisions:
-        if not decision.allowed:
-            _record_blocked(user, practice, decision)
+    for row in access.rows:
+        if not row.decision.allowed:
+            _record_blocked(user, row.practice, row.decision)
     if user.must_change_password:
         return redirect(url_for("account.password"), code=303)
     return redirect(next_url or url_for("home.index"), code=303)
@@ -102,7 +103,7 @@ def login():
 @bp.route("/logout", methods=["POST"])
 def logout():
     if current_user.is_authenticated:
-        audit.record("logout", target=current_user.email, practice=session.get("practice_id"))
+        audit.record_by(g.visit, "logout", target=current_user.email, practice=session.get("practice_id"))
     end_sign_in()
     flash("You have signed out.", "info")
     return redirect(url_for("auth.login"), code=303)
@@ -141,7 +142,7 @@ def blocked():
     if user is None:
         flash("Please sign in again.", "info")
         return redirect(url_for("auth.login"), code=303)
-    return _requests_page(user, access_for(user))
+    return _requests_page(user, access_of(user).rows)
 
 
 @bp.route("/access-requests", methods=["GET", "POST"])
@@ -150,7 +151,7 @@ def access_requests():
     if user is None:
         flash("Please sign in again.", "info")
         return redirect(url_for("auth.login"), code=303)
-    rows = access_for(user)
+    rows = access_of(user).rows
     if request.method == "GET":
         return _requests_page(user, rows)
 
@@ -189,23 +190,9 @@ def access_requests():
         return _requests_page(user, rows, errors, note, code=429)
 
     chosen_practices = [row.practice for row in rows if str(row.practice.id) in chosen]  # in name order
-    created = submit_requests(user, chosen_practices, g.client_ip, note)
+    created = submit(Visit(user, g.client_ip, now=g.visit.now), chosen_practices, note)
     if created:
         flash(f"Access requested for {', '.join(p.name for p in created)}. An administrator will review it.", "success")
     else:
         flash("Your request is already pending.", "info")
     return redirect(request.path if current_user.is_authenticated else url_for("auth.blocked"), code=303)
-
-
-def submit_requests(user, practices, ip, note) -> list:
-    """One pending request per practice; one already pending (even from a parallel submit) is kept."""
-    created = []
-    for practice in practices:
-        try:
-            with database.atomic():
-                AccessRequest.create(user=user, practice=practice, ip=str(ip), note=note)
-                audit.record("request_submitted", actor=user, practice=practice, target=str(ip), detail=note)
-            created.append(practice)
-        except IntegrityError:
-            pass
-    return created

@@ -14,7 +14,7 @@ from flask import (
 )
 from flask_login import current_user
 
-from pbnsec.domain.access import decisions_for
+from pbnsec.web.hook import access_of
 
 bp = Blueprint("home", __name__)
 
@@ -27,9 +27,10 @@ def index():
 @bp.route("/practice", methods=["POST"])
 def switch_practice():
     wanted = request.form.get("practice", "")
-    for practice, decision in decisions_for(current_user, g.client_ip):
+    for row in access_of(current_user._get_current_object()).rows:
+        practice = row.practice
         if str(practice.id) == wanted:
-            if not decision.allowed:
+            if not row.decision.allowed:
                 flash(f"Your IP {g.client_ip} is not approved for {practice.name}. "
                       "You can ask for access on My access requests.", "error")
                 return redirect(url_for("home.index"), code=303)

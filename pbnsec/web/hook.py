@@ -7,8 +7,10 @@ from flask_login import current_user, logout_user
 
 from pbnsec.core.clientip import resolve_client_ip
 from pbnsec.domain import audit, sessions
-from pbnsec.domain.access import decide_for, practice_access
+from pbnsec.domain.access import AccessOverview, overview
+from pbnsec.domain.visit import Visit
 from pbnsec.logs import security_event
+from pbnsec.web.pages import hx_redirect
 
 # Answered for anyone without a look at who is asking: no user loaded, no database query, no session cookie.
 SESSIONLESS_ENDPOINTS = frozenset({"static", "health.healthz", "health.readyz"})
@@ -36,24 +38,13 @@ def end_sign_in() -> None:
     session.clear()
 
 
-def _allowed_practice(user):
-    """The active practice if the IP is allowed there, else the first practice that allows it."""
-    practices = g.user_practices = list(user.practices())  # the header's practice switcher reuses them
-    active_id = session.get("practice_id")
-    practices.sort(key=lambda p: p.id != active_id)
-    for practice in practices:
-        if decide_for(user, practice.id, g.client_ip).allowed:
-            return practice
-    return None
-
-
-def access_for(user):
-    """Each of the user's practices as seen from this request's IP, worked out once per request."""
+def access_of(user) -> AccessOverview:
+    """The user's access to each practice from this request's IP: worked out once per request, then shared by
+    the hook, the views and the header's practice switcher."""
     cached = g.get("access")
-    if cached is None or cached[0] != user.id:
-        g.user_practices = list(user.practices())
-        g.access = (user.id, practice_access(user, g.client_ip))
-    return g.access[1]
+    if cached is None or cached.user.id != user.id:
+        g.access = overview(user, g.client_ip, g.visit.now)
+    return g.access
 
 
 def request_ip():
@@ -64,8 +55,6 @@ def request_ip():
 
 
 def enforce():
-    from pbnsec.web.pages import hx_redirect
-
     if request_ctx.url_adapter is None:
         # Flask could not bind the request (a Host outside PBNSEC_HOSTS): answer its 400, nothing else.
         raise request.routing_exception
@@ -73,6 +62,7 @@ def enforce():
     request_ip()
     if request.endpoint in SESSIONLESS_ENDPOINTS:
         return None
+    g.visit = Visit(None, g.client_ip)
     if not current_user.is_authenticated:
         if request.endpoint in EXEMPT_ENDPOINTS:
             return None
@@ -80,23 +70,25 @@ def enforce():
         target = request.full_path.rstrip("?") if wants_page else None
         return hx_redirect(url_for("auth.login", next=target))
     user = current_user._get_current_object()
-    practice = _allowed_practice(user)
+    access = access_of(user)
+    practice = access.first_allowed(session.get("practice_id"))
     if practice is None and request.endpoint != "auth.logout":
-        audit.record("session_blocked", target=user.email,
-                     practice=session.get("practice_id"),
-                     detail=f"IP {g.client_ip or 'unknown'} is not approved for any of the user's practices")
-        active = next((p.name for p in g.user_practices if p.id == session.get("practice_id")), None)
-        security_event("session_blocked", email=user.email, practice=active, reason="ip_not_approved",
-                       ip=g.client_ip)
+        audit.record_by(g.visit, "session_blocked", actor=user, target=user.email,
+                        practice=session.get("practice_id"),
+                        detail=f"IP {g.visit.ip_text} is not approved for any of the user's practices")
+        active = access.row(session.get("practice_id"))
+        security_event("session_blocked", email=user.email, practice=active.practice.name if active else None,
+                       reason="ip_not_approved", ip=g.client_ip)
         # The sign-in ends and needs the password again: a cookie alone, replayed from elsewhere, must not be
         # enough to file access requests in its owner's name. The real user signs in and gets the blocked page.
         end_sign_in()
         flash(f"You were signed out: your IP address {g.client_ip or '(unknown)'} is not approved for your "
               "practices. Sign in again to ask for access.", "warning")
         return hx_redirect(url_for("auth.login"))
+    g.visit = Visit(user, g.client_ip, practice, g.visit.now)
+    g.practice = practice  # the header shows it on every page
     if request.endpoint in EXEMPT_ENDPOINTS:
-        g.practice = practice  # not switched here, but the header still shows a practice the user may work in
-        return None
+        return None  # not switched here: these pages are about every practice
     if practice.id != session.get("practice_id"):
         moved = session.get("practice_id") is not None
         session["practice_id"] = practice.id

@@ -111,13 +111,9 @@ STATUS_LABELS = {
 
 
 def _practice_switcher():
-    from flask_login import current_user
-
-    from pbnsec.web.hook import access_for
-
-    if len(g.get("user_practices", ())) < 2:
-        return []  # nothing to switch between: spare the decisions
-    return access_for(current_user)
+    """The signed-in user's practices with their status, when there is more than one to switch between."""
+    access = g.get("access")
+    return list(access.rows) if access is not None and len(access.rows) > 1 else []
 
 
 def _local_warning() -> str | None:

@@ -5,7 +5,7 @@ from flask import Blueprint, abort, g
 from flask_login import current_user
 
 from pbnsec.models import Practice
-from pbnsec.web.hook import access_for
+from pbnsec.web.hook import access_of
 from pbnsec.web.pages import parse_id
 
 bp = Blueprint("security", __name__, url_prefix="/security")
@@ -23,7 +23,7 @@ def administered_practices() -> list[Practice]:
 
     Membership alone is not enough: a practice that blocks this IP is administered only from where it allows.
     """
-    return [row.practice for row in access_for(current_user._get_current_object()) if row.decision.allowed]
+    return access_of(current_user._get_current_object()).allowed
 
 
 def administered_ids() -> set[int]:
@@ -45,8 +45,7 @@ def my_practice_or_404(practice_id) -> Practice:
     """An administered practice; 403 when the admin belongs to it but this IP is not allowed there, else 404."""
     practice = my_practice(practice_id)
     if practice is None:
-        blocked = next((row for row in access_for(current_user._get_current_object())
-                        if row.practice.id == parse_id(practice_id)), None)
+        blocked = access_of(current_user._get_current_object()).row(parse_id(practice_id))
         if blocked is not None:
             abort(403, f"Your IP {g.client_ip or '(unknown)'} is not approved for {blocked.practice.name}: "
                        "it can be managed only from where it allows you in.")

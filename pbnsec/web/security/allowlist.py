@@ -24,7 +24,7 @@ from pbnsec.core.text import (
 )
 from pbnsec.db import change_lock, database
 from pbnsec.domain import audit
-from pbnsec.domain.access import Refusal, last_entry_refusal, lockout_for, network_start
+from pbnsec.domain.access import Refusal, last_entry_refusal, lockout_for
 from pbnsec.models import (
     ALL_PRACTICES,
     AccessRequest,
@@ -238,19 +238,12 @@ def add_entry():
                 if refusal := everything_refusal(network, practice):
                     form.errors["address"] = refusal
                 else:
-                    entry = AllowlistEntry.create(
-                        practice=practice,
-                        scope=practice.id if practice else ALL_PRACTICES,
-                        network=str(network),
-                        start=network_start(network),
-                        prefix_length=network.prefixlen,
-                        label=form.label,
-                        added_by=current_user.id,
-                    )
+                    entry = AllowlistEntry.create(**AllowlistEntry.stored(
+                        network, practice, label=form.label, added_by=current_user.id))
                     detail = f"label: {entry.label}"
                     if form.broad or is_broad(network, current_app.config["BROADEST_PREFIX"]):
                         detail += f"; broad network confirmed ({network.num_addresses:,} addresses)"
-                    audit.record("entry_added", practice=practice, target=entry.network, detail=detail)
+                    audit.record_by(g.visit, "entry_added", practice=practice, target=entry.network, detail=detail)
         except IntegrityError:
             where = practice.name if practice else "All practices"
             form.errors["address"] = f"{network} is already on the allowlist for {where}."
@@ -287,7 +280,7 @@ def relabel_entry(entry_id: int):
     with database.atomic():
         old = entry.label
         AllowlistEntry.update(label=label).where(AllowlistEntry.id == entry.id).execute()
-        audit.record("entry_edited", practice=entry.practice_id, target=entry.network,
+        audit.record_by(g.visit, "entry_edited", practice=entry.practice_id, target=entry.network,
                      detail=f"label: {old} -> {label}")
     entry.label = label
     return done("security.allowlist", "security/_entry_row.html",
@@ -322,7 +315,7 @@ def set_entry_active(entry_id: int):
             refusal = removal_refusal(entry)
         if refusal is None:
             AllowlistEntry.update(active=active).where(AllowlistEntry.id == entry.id).execute()
-            audit.record("entry_enabled" if active else "entry_disabled", practice=entry.practice_id,
+            audit.record_by(g.visit, "entry_enabled" if active else "entry_disabled", practice=entry.practice_id,
                          target=entry.network, detail=f"label: {entry.label}")
     if refusal:
         return refused_row(entry, refusal)
@@ -342,7 +335,7 @@ def delete_entry(entry_id: int):
     with change_lock():
         refusal = removal_refusal(entry)
         if refusal is None and AllowlistEntry.delete().where(AllowlistEntry.id == entry.id).execute():
-            audit.record("entry_deleted", practice=entry.practice_id, target=entry.network,
+            audit.record_by(g.visit, "entry_deleted", practice=entry.practice_id, target=entry.network,
                          detail=f"label: {entry.label}")
     if refusal:
         return refused_row(entry, refusal)
@@ -360,7 +353,7 @@ def revoke_grant(grant_id: int):
         lockout = lockout_for(current_user, [grant.practice_id], g.client_ip, without="this grant",
                               without_grant=grant.id)
         if lockout is None and Grant.delete().where(Grant.id == grant.id).execute():
-            audit.record("grant_revoked", practice=grant.practice_id, target=f"{grant.user.email} from {grant.ip}",
+            audit.record_by(g.visit, "grant_revoked", practice=grant.practice_id, target=f"{grant.user.email} from {grant.ip}",
                          detail=f"request #{grant.request_id}" if grant.request_id else "")
     if lockout is not None:
         return render_page("security/allowlist.html", "security/_grant_row.html", code=409, grant=grant,

@@ -1,21 +1,17 @@
 """Security Management › IP Access Requests: approve or reject in one click, race-safe."""
 from __future__ import annotations
 
-from flask import abort, render_template
-from flask_login import current_user
+from flask import abort, g, render_template
 from peewee import JOIN
 
-from pbnsec.db import database
-from pbnsec.domain import audit
+from pbnsec.domain import access_requests
 from pbnsec.models import (
     APPROVED,
     PENDING,
     REJECTED,
     AccessRequest,
-    Grant,
     Practice,
     User,
-    utcnow,
 )
 from pbnsec.web.pages import done, htmx_response, wants_fragment
 from pbnsec.web.security import administered_ids, bp
@@ -61,27 +57,9 @@ def requests_badge():
     return render_template("security/_badge.html", count=pending_count())
 
 
-def decide_request(req: AccessRequest, status: str) -> bool:
-    """Record one decision; True for the click that made it, False when someone decided first."""
-    now = utcnow()
-    with database.atomic():
-        # The write comes first and only touches a pending row: of many racing clicks, one wins.
-        won = (AccessRequest.update(status=status, decided_by=current_user.id, decided_at=now)
-               .where((AccessRequest.id == req.id) & (AccessRequest.status == PENDING))
-               .execute()) == 1
-        if won:
-            if status == APPROVED:
-                (Grant.insert(user=req.user_id, practice=req.practice_id, ip=req.ip, request=req.id,
-                              created_by=current_user.id, created_at=now)
-                 .on_conflict_ignore().execute())
-            audit.record(f"request_{status}", practice=req.practice_id,
-                         target=f"{req.user.email} from {req.ip}", detail=f"request #{req.id}")
-    return won
-
-
 def _decide_view(request_id: int, status: str):
     req = request_or_404(request_id)
-    won = decide_request(req, status)
+    won = access_requests.decide(g.visit, req, status)
     req = (AccessRequest.select(AccessRequest, User).join(User, on=(AccessRequest.user == User.id))
            .where(AccessRequest.id == req.id).first())
     if req is None:  # the requester's account was deleted meanwhile

@@ -83,7 +83,7 @@ def set_enforced(practice_id: int):
         if error is None and lockout is None:
             IPRestriction.update(enforced=on, updated_at=utcnow()).where(
                 IPRestriction.id == restriction_row(practice).id).execute()
-            audit.record("settings_changed", practice=practice,
+            audit.record_by(g.visit, "settings_changed", practice=practice,
                          target="IP restrictions", detail="enforced: " + ("on" if on else "off"))
     return respond(practice, "enforced", error, lockout, code=409 if error or lockout else 200)
 
@@ -126,7 +126,7 @@ def set_scope(practice_id: int):
                 RestrictedUser.create(practice=practice, user=user_id)
             names = [r.name for r in Role.select().where(Role.id.in_(role_ids))]
             names += [u.email for u in User.select().where(User.id.in_(user_ids))]
-            audit.record("settings_changed", practice=practice, target="IP restrictions",
+            audit.record_by(g.visit, "settings_changed", practice=practice, target="IP restrictions",
                          detail="applies to: " + ("everyone" if everyone else ", ".join(names) or "nobody"))
     return respond(practice, "scope", error, lockout, code=409 if error or lockout else 200)
 
@@ -138,6 +138,6 @@ def set_requests_allowed(practice_id: int):
     with change_lock():
         IPRestriction.update(requests_allowed=on, updated_at=utcnow()).where(
             IPRestriction.id == restriction_row(practice).id).execute()
-        audit.record("settings_changed", practice=practice, target="IP restrictions",
+        audit.record_by(g.visit, "settings_changed", practice=practice, target="IP restrictions",
                      detail="access requests: " + ("allowed" if on else "not allowed"))
     return respond(practice, "requests")
