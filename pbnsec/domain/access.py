@@ -203,12 +203,17 @@ def why_allowed(decision: Decision) -> str:
 
 @dataclass(frozen=True)
 class Refusal:
-    """A refused security change: it would block the admin making it, or empty an enforced allowlist."""
+    """A refused security change, with a code for code and a message for people.
+
+    Codes: lockout (it would block the admin making it), last_entry (it would empty an enforced allowlist),
+    covers_everything (the active entries would allow every address).
+    """
 
     message: str
     practice_id: int  # where adding the admin's IP would let the change through
     can_add_ip: bool  # False when that IP is already an entry there (it is the one being removed)
     advice: str = "Add another entry that covers your IP first, or switch IP restrictions off in General Settings."
+    code: str = "lockout"
 
 
 def lockout_for(user: User, practice_ids, ip, without: str = "", **change) -> Refusal | None:
@@ -236,7 +241,8 @@ def last_entry_refusal(entry: AllowlistEntry) -> Refusal | None:
             name = Practice.get_by_id(practice_id).name
             return Refusal(f"{entry.network} is the last active entry for {name}, where IP restrictions are on: "
                            "without it everyone they apply to is blocked.", practice_id, False,
-                           "Add another entry first, or switch IP restrictions off in General Settings.")
+                           "Add another entry first, or switch IP restrictions off in General Settings.",
+                           code="last_entry")
     return None
 
 

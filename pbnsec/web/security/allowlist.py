@@ -310,7 +310,8 @@ def set_entry_active(entry_id: int):
         if active:
             covering = everything_refusal(parse_entry(entry.network), None if entry.is_all_practices else entry.practice)
             refusal = Refusal(covering, entry.practice_id or g.practice.id, False,
-                              "Keep it off, or narrow the other broad entries first.") if covering else None
+                              "Keep it off, or narrow the other broad entries first.",
+                              code="covers_everything") if covering else None
         else:
             refusal = removal_refusal(entry)
         if refusal is None:
