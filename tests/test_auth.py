@@ -209,7 +209,7 @@ def test_a_password_with_a_control_character_is_refused_without_being_checked(ap
     def must_not_run(*args):
         raise AssertionError("a refused password was hashed")
 
-    monkeypatch.setattr("pbnsec.web.auth.authenticate", must_not_run)
+    monkeypatch.setattr("pbnsec.domain.sign_in.authenticate", must_not_run)
     v = visitor()
     response = v.login("ann@example.com", PASSWORD + hidden)
     assert response.status_code == 422

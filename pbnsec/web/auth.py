@@ -1,7 +1,6 @@
 """Sign-in, sign-out, the blocked-login page and a user's own access requests."""
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 from flask import (
@@ -17,33 +16,14 @@ from flask import (
 from flask_login import current_user, login_user
 
 from pbnsec.core.text import has_control_characters, without_control_characters
-from pbnsec.domain import audit, ratelimit, sessions, signin_limits
-from pbnsec.domain.access import overview, why_allowed
+from pbnsec.domain import audit, ratelimit, sessions, sign_in, signin_limits
 from pbnsec.domain.access_requests import submit
-from pbnsec.domain.users import authenticate
 from pbnsec.domain.visit import Visit
-from pbnsec.logs import security_event
-from pbnsec.models import PENDING, AccessRequest, Membership, Practice, User
+from pbnsec.models import PENDING, AccessRequest, Practice
 from pbnsec.web.hook import access_of, blocked_user, end_sign_in, start_blocked_sign_in
 from pbnsec.web.pages import safe_next
 
 bp = Blueprint("auth", __name__)
-
-def _audit_account(action: str, email: str) -> None:
-    """Record a failed sign-in where the account's practices' administrators will see it."""
-    practices = list(Practice.select().join(Membership).join(User).where(User.email == email)) if email else []
-    for practice in practices or [None]:
-        audit.record_by(g.visit, action, actor_label=email or "(blank)", target=email, practice=practice)
-    security_event(action, email=email, ip=g.client_ip)  # one line per attempt, however many practices
-
-
-def _record_blocked(user, practice, decision) -> None:
-    """A sign-in blocked at one practice: in that practice's audit log and in the operators' log."""
-    audit.record_by(g.visit, "login_blocked", actor=user, practice=practice, target=user.email,
-                 detail=f"{decision.reason}: IP {g.client_ip or 'unknown'} is not approved")
-    security_event("login_blocked", email=user.email, practice=practice.name, reason=decision.reason,
-                   ip=g.client_ip)
-
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
@@ -52,50 +32,18 @@ def login():
     next_url = safe_next(request.values.get("next"))
     if request.method == "GET":
         return render_template("auth/login.html", email="", error=None, next_url=next_url)
-
-    email = request.form.get("email", "").strip().lower()[:254]
-    password = request.form.get("password", "")[:1024]
-    for field, value in (("email address", email), ("password", password)):
-        if has_control_characters(value):
-            # Refused before anything is counted, looked up or hashed: no account has one, and NUL breaks PostgreSQL.
-            error = f"The {field} contains a control character."
-            return render_template("auth/login.html", email=without_control_characters(email), error=error,
-                                   next_url=next_url), 422
-    account = User.get_or_none(User.email == email) if email else None
-    access = overview(account, g.client_ip, g.visit.now) if account is not None else None
-    attempt = signin_limits.begin(email, g.client_ip, access is not None and access.from_office)
-    if attempt.wait:
-        _audit_account("login_rate_limited", email)
-        error = f"Too many sign-in attempts. {attempt.wait_text}"
-        return render_template("auth/login.html", email=email, error=error, next_url=next_url), 429
-
-    user = authenticate(email, password)
-    if user is None:
-        _audit_account("login_failed", email)
-        error = "Wrong email or password."
-        return render_template("auth/login.html", email=email, error=error, next_url=next_url), 401
-    attempt.succeeded()
-
-    # Only now, with the password verified, do IP restrictions come into it.
-    allowed = access.allowed  # worked out above for this account, which the password now proves is theirs
-    if not allowed:
-        for row in access.rows:
-            _record_blocked(user, row.practice, row.decision)
-        start_blocked_sign_in(user)
+    result = sign_in.attempt(g.visit, request.form.get("email", ""), request.form.get("password", ""))
+    if result.error:
+        return render_template("auth/login.html", email=result.email, error=result.error,
+                               next_url=next_url), result.status
+    if result.blocked:
+        start_blocked_sign_in(result.user)
         return redirect(url_for("auth.blocked"), code=303)
-
     end_sign_in()  # whatever this browser held before (a blocked sign-in, another account) ends here
-    user.sign_in_token = sessions.start(user)
-    login_user(user)
-    session["practice_id"] = allowed[0].id
-    # One event per practice, each telling only that practice's administrators about that practice.
-    audit.record_by(g.visit, "login_allowed", actor=user, practice=allowed[0], target=user.email,
-                    detail=f"allowed by {why_allowed(access.row(allowed[0].id).decision)}")
-    security_event("login_allowed", email=user.email, practice=allowed[0].name, ip=g.client_ip, level=logging.INFO)
-    for row in access.rows:
-        if not row.decision.allowed:
-            _record_blocked(user, row.practice, row.decision)
-    if user.must_change_password:
+    result.user.sign_in_token = sessions.start(result.user)
+    login_user(result.user)
+    session["practice_id"] = result.practice.id
+    if result.user.must_change_password:
         return redirect(url_for("account.password"), code=303)
     return redirect(next_url or url_for("home.index"), code=303)
 
