@@ -1,4 +1,5 @@
 """Sign-in and sign-out: one message for any wrong credential, rate limits, CSRF, safe redirects."""
+import re
 import pytest
 from conftest import PASSWORD
 
@@ -217,3 +218,13 @@ def test_a_password_with_a_control_character_is_refused_without_being_checked(ap
     assert 'value="ann@example.com"' in response.text
     assert v.get("/").headers["Location"].startswith("/login")
     assert _nothing_recorded(app)
+
+
+@pytest.mark.parametrize("url, tab", [
+    ("/security/allowlist", "IP Allowlist"), ("/security/settings", "General Settings"),
+    ("/security/requests", "IP Access Requests"), ("/security/audit", "Audit log"),
+])
+def test_each_security_page_marks_its_own_tab(signed_in, url, tab):
+    page = signed_in("ann").get(url).text
+    current = re.findall(r'<a href="[^"]+" aria-current="page">([^<{]+)', page)
+    assert [c.strip() for c in current] == [tab]

@@ -1,7 +1,7 @@
 """Security Management: IP Allowlist, General Settings, IP Access Requests, Audit log."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, g
+from flask import Blueprint, abort, current_app, g, request
 from flask_login import current_user
 
 from pbnsec.models import Practice
@@ -53,11 +53,19 @@ def my_practice_or_404(practice_id) -> Practice:
     return practice
 
 
+# The tabs of Security Management, each the module its views live in.
+TABS = (("allowlist", "security.allowlist", "IP Allowlist"), ("settings", "security.settings", "General Settings"),
+        ("requests", "security.requests_page", "IP Access Requests"), ("audit_log", "security.audit_log", "Audit log"))
+
+
 @bp.context_processor
 def _security_globals():
     from pbnsec.web.security.requests import pending_count
 
-    return {"pending_requests": pending_count}
+    view = current_app.view_functions.get(request.endpoint)
+    # The active tab is the screen the view belongs to (its module), not a guess from the endpoint's name.
+    active = view.__module__.rsplit(".", 1)[-1] if view is not None else None
+    return {"pending_requests": pending_count, "tabs": TABS, "active_tab": active}
 
 
 from pbnsec.web.security import allowlist, audit_log, requests, settings  # noqa: E402,F401  (routes register on bp)
