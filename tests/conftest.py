@@ -220,3 +220,41 @@ def wrong_passwords(app, v: Visitor, email: str, times: int) -> None:
         assert response.status_code == 401, response.get_data(as_text=True)
         with app.app_context():
             RateLimitHit.delete().execute()  # else the limiter refuses all but the first few before the check
+
+
+class QueryLog(list):
+    """The SQL statements run while it listens (see the `queries` fixture)."""
+
+    def __str__(self) -> str:
+        return f"{len(self)} queries:\n" + "\n".join(f"  {sql[:160]}" for sql in self)
+
+
+@pytest.fixture
+def queries(app, monkeypatch):
+    """Count what the app asks the database: `with queries.counting(): …` then len(queries)."""
+    from contextlib import contextmanager
+
+    from pbnsec.db import database
+
+    log = QueryLog()
+    real = type(database.obj).execute_sql
+    listening = [False]
+
+    def execute_sql(self, sql, params=None, *args, **kwargs):
+        if listening[0]:
+            log.append(sql)
+        return real(self, sql, params, *args, **kwargs)
+
+    monkeypatch.setattr(type(database.obj), "execute_sql", execute_sql)
+
+    @contextmanager
+    def counting():
+        log.clear()
+        listening[0] = True
+        try:
+            yield log
+        finally:
+            listening[0] = False
+
+    log.counting = counting
+    return log

@@ -1,0 +1,44 @@
+"""Query budgets: what a page costs the database does not grow with the number of practices or rows."""
+import pytest
+from conftest import restrict
+
+from pbnsec.domain.users import create_practice
+from pbnsec.models import Membership, Practice, User
+
+
+def join_practices(app, email, count):
+    """Make the user a member of `count` more practices (with IP restrictions on, the expensive case)."""
+    with app.app_context():
+        user = User.get(User.email == email)
+        for n in range(count):
+            practice = create_practice(f"Extra Dental {n}")
+            Membership.create(user=user, practice=practice)
+    for n in range(count):
+        restrict(app, f"Extra Dental {n}", "127.0.0.0/8")
+
+
+def cost(v, queries, url):
+    with queries.counting():
+        assert v.get(url).status_code == 200
+    return len(queries), str(queries)
+
+
+@pytest.mark.parametrize("url", ["/", "/access-requests"])
+def test_a_signed_in_page_costs_the_same_for_one_practice_or_six(app, signed_in, queries, url):
+    restrict(app, "Riverside Dental", "127.0.0.0/8")
+    fay = signed_in("fay")  # one practice
+    one, one_log = cost(fay, queries, url)
+    join_practices(app, "fay@example.com", 5)
+    six, six_log = cost(fay, queries, url)
+    assert six == one, f"one practice: {one_log}\nsix practices: {six_log}"
+    assert one <= 8, one_log
+
+
+def test_the_security_pages_cost_the_same_for_one_practice_or_six(app, signed_in, queries):
+    restrict(app, "Riverside Dental", "127.0.0.0/8")
+    ann = signed_in("ann")
+    before = {url: cost(ann, queries, url) for url in ("/security/settings", "/security/requests")}
+    join_practices(app, "ann@example.com", 5)
+    for url, (count, log) in before.items():
+        after, after_log = cost(ann, queries, url)
+        assert after == count, f"{url}: one practice: {log}\nsix practices: {after_log}"
