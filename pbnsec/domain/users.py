@@ -179,3 +179,31 @@ def change_password(user: User, current: str, new: str, repeat: str) -> dict[str
                 User.id == user.id).execute()
             sessions.end_others(user, keep=user.sign_in_token)
     return errors
+
+
+def change_own_password(visit, from_office: bool, current: str, new: str, repeat: str) -> tuple[dict[str, str], int]:
+    """The visit's user changes their password: (field errors, HTTP status), ({}, 303) when it is changed.
+
+    The current password is a password check like a sign-in: the same limits, counted the same way, audited.
+    """
+    from pbnsec.domain import audit, signin_limits
+    from pbnsec.logs import security_event
+
+    user = visit.user
+    where = visit.practice.id if visit.practice is not None else None
+    attempt = signin_limits.begin(user.email, visit.ip, from_office)
+    if attempt.wait:
+        audit.record_by(visit, "password_change_failed", target=user.email, practice=where,
+                        detail="too many attempts")
+        return {"current": f"Too many password attempts. {attempt.wait_text}"}, 429
+    errors = change_password(user, current[:1024], new[:1024], repeat[:1024])
+    if errors.get("current") == WRONG_CURRENT_PASSWORD:
+        audit.record_by(visit, "password_change_failed", target=user.email, practice=where,
+                        detail="wrong current password")
+        security_event("password_change_failed", email=user.email, ip=visit.ip)
+    else:
+        attempt.succeeded()
+    if errors:
+        return errors, 422
+    audit.record_by(visit, "password_changed", target=user.email, practice=where)
+    return {}, 303
