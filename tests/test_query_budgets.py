@@ -3,7 +3,7 @@ import pytest
 from conftest import restrict
 
 from pbnsec.domain.users import create_practice
-from pbnsec.models import Membership, Practice, User
+from pbnsec.models import Membership, User
 
 
 def join_practices(app, email, count):
