@@ -40,15 +40,20 @@ def create_app(config: dict | None = None) -> Flask:
     app.jinja_env.undefined = StrictUndefined
 
     logs.init_app(app)  # first, so its clock starts before any other hook and its line is written last
-    db.init_app(app, PROJECT_ROOT)
-    for step in migrations.upgrade():
-        click.echo(f"pbnsec: database schema {step}", err=True)
+    # Under `flask …` each command opens the database itself (pbnsec.cli): only serve, init-db and demo may
+    # create one, so a mistyped path never quietly becomes a new, empty pbnsec. Anything else starting the app
+    # (a WSGI server, the tests) brings the database up to date here.
+    under_cli = click.get_current_context(silent=True) is not None
+    db.init_app(app, PROJECT_ROOT, check=not under_cli)
+    if not under_cli:
+        for step in migrations.upgrade():
+            click.echo(f"pbnsec: database schema {step}", err=True)
     web.init_app(app)
 
     from pbnsec.cli import register_cli
 
     register_cli(app)
-    if app.config.get("BOOTSTRAP", True):
+    if app.config.get("BOOTSTRAP", True) and not under_cli:
         # Every way of starting the app (make run, waitress-serve --call, any WSGI server) creates the Owner
         # of an empty database and prints the one-time password, so somebody can always sign in.
         from pbnsec.cli import bootstrap

@@ -13,8 +13,8 @@ from flask.cli import AppGroup, with_appcontext
 from peewee import PostgresqlDatabase, SqliteDatabase
 
 from pbnsec import __version__, backups, migrations
-from pbnsec.config import ConfigError
-from pbnsec.db import DatabaseUnavailable, change_lock, database
+from pbnsec.config import PROJECT_ROOT, ConfigError
+from pbnsec.db import DatabaseUnavailable, change_lock, check_database, database, missing_sqlite_file
 from pbnsec.domain import audit
 from pbnsec.domain.users import (
     AccountError,
@@ -72,6 +72,24 @@ def _starts_the_app(fn):
     return wrapper
 
 
+def _needs_database(fn):
+    """A command that works on an existing database: a missing SQLite file is an error, not a new pbnsec."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with startup_errors():
+            url = current_app.config["DATABASE_URL"]
+            missing = missing_sqlite_file(url, PROJECT_ROOT)
+            if missing is not None:
+                raise ConfigError(f"there is no database at {missing}: check PBNSEC_DATABASE_URL, or create one "
+                                  "with `flask --app app init-db` (make run does too).")
+            check_database(url, PROJECT_ROOT)
+            for step in migrations.upgrade():
+                click.echo(f"pbnsec: database schema {step}", err=True)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _fail_on_account_error(fn):
     def wrapper(*args, **kwargs):
         try:
@@ -85,7 +103,9 @@ def _fail_on_account_error(fn):
 
 def bootstrap(config, echo=click.echo) -> None:
     """Bring the schema up to date and, on an empty database, create the Owner: the password is shown once, here."""
-    migrations.upgrade()
+    check_database(config["DATABASE_URL"], PROJECT_ROOT)
+    for step in migrations.upgrade():
+        echo(f"pbnsec: database schema {step}", err=True)
     try:
         created = bootstrap_owner(config["OWNER_EMAIL"], config["FIRST_PRACTICE"])
     except AccountError as exc:  # only an empty database reads these two settings, so they are checked here
@@ -144,6 +164,7 @@ practices_cli = AppGroup("practices", help="Manage practices.")
 @practices_cli.command("create")
 @click.argument("name")
 @_fail_on_account_error
+@_needs_database
 def create_practice_command(name):
     """Create a practice."""
     practice = create_practice(name)
@@ -152,6 +173,7 @@ def create_practice_command(name):
 
 
 @practices_cli.command("list")
+@_needs_database
 def list_practices_command():
     """List the practices."""
     for practice in Practice.select().order_by(Practice.name):
@@ -168,6 +190,7 @@ users_cli = AppGroup("users", help="Manage users.")
 @click.option("--practice", "practices", multiple=True, required=True, help="A practice name; repeat for several.")
 @click.option("--password", default=None, help="Leave out to have a strong one generated and shown once.")
 @_fail_on_account_error
+@_needs_database
 def create_user_command(email, name, role, practices, password):
     """Create a user in one or more practices."""
     user, used_password = create_user(email, name, role, list(practices), password)
@@ -183,6 +206,7 @@ security_cli = AppGroup("security", help="Break-glass security commands.")
 @security_cli.command("unlock")
 @click.option("--practice", "practice_name", required=True, help="The practice to switch IP restrictions off for.")
 @_fail_on_account_error
+@_needs_database
 def unlock_command(practice_name):
     """Switch IP restrictions off for a practice (when every administrator is locked out)."""
     practice = find_practice(practice_name)
@@ -200,18 +224,28 @@ def unlock_command(practice_name):
 
 
 @click.command("demo")
+@click.option("--force", is_flag=True, help="Load it even into a database that is in use.")
 @with_appcontext
+@_starts_the_app
 @_fail_on_account_error
-def demo_command():
+def demo_command(force):
     """Load demo practices, people, allowlist entries and pending access requests."""
-    from pbnsec.demo import load_demo
+    from pbnsec.demo import DemoRefused, check_demo_target, load_demo
 
+    bootstrap(current_app.config)
+    if not force:
+        try:
+            check_demo_target()
+        except DemoRefused as exc:
+            raise click.ClickException(str(exc)) from None
     for line in load_demo():
         click.echo(line)
+    audit.record("demo_loaded", actor_label="cli", actor_ip="local", detail="demo practices, people and entries")
 
 
 @click.command("version")
 @with_appcontext
+@_needs_database
 def version_command():
     """Show the pbnsec version and the database's schema version."""
     click.echo(f"pbnsec {__version__}")
@@ -231,6 +265,7 @@ def _database_file() -> Path:
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Replace DEST if it exists.")
 @with_appcontext
+@_needs_database
 def backup_command(dest, force):
     """Copy the database to the file DEST; the app may keep running (PostgreSQL: shows the pg_dump command)."""
     if isinstance(database.obj, PostgresqlDatabase):

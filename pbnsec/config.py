@@ -104,7 +104,12 @@ def _hosts(env) -> list[str] | None:
         if not host or any(c in host for c in "/@ ") or not host.isascii():
             raise ConfigError(f"PBNSEC_HOSTS must be host names separated by commas, such as "
                               f"pbnsec.example.org,localhost; got {raw!r}")
-    return hosts
+    # This machine's own names stay allowed: health checks and the proxy in front connect to them.
+    return hosts + [h for h in LOOPBACK_HOSTS if h not in hosts]
+
+
+# Werkzeug cannot match a bracketed IPv6 Host against a list, so [::1] is not among them: use localhost there.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
 
 
 def load_config(env=None, instance_path: Path | None = None) -> dict:

@@ -24,21 +24,45 @@ SQLITE_PRAGMAS = {
 }
 
 
+def missing_sqlite_file(url: str, root: Path) -> Path | None:
+    """The SQLite file a URL names when it does not exist yet; None when it exists or is not a SQLite file."""
+    if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
+        return None
+    path = Path(url[len("sqlite:///"):])
+    file = path if path.is_absolute() else root / path
+    return None if file.exists() else file
+
+
 def open_database(url: str, root: Path):
-    """A peewee database for a URL; a relative SQLite path is taken from the project root."""
+    """A peewee database for a URL (not connected); a relative SQLite path is taken from the project root."""
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
         if path != ":memory:":
-            file = Path(path) if Path(path).is_absolute() else root / path
-            try:
-                file.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise DatabaseUnavailable(
-                    f"cannot create the folder {file.parent} for the database: {exc.strerror}. Create it, or set "
-                    "PBNSEC_DATABASE_URL to a file in a folder pbnsec may write to.") from None
-            path = str(file)
+            path = str(Path(path) if Path(path).is_absolute() else root / path)
         return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
     return db_url.connect(url)
+
+
+def check_database(url: str, root: Path) -> None:
+    """Connect once (creating a SQLite file's folder first), so a database that cannot be opened stops the start
+    with one line, not the first sign-in."""
+    file = missing_sqlite_file(url, root)
+    if file is not None:
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnavailable(
+                f"cannot create the folder {file.parent} for the database: {exc.strerror}. Create it, or set "
+                "PBNSEC_DATABASE_URL to a file in a folder pbnsec may write to.") from None
+    try:
+        database.connect(reuse_if_open=True)
+    except PeeweeException as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DatabaseUnavailable(f"cannot open the database {_shown(url, root)} ({reason}). Check that it "
+                                  "exists and pbnsec may read and write it, or set PBNSEC_DATABASE_URL.") from None
+    finally:
+        if not database.is_closed():
+            database.close()
 
 
 SECURITY_CHANGE_LOCK = 0x7062_6E73  # PostgreSQL advisory lock id ("pbns") for security changes
@@ -74,18 +98,12 @@ def _shown(url: str, root: Path) -> str:
     return parts.geturl()
 
 
-def init_app(app, root: Path) -> None:
+def init_app(app, root: Path, check: bool = True) -> None:
+    """Point the models at PBNSEC_DATABASE_URL; `check` connects once now (see check_database)."""
     url = app.config["DATABASE_URL"]
     database.initialize(open_database(url, root))
-    try:  # one connection now, so a database that cannot be opened stops the start, not the first sign-in
-        database.connect(reuse_if_open=True)
-    except PeeweeException as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise DatabaseUnavailable(f"cannot open the database {_shown(url, root)} ({reason}). Check that it "
-                                  "exists and pbnsec may read and write it, or set PBNSEC_DATABASE_URL.") from None
-    finally:
-        if not database.is_closed():
-            database.close()
+    if check:
+        check_database(url, root)
     # A request connects at its first query (peewee's autoconnect), not up front: /healthz and static files
     # never touch the database, so they keep answering while it is down.
 

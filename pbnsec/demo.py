@@ -37,6 +37,21 @@ REQUESTS = (
 )
 
 
+class DemoRefused(ValueError):
+    """The database holds real work: demo people with a published password do not belong in it."""
+
+
+def check_demo_target() -> None:
+    """Refuse a database in use: IP restrictions switched on, or people other than the Owner and the demo's."""
+    demo_emails = {email for email, *_ in PEOPLE}
+    others = User.select().join(Role).where((Role.name != "Owner") & User.email.not_in(demo_emails)).exists()
+    if others or IPRestriction.select().where(IPRestriction.enforced).exists():
+        raise DemoRefused(
+            f"This database is in use (people or IP restrictions of its own): the demo would add people with the "
+            f"published password {DEMO_PASSWORD!r} and allowlist this machine. Load it into a database of its "
+            "own, e.g. PBNSEC_DATABASE_URL=sqlite:///instance/demo.db make demo, or add --force.")
+
+
 def load_demo() -> list[str]:
     """Add what is missing (it can run twice); returns lines to show."""
     lines = []

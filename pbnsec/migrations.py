@@ -19,6 +19,7 @@ from peewee import (
 from playhouse.migrate import SchemaMigrator
 
 from pbnsec.config import ConfigError
+from pbnsec import __version__
 from pbnsec.db import change_lock, database
 from pbnsec.models import MODELS, ROLES, Role, SchemaVersion, seed_roles, utcnow
 
@@ -143,7 +144,8 @@ def _refuse_if_newer(version: int) -> None:
     if version > LATEST:
         raise SchemaError(
             f"The database is at schema version {version}, newer than this pbnsec knows ({LATEST}): "
-            "run the release that upgraded it, or restore a backup made before that upgrade.")
+            f"run the release that upgraded it, or restore a backup made before that upgrade (this is pbnsec "
+            f"{__version__}).")
 
 
 def _roles_seeded() -> bool:

@@ -182,10 +182,14 @@ def test_hosts_outside_pbnsec_hosts_are_refused(tmp_path, seeded_database):
 
     from conftest import make_app
     shutil.copyfile(seeded_database, tmp_path / "pbnsec.db")
-    app = make_app(tmp_path, TRUSTED_HOSTS=["pbnsec.example.org"])
+    from pbnsec.config import load_config
+    app = make_app(tmp_path, TRUSTED_HOSTS=load_config({"PBNSEC_HOSTS": "pbnsec.example.org"}, tmp_path)["TRUSTED_HOSTS"])
     client = app.test_client()
     assert client.get("/login", headers={"Host": "evil.example"}).status_code == 400
     assert client.get("/login", headers={"Host": "pbnsec.example.org"}).status_code == 200
+    # Health checks and the proxy on this machine connect by its own names.
+    for host in ("127.0.0.1:8000", "localhost", "localhost:8000"):
+        assert client.get("/healthz", headers={"Host": host}).status_code == 200, host
 
 
 def _nothing_recorded(app):

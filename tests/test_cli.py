@@ -90,8 +90,23 @@ def test_bad_arguments_exit_non_zero_with_a_one_line_reason_and_change_nothing(r
                 AuditEvent.select().count()) == before
 
 
-def test_demo_says_loudly_that_it_allowlists_this_machine(runner):
-    result = runner.invoke(args=["demo"])
+def test_demo_says_loudly_that_it_allowlists_this_machine(runner, app):
+    result = runner.invoke(args=["demo", "--force"])
     assert result.exit_code == 0, result.output
     assert "WARNING: the demo allowlists 127.0.0.0/8 (this machine) for All practices" in result.output
     assert "EVERYONE looks like 127.0.0.1" in result.output
+
+
+def test_demo_refuses_a_database_in_use(runner, app):
+    # The seeded database has people of its own: no demo people with a published password unless forced.
+    result = runner.invoke(args=["demo"])
+    assert result.exit_code == 1
+    assert "This database is in use" in result.output and "sqlite:///instance/demo.db" in result.output
+    from pbnsec.models import User
+    with app.app_context():
+        assert not User.select().where(User.email == "admin@riverside.example").exists()
+    result = runner.invoke(args=["demo", "--force"])
+    assert result.exit_code == 0
+    with app.app_context():
+        from pbnsec.models import AuditEvent
+        assert AuditEvent.select().where(AuditEvent.action == "demo_loaded").exists()

@@ -65,4 +65,4 @@ def test_proxy_addresses_default_to_loopback_and_can_be_set(tmp_path):
 def test_hosts_setting(tmp_path):
     assert load_config({}, tmp_path)["TRUSTED_HOSTS"] is None
     assert load_config({"PBNSEC_HOSTS": "PBNSEC.example.org, localhost"}, tmp_path)["TRUSTED_HOSTS"] == [
-        "pbnsec.example.org", "localhost"]
+        "pbnsec.example.org", "localhost", "127.0.0.1"]  # this machine's names stay allowed

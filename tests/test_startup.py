@@ -104,3 +104,25 @@ def test_a_good_start_logs_each_request_to_stderr(tmp_path, seeded_database):
     assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO pbnsec\.access method=GET "
                      r'path="/healthz\?probe=1" status=200 bytes=2 ms=\S+ ip=127\.0\.0\.1$', stderr, re.M), stderr
     assert len(re.findall("pbnsec.access", stderr)) == 1
+
+
+@pytest.mark.parametrize("command", [["version"], ["users", "create", "--email", "a@example.com", "--name", "A",
+                                                    "--role", "Admin", "--practice", "Main Practice"]])
+def test_a_mistyped_database_path_is_an_error_not_a_new_database(tmp_path, command):
+    missing = tmp_path / "typo" / "pbnsec.db"
+    line = assert_one_line(flask(tmp_path, *command, PBNSEC_DATABASE_URL=f"sqlite:///{missing}"),
+                           f"there is no database at {missing}", "init-db")
+    assert line.startswith("pbnsec: ")
+    assert not missing.parent.exists()
+
+
+def test_help_works_before_there_is_a_database(tmp_path):
+    result = flask(tmp_path, "--help", PBNSEC_DATABASE_URL=f"sqlite:///{tmp_path}/none/pbnsec.db")
+    assert result.returncode == 0 and "serve" in result.stdout
+    assert not (tmp_path / "none").exists()
+
+
+def test_make_demo_on_a_fresh_database_creates_it_and_loads_the_demo(tmp_path):
+    result = flask(tmp_path, "demo")
+    assert result.returncode == 0, result.stderr
+    assert "Password: " in result.stdout and "Demo data loaded" in result.stdout

@@ -88,7 +88,8 @@ def find_practice(name: str) -> Practice:
 def find_role(name: str) -> Role:
     if has_control_characters(name):
         raise AccountError("A role name cannot contain control characters.")
-    role = Role.get_or_none(Role.name == (name or "").strip())
+    wanted = " ".join((name or "").split()).lower()
+    role = next((r for r in Role.select() if r.name.lower() == wanted), None)  # "front desk" is Front Desk
     if role is None:
         known = ", ".join(r.name for r in Role.select().order_by(Role.position))
         raise AccountError(f"No role named {name!r} (choose from: {known}).")
