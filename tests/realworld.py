@@ -63,7 +63,7 @@ class AppProcess:
 # How the README starts the app: `make run`, and the documented waitress-serve line for other setups.
 COMMANDS = {
     "make run": lambda port: ["make", "-s", "-C", str(ROOT), "run"],
-    "waitress-serve": lambda port: [str(ROOT / ".venv" / "bin" / "waitress-serve"), "--no-clear-untrusted-proxy-headers",
+    "waitress-serve": lambda port: [str(ROOT / ".venv" / "bin" / "waitress-serve"), "--no-clear-untrusted-proxy-headers", "--threads=8",
                                     f"--listen=127.0.0.1:{port}", "--call", "pbnsec:create_app"],
 }
 
