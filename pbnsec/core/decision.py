@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Callable, Iterable
 
-IPAddress = IPv4Address | IPv6Address
-IPNetwork = IPv4Network | IPv6Network
+from pbnsec.core.iprules import IPAddress, IPNetwork, unmap
 
 NOT_REQUESTED = "not_requested"
 
@@ -58,12 +56,6 @@ class Blocked:
 Decision = Allowed | Blocked
 
 
-def _as_ipv4_if_mapped(ip: IPAddress) -> IPAddress:
-    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
 def _covering(ip: IPAddress, rules: Iterable[Rule], now: datetime) -> Rule | None:
     for rule in rules:
         live = rule.active and (rule.expires_at is None or rule.expires_at > now)
@@ -94,7 +86,7 @@ def decide(
         return Allowed("not_in_scope")
     if ip is None:
         return Blocked("ip_unknown", _value(request_status))
-    ip = _as_ipv4_if_mapped(ip)
+    ip = unmap(ip)
     if (rule := _covering(ip, entries, now)) is not None:
         return Allowed("allowlist_entry", rule)
     if (rule := _covering(ip, _value(grants), now)) is not None:

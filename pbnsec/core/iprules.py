@@ -78,7 +78,7 @@ def parse_address(text: str) -> IPAddress:
     shown = _clean(text)
     if "/" in shown:
         raise EntryError(f"Enter a single address, not a network ({shown} contains a /).")
-    return _unmap(_parse_ip(shown, shown))
+    return unmap(_parse_ip(shown, shown))
 
 
 def client_address(text: str | None) -> IPAddress | None:
@@ -95,14 +95,14 @@ def client_address(text: str | None) -> IPAddress | None:
     elif bracketed:
         return None
     try:
-        return _unmap(_parse_ip(_clean(s), s))
+        return unmap(_parse_ip(_clean(s), s))
     except EntryError:
         return None
 
 
 def ipv6_privacy_network(ip: IPAddress) -> IPv6Network | None:
     """Return the /64 holding an IPv6 address, or None for IPv4 (including IPv4-mapped)."""
-    ip = _unmap(ip)
+    ip = unmap(ip)
     if ip.version == 4:
         return None
     return IPv6Network((ip, 64), strict=False)
@@ -147,7 +147,7 @@ class NetworkMatcher(Generic[T]):
         return self._size
 
     def _probe(self, ip: IPAddress) -> Iterator[list[T]]:
-        ip = _unmap(ip)
+        ip = unmap(ip)
         bits, width = int(ip), ip.max_prefixlen
         for prefix in self._prefixes[ip.version]:
             values = self._tables[(ip.version, prefix)].get(bits >> (width - prefix))
@@ -231,7 +231,8 @@ def _parse_prefix(text: str, ip: IPAddress, shown: str) -> int:
     return prefix
 
 
-def _unmap(ip: IPAddress) -> IPAddress:
+def unmap(ip: IPAddress) -> IPAddress:
+    """An IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address it is; any other address as is."""
     if ip.version == 6 and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
