@@ -46,10 +46,12 @@ def changes() -> list[tuple]:
             for e in AuditEvent.select().where(AuditEvent.action == "settings_changed").order_by(AuditEvent.id)]
 
 
-def ids(model, *names):
-    if model is Role:
-        return [Role.get(Role.name == n).id for n in names]
-    return [person(who).id for who in names]
+def role_ids(*names) -> list[int]:
+    return [Role.get(Role.name == name).id for name in names]
+
+
+def member_ids(*people) -> list[int]:
+    return [person(who).id for who in people]
 
 
 # --- what General Settings shows ---
@@ -70,12 +72,12 @@ def test_general_settings_shows_what_was_saved(db):
     allow(RIVERSIDE, "127.0.0.0/8")
     visit = visit_of("ann", practice=RIVERSIDE)
     riverside = practice_named(RIVERSIDE)
-    assert restrictions.set_scope(visit, riverside, "selected", ids(Role, "Front Desk"), ids(None, "hal")) is None
+    assert restrictions.set_scope(visit, riverside, "selected", role_ids("Front Desk"), member_ids("hal")) is None
     assert restrictions.set_enforced(visit, riverside, True) is None
     restrictions.set_requests_allowed(visit, riverside, False)
     shown = restrictions.general_settings(riverside)
     assert shown.settings.enforced and not shown.settings.everyone and not shown.requests_allowed
-    assert shown.settings.role_ids == set(ids(Role, "Front Desk")) and shown.settings.user_ids == {person("hal").id}
+    assert shown.settings.role_ids == set(role_ids("Front Desk")) and shown.settings.user_ids == {person("hal").id}
 
 
 # --- switching restrictions on and off ---
@@ -142,15 +144,15 @@ def test_switching_off_needs_no_allowlist(db):
 
 def test_selected_roles_and_members_are_saved_and_audited(db):
     riverside = practice_named(RIVERSIDE)
-    refusal = restrictions.set_scope(visit_of("ann"), riverside, "selected", ids(Role, "Front Desk", "Billing"),
-                                     ids(None, "hal"))
+    refusal = restrictions.set_scope(visit_of("ann"), riverside, "selected", role_ids("Front Desk", "Billing"),
+                                     member_ids("hal"))
     assert refusal is None
     assert stored() == {**UNTOUCHED, "row": True, "everyone": False, "roles": ["Billing", "Front Desk"],
                         "users": ["hal@example.com"]}
     assert changes() == [("ann@example.com", "127.0.0.1", RIVERSIDE, "IP restrictions",
                           "applies to: Front Desk, Billing, hal@example.com")]
     # everyone again: the selection is cleared, whatever was still ticked
-    assert restrictions.set_scope(visit_of("ann"), riverside, "everyone", ids(Role, "Admin"), []) is None
+    assert restrictions.set_scope(visit_of("ann"), riverside, "everyone", role_ids("Admin"), []) is None
     assert stored() == {**UNTOUCHED, "row": True}
     assert changes()[-1][4] == "applies to: everyone"
 
@@ -173,14 +175,14 @@ def test_neither_everyone_nor_selected_is_refused(db, applies_to):
 def test_a_role_or_member_that_was_not_offered_is_refused(db, applies_to, roles, users):
     user_ids = [person(u).id if isinstance(u, str) else u for u in users]
     refusal = restrictions.set_scope(visit_of("ann"), practice_named(RIVERSIDE), applies_to,
-                                     ids(Role, "Front Desk") + roles, user_ids)
+                                     role_ids("Front Desk") + roles, user_ids)
     assert (refusal.code, refusal.message) == ("invalid_choice", "Choose only the roles and members listed.")
     assert stored() == UNTOUCHED and changes() == []
 
 
 def test_selected_with_nothing_ticked_waits_for_the_first_tick(db):
     riverside = practice_named(RIVERSIDE)
-    restrictions.set_scope(visit_of("ann"), riverside, "selected", ids(Role, "Front Desk"), [])
+    restrictions.set_scope(visit_of("ann"), riverside, "selected", role_ids("Front Desk"), [])
     before = stored()
     refusal = restrictions.set_scope(visit_of("ann"), riverside, "selected", [], [])
     assert refusal.code == "nothing_selected"
@@ -192,13 +194,13 @@ def test_selected_with_nothing_ticked_waits_for_the_first_tick(db):
 def test_narrowing_the_scope_to_include_yourself_from_an_uncovered_ip_is_refused(db):
     allow(RIVERSIDE, "127.0.0.1/32")
     riverside, away = practice_named(RIVERSIDE), visit_of("ann", ip="127.0.0.2")
-    assert restrictions.set_scope(away, riverside, "selected", ids(Role, "Front Desk"), []) is None
+    assert restrictions.set_scope(away, riverside, "selected", role_ids("Front Desk"), []) is None
     assert restrictions.set_enforced(away, riverside, True) is None  # Front Desk only: Ann is not blocked
     before = stored()
-    for role_ids, user_ids, applies_to in [(ids(Role, "Admin"), [], "selected"), ([], ids(None, "ann"), "selected"),
-                                           ([], [], "everyone")]:
-        refusal = restrictions.set_scope(away, riverside, applies_to, role_ids, user_ids)
-        assert refusal.code == "lockout", (role_ids, user_ids, applies_to)
+    for applies_to, roles, members in [("selected", role_ids("Admin"), []), ("selected", [], member_ids("ann")),
+                                       ("selected", role_ids("Front Desk", "Admin"), []), ("everyone", [], [])]:
+        refusal = restrictions.set_scope(away, riverside, applies_to, roles, members)
+        assert refusal.code == "lockout", (applies_to, roles, members)
         assert refusal.message == "This would block you: your IP 127.0.0.2 is not on the allowlist."
         assert stored() == before
     # from the covered office the same change goes through
@@ -211,7 +213,7 @@ def test_a_scope_change_of_an_enforced_practice_whose_allowlist_emptied_is_refus
     riverside = practice_named(RIVERSIDE)
     assert restrictions.set_enforced(visit_of("ann"), riverside, True) is None
     AllowlistEntry.update(active=False).execute()
-    refusal = restrictions.set_scope(visit_of("ann"), riverside, "selected", ids(Role, "Front Desk"), [])
+    refusal = restrictions.set_scope(visit_of("ann"), riverside, "selected", role_ids("Front Desk"), [])
     assert refusal.code == "empty_allowlist"
     assert stored()["everyone"]
 
