@@ -7,7 +7,7 @@ import pytest
 from conftest import OFFICE_IP, PEOPLE, Visitor, make_app
 from peewee import IntegrityError
 
-from pbnsec.domain.access_requests import submit
+from pbnsec.domain.access_requests import NOTE_MAX, REQUEST_LIMIT_PER_IP, REQUEST_LIMIT_PER_USER, submit
 from pbnsec.domain.visit import Visit
 from pbnsec.models import (
     AccessRequest,
@@ -18,11 +18,6 @@ from pbnsec.models import (
     SignIn,
     User,
     utcnow,
-)
-from pbnsec.web.auth import (
-    NOTE_MAX,
-    REQUEST_LIMIT_PER_IP,
-    REQUEST_LIMIT_PER_USER,
 )
 
 AWAY = "127.0.0.7"  # an address no allowlist entry covers
@@ -786,6 +781,41 @@ def test_decisions_need_the_csrf_token(app, ann):
     assert ann.post(f"/security/requests/{rid}/reject", csrf=False, htmx=True).status_code == 400
     assert ann.get(f"/security/requests/{rid}/approve").status_code == 405
     assert request_ids(app, "hal", RIVERSIDE) == [rid]
+
+
+QUERY_BUDGET = 6  # one decision, whatever the click: the request read once, its user with it
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+@pytest.mark.parametrize("action", ["approve", "reject"])
+def test_one_decision_stays_within_its_query_budget(app, ann, count_statements, action, htmx):
+    rid = make_request(app, "hal", RIVERSIDE)
+    seen = count_statements(f"security.{action}_request")
+    response = ann.post(f"/security/requests/{rid}/{action}", htmx=htmx)
+    assert response.status_code == (200 if htmx else 303)
+    assert len(seen.of_view) <= QUERY_BUDGET, seen
+
+
+def test_a_late_decision_stays_within_the_query_budget_too(app, ann, signed_in, count_statements):
+    rid = make_request(app, "hal", RIVERSIDE)
+    owner = signed_in("owner")
+    assert ann.post(f"/security/requests/{rid}/approve", htmx=True).status_code == 200
+    seen = count_statements("security.reject_request")
+    late = owner.post(f"/security/requests/{rid}/reject", htmx=True)
+    assert "Ann Lee decided this request first." in late.text
+    assert len(seen.of_view) <= QUERY_BUDGET, seen
+
+
+def test_the_requests_page_costs_the_same_for_one_request_or_many(app, ann, count_statements):
+    counts = []
+    for who, ip in [("hal", AWAY), ("fay", AWAY), ("hal", "127.0.0.8"), ("fay", "::1"), ("owner", AWAY)]:
+        rid = make_request(app, who, RIVERSIDE, ip=ip)
+        if who == "fay":
+            assert ann.post(f"/security/requests/{rid}/reject").status_code == 303  # a decided row as well
+        seen = count_statements("security.requests_page")
+        assert ann.get("/security/requests").status_code == 200
+        counts.append(len(seen.of_view))
+    assert len(set(counts)) == 1, f"statements by the view for 1..5 requests: {counts}"
 
 
 # --- the badge, and who may see what -----------------------------------------------------------------

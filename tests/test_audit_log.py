@@ -191,6 +191,16 @@ def test_one_page_needs_no_pager(app, ann):
     assert "Older →" not in response.text and "← Newer" not in response.text
 
 
+def test_a_page_of_fifty_rows_costs_what_a_page_of_three_does(app, ann, count_statements):
+    counts = []
+    for events in (3, 47):  # 3 rows, then 50
+        create_events(app, events)
+        seen = count_statements("security.audit_log")
+        assert ann.get("/security/audit").status_code == 200
+        counts.append(len(seen.of_view))
+    assert counts[0] == counts[1], f"statements by the view for a page of 3 rows and of 50: {counts}"
+
+
 def test_what_users_typed_is_escaped(app, ann):
     add_entry(app, ann, "192.0.2.0/24", '<script>alert("x")</script>', "Riverside Dental")
     response = ann.get("/security/audit?action=entry_added")

@@ -17,28 +17,28 @@ def join_practices(app, email, count):
         restrict(app, f"Extra Dental {n}", "127.0.0.0/8")
 
 
-def cost(v, queries, url):
-    with queries.counting():
-        assert v.get(url).status_code == 200
-    return len(queries), str(queries)
+def cost(v, count_statements, url):
+    seen = count_statements()
+    assert v.get(url).status_code == 200
+    return len(seen.all), repr(seen)
 
 
 @pytest.mark.parametrize("url", ["/", "/access-requests"])
-def test_a_signed_in_page_costs_the_same_for_one_practice_or_six(app, signed_in, queries, url):
+def test_a_signed_in_page_costs_the_same_for_one_practice_or_six(app, signed_in, count_statements, url):
     restrict(app, "Riverside Dental", "127.0.0.0/8")
     fay = signed_in("fay")  # one practice
-    one, one_log = cost(fay, queries, url)
+    one, one_log = cost(fay, count_statements, url)
     join_practices(app, "fay@example.com", 5)
-    six, six_log = cost(fay, queries, url)
+    six, six_log = cost(fay, count_statements, url)
     assert six == one, f"one practice: {one_log}\nsix practices: {six_log}"
     assert one <= 8, one_log
 
 
-def test_the_security_pages_cost_the_same_for_one_practice_or_six(app, signed_in, queries):
+def test_the_security_pages_cost_the_same_for_one_practice_or_six(app, signed_in, count_statements):
     restrict(app, "Riverside Dental", "127.0.0.0/8")
     ann = signed_in("ann")
-    before = {url: cost(ann, queries, url) for url in ("/security/settings", "/security/requests")}
+    before = {url: cost(ann, count_statements, url) for url in ("/security/settings", "/security/requests")}
     join_practices(app, "ann@example.com", 5)
     for url, (count, log) in before.items():
-        after, after_log = cost(ann, queries, url)
+        after, after_log = cost(ann, count_statements, url)
         assert after == count, f"{url}: one practice: {log}\nsix practices: {after_log}"

@@ -1,12 +1,100 @@
-"""Access requests: a blocked user asks for their current IP at a practice; an administrator decides, once."""
+"""Access requests: a blocked user asks for their current IP at a practice; an administrator decides, once.
+
+The administrator's side takes the ids of the practices they administer from where they are (the caller works
+those out); a request of any other practice is not there for them.
+"""
 from __future__ import annotations
 
-from peewee import IntegrityError
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Iterable
 
+from peewee import JOIN, IntegrityError
+
+from pbnsec.core.text import has_control_characters, without_control_characters
 from pbnsec.db import database
-from pbnsec.domain import audit
+from pbnsec.domain import audit, ratelimit
+from pbnsec.domain.access import AccessOverview
+from pbnsec.domain.signin_limits import ip_key
 from pbnsec.domain.visit import Visit
-from pbnsec.models import APPROVED, PENDING, AccessRequest, Grant
+from pbnsec.models import APPROVED, PENDING, REJECTED, AccessRequest, Grant, Practice, Role, User
+
+DECIDED_SHOWN = 200  # the administrator's list shows every pending request and this many decided ones
+
+NOTE_MAX = 500
+NOTE_READ = 5000  # more than this is not even looked at; the count shown for an over-long note stops here
+NOTE_WHITESPACE = "\n\t"  # a note may run over several lines
+REQUEST_WINDOW = timedelta(hours=1)
+REQUEST_LIMIT_PER_USER = 10
+REQUEST_LIMIT_PER_IP = 30
+
+
+# --- the user's side ---
+
+@dataclass(frozen=True)
+class Submission:
+    """An access-request form, checked (and, through request_access, submitted)."""
+
+    practices: tuple[Practice, ...]  # those chosen, in name order
+    note: str  # as stored; when refused, as shown back (without control characters)
+    errors: dict[str, str] = field(default_factory=dict)  # by form field ("practice", "note"); empty when fine
+    code: str = ""  # why it was refused: "invalid" (see errors) or "rate_limited"
+    created: tuple[Practice, ...] = ()  # the practices a request was made for (one already pending is kept)
+
+
+def check_submission(visit: Visit, access: AccessOverview, practice_ids: Iterable[int | None],
+                     note: str) -> Submission:
+    """Check what the visit's user asks for: practices they may ask for now (access.rows), a note within limits.
+
+    `practice_ids` are those ticked (None for what was not an id at all); nothing is written.
+    """
+    # Browsers send a line break as CR LF; the text box counted it as one character, and so do we.
+    note = note[:NOTE_READ].replace("\r\n", "\n").strip()
+    errors = {}
+    chosen = set(practice_ids)
+    offered = {row.practice.id: row for row in access.rows}
+    if not chosen:
+        errors["practice"] = "Choose at least one practice to ask for access to."
+    elif not chosen <= offered.keys():
+        errors["practice"] = "Choose only practices you belong to."
+    else:
+        problems = (_why_not(row, visit.ip_text) for row in access.rows if row.practice.id in chosen)
+        problem = next((p for p in problems if p), None)
+        if problem:
+            errors["practice"] = problem
+    if has_control_characters(note, allowed=NOTE_WHITESPACE):
+        note = without_control_characters(note, allowed=NOTE_WHITESPACE)
+        errors["note"] = "The note cannot contain control characters (line breaks and tabs are fine)."
+    elif len(note) > NOTE_MAX:
+        errors["note"] = f"The note can be at most {NOTE_MAX} characters long (yours has {len(note)})."
+    practices = tuple(row.practice for row in access.rows if row.practice.id in chosen)
+    return Submission(practices, note, errors, "invalid" if errors else "")
+
+
+def _why_not(row, ip_text: str) -> str | None:
+    """Why the user may not ask for this practice from here now, else None."""
+    if row.status == PENDING:
+        return f"Your request for {row.practice.name} from {ip_text} is already pending."
+    if row.decision.allowed:
+        return f"You already have access to {row.practice.name} from {ip_text}."
+    if not row.can_request:
+        return f"{row.practice.name} does not take access requests from you right now."
+    return None
+
+
+def request_access(visit: Visit, access: AccessOverview, practice_ids: Iterable[int | None],
+                   note: str) -> Submission:
+    """Check the form, count it against the user's and the IP's hourly limits, and submit it."""
+    checked = check_submission(visit, access, practice_ids, note)
+    if checked.errors:
+        return checked
+    # Only a request that could be made is counted: a mistake does not use up the hour's allowance.
+    wait, _ = ratelimit.acquire([(f"request-user:{visit.user.id}", REQUEST_LIMIT_PER_USER),
+                                 (f"request-ip:{ip_key(visit.ip)}", REQUEST_LIMIT_PER_IP)], REQUEST_WINDOW)
+    if wait:
+        error = f"Too many access requests. Try again in {max(1, round(wait / 60))} minutes."
+        return Submission(checked.practices, checked.note, {"practice": error}, "rate_limited")
+    return Submission(checked.practices, checked.note, created=tuple(submit(visit, checked.practices, checked.note)))
 
 
 def submit(visit: Visit, practices, note: str) -> list:
@@ -24,13 +112,66 @@ def submit(visit: Visit, practices, note: str) -> list:
     return created
 
 
-def decide(visit: Visit, request: AccessRequest, status: str) -> bool:
-    """Record one decision by the visit's user; True for the click that made it, False when someone decided first."""
+# --- the administrator's side ---
+
+def _with_people():
+    """Requests with their user (and role), practice and decider, so showing one costs no further query."""
+    decider = User.alias()
+    return (AccessRequest.select(AccessRequest, User, Role, Practice, decider)
+            .join(User, on=AccessRequest.user).join(Role)
+            .switch(AccessRequest).join(Practice)
+            .switch(AccessRequest).join(decider, JOIN.LEFT_OUTER, on=AccessRequest.decided_by))
+
+
+@dataclass(frozen=True)
+class Listing:
+    pending: list[AccessRequest]  # oldest first
+    decided: list[AccessRequest]  # latest first, at most DECIDED_SHOWN
+
+
+def listing(practice_ids: Iterable[int], decided_shown: int = DECIDED_SHOWN) -> Listing:
+    """The requests of these practices: every pending one, then the latest decided ones (two queries)."""
+    mine = _with_people().where(AccessRequest.practice.in_(list(practice_ids)))
+    pending = mine.where(AccessRequest.status == PENDING).order_by(AccessRequest.created_at, AccessRequest.id)
+    decided = (mine.where(AccessRequest.status != PENDING)
+               .order_by(AccessRequest.decided_at.desc(), AccessRequest.id.desc()).limit(decided_shown))
+    return Listing(list(pending), list(decided))
+
+
+def pending_count(practice_ids: Iterable[int]) -> int:
+    """How many requests of these practices wait for a decision."""
+    return AccessRequest.select().where(
+        (AccessRequest.status == PENDING) & AccessRequest.practice.in_(list(practice_ids))).count()
+
+
+def decidable(request_id: int, practice_ids: Iterable[int]) -> AccessRequest | None:
+    """A request of one of these practices, with its people; None when there is no such request among them."""
+    return _with_people().where((AccessRequest.id == request_id)
+                                & AccessRequest.practice.in_(list(practice_ids))).first()
+
+
+@dataclass(frozen=True)
+class Decided:
+    request: AccessRequest  # as it stands now, with its user (and role), practice and decider
+    won: bool  # this call made the decision; False when someone decided first (request.decided_by says who)
+
+
+def decide(visit: Visit, request_id: int, status: str, practice_ids: Iterable[int]) -> Decided | None:
+    """Approve or reject a pending request of one of these practices as the visit's user; of many racing calls,
+    exactly one wins. None when there is no such request among these practices."""
+    if status not in (APPROVED, REJECTED):
+        raise ValueError(f"a request is approved or rejected, not {status!r}")
+    practice_ids = list(practice_ids)
     with database.atomic():
-        # The write comes first and only touches a pending row: of many racing clicks, one wins.
+        # The write comes first and only touches a pending row: of many racing clicks, one wins. It also
+        # checks the practice, so nothing is read before it and the row is read once, after it.
         won = (AccessRequest.update(status=status, decided_by=visit.user.id, decided_at=visit.now)
-               .where((AccessRequest.id == request.id) & (AccessRequest.status == PENDING))
+               .where((AccessRequest.id == request_id) & (AccessRequest.status == PENDING)
+                      & AccessRequest.practice.in_(practice_ids))
                .execute()) == 1
+        request = decidable(request_id, practice_ids)
+        if request is None:  # none of these practices' (or the requester's account is gone: cascaded away)
+            return None
         if won:
             if status == APPROVED:
                 (Grant.insert(user=request.user_id, practice=request.practice_id, ip=request.ip, request=request.id,
@@ -38,4 +179,4 @@ def decide(visit: Visit, request: AccessRequest, status: str) -> bool:
                  .on_conflict_ignore().execute())
             audit.record_by(visit, f"request_{status}", practice=request.practice_id,
                             target=f"{request.user.email} from {request.ip}", detail=f"request #{request.id}")
-    return won
+    return Decided(request, won)

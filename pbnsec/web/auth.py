@@ -1,7 +1,6 @@
 """Sign-in, sign-out, the blocked-login page and a user's own access requests."""
 from __future__ import annotations
 
-from datetime import timedelta
 
 from flask import (
     Blueprint,
@@ -15,13 +14,12 @@ from flask import (
 )
 from flask_login import current_user, login_user
 
-from pbnsec.core.text import has_control_characters, without_control_characters
-from pbnsec.domain import audit, ratelimit, sessions, sign_in, signin_limits
-from pbnsec.domain.access_requests import submit
+from pbnsec.domain import audit, sessions, sign_in
+from pbnsec.domain.access_requests import NOTE_MAX, request_access
 from pbnsec.domain.visit import Visit
-from pbnsec.models import PENDING, AccessRequest, Practice
+from pbnsec.models import AccessRequest, Practice
 from pbnsec.web.hook import access_of, blocked_user, end_sign_in, start_blocked_sign_in
-from pbnsec.web.pages import safe_next
+from pbnsec.web.pages import parse_id, safe_next
 
 bp = Blueprint("auth", __name__)
 
@@ -59,13 +57,6 @@ def logout():
 
 # --- the blocked user: status per practice and access requests ---
 
-NOTE_MAX = 500
-NOTE_WHITESPACE = "\n\t"  # a note may run over several lines (CR LF arrives as LF by then)
-REQUEST_WINDOW = timedelta(hours=1)
-REQUEST_LIMIT_PER_USER = 10
-REQUEST_LIMIT_PER_IP = 30
-
-
 def requester():
     """Who is asking: the signed-in user, or the blocked sign-in of a blocked sign-in; else None."""
     if current_user.is_authenticated:
@@ -99,48 +90,18 @@ def access_requests():
     if user is None:
         flash("Please sign in again.", "info")
         return redirect(url_for("auth.login"), code=303)
-    rows = access_of(user).rows
+    access = access_of(user)
     if request.method == "GET":
-        return _requests_page(user, rows)
+        return _requests_page(user, access.rows)
 
-    # Browsers send a line break as CR LF; the text box counted it as one character, and so do we.
-    note = request.form.get("note", "")[:5000].replace("\r\n", "\n").strip()
-    note_has_control = has_control_characters(note, allowed=NOTE_WHITESPACE)
-    if note_has_control:
-        note = without_control_characters(note, allowed=NOTE_WHITESPACE)  # shown back without them
-    chosen = set(request.form.getlist("practice"))
-    errors = {}
-    offered = {str(r.practice.id): r for r in rows}
-    if not chosen:
-        errors["practice"] = "Choose at least one practice to ask for access to."
-    elif not chosen <= offered.keys():
-        errors["practice"] = "Choose only practices you belong to."
-    else:
-        for practice_id in sorted(chosen):
-            row = offered[practice_id]
-            if row.status == PENDING:
-                errors["practice"] = f"Your request for {row.practice.name} from {g.client_ip} is already pending."
-            elif row.decision.allowed:
-                errors["practice"] = f"You already have access to {row.practice.name} from {g.client_ip}."
-            elif not row.can_request:
-                errors["practice"] = f"{row.practice.name} does not take access requests from you right now."
-    if note_has_control:
-        errors["note"] = "The note cannot contain control characters (line breaks and tabs are fine)."
-    elif len(note) > NOTE_MAX:
-        errors["note"] = f"The note can be at most {NOTE_MAX} characters long (yours has {len(note)})."
-    if errors:
-        return _requests_page(user, rows, errors, note, code=422)
-    by_ip = f"request-ip:{signin_limits.ip_key(g.client_ip)}"
-    wait, _ = ratelimit.acquire([(f"request-user:{user.id}", REQUEST_LIMIT_PER_USER),
-                                 (by_ip, REQUEST_LIMIT_PER_IP)], REQUEST_WINDOW)
-    if wait:
-        errors["practice"] = f"Too many access requests. Try again in {max(1, round(wait / 60))} minutes."
-        return _requests_page(user, rows, errors, note, code=429)
-
-    chosen_practices = [row.practice for row in rows if str(row.practice.id) in chosen]  # in name order
-    created = submit(Visit(user, g.client_ip, now=g.visit.now), chosen_practices, note)
-    if created:
-        flash(f"Access requested for {', '.join(p.name for p in created)}. An administrator will review it.", "success")
+    asked = request_access(Visit(user, g.client_ip, now=g.visit.now), access,
+                           [parse_id(v) for v in request.form.getlist("practice")], request.form.get("note", ""))
+    if asked.errors:
+        code = 429 if asked.code == "rate_limited" else 422
+        return _requests_page(user, access.rows, asked.errors, asked.note, code=code)
+    if asked.created:
+        flash(f"Access requested for {', '.join(p.name for p in asked.created)}. An administrator will review it.",
+              "success")
     else:
         flash("Your request is already pending.", "info")
     return redirect(request.path if current_user.is_authenticated else url_for("auth.blocked"), code=303)

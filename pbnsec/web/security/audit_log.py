@@ -6,7 +6,7 @@ import io
 from dataclasses import dataclass
 
 from flask import Response, render_template, request, stream_with_context
-from peewee import fn
+from peewee import JOIN, fn
 
 from pbnsec.core.text import has_control_characters, without_control_characters
 from pbnsec.models import AuditEvent, Practice
@@ -61,7 +61,9 @@ def filtered_events(f: AuditFilter):
     visible = AuditEvent.practice.in_([p.id for p in administered_practices()])
     if manages_every_practice():
         visible |= AuditEvent.practice.is_null()
-    query = AuditEvent.select().where(visible)
+    # Each row's practice comes with it: a page of fifty rows is one query, not fifty-one.
+    query = (AuditEvent.select(AuditEvent, Practice).join(Practice, JOIN.LEFT_OUTER, on=AuditEvent.practice)
+             .where(visible))
     if f.practice:
         query = query.where(AuditEvent.practice == parse_id(f.practice))
     if f.action:
@@ -76,25 +78,26 @@ def _filter():
     return AuditFilter.from_args(request.args, {p.id for p in practices}), practices
 
 
+def _page(f: AuditFilter, practices, code: int = 200, events=(), row_count: int = 0, event_count: int = 0,
+          pages: int = 0):
+    return render_template("security/audit.html", f=f, practices=practices, actions=ACTIONS, events=list(events),
+                           row_count=row_count, event_count=event_count, pages=pages), code
+
+
 @bp.route("/audit")
 def audit_log():
     f, practices = _filter()
     if f.error:
-        return render_template("security/audit.html", f=f, practices=practices, actions=ACTIONS,
-                               events=[], row_count=0, event_count=0, pages=0), 400
+        return _page(f, practices, 400)
     query = filtered_events(f)
     # Pages are of rows; the total an admin reads is of events, a row counting each repeat it holds.
     row_count, event_count = query.select(fn.COUNT(AuditEvent.id), fn.SUM(AuditEvent.count)).order_by().scalar(
         as_tuple=True)
-    event_count = event_count or 0
     pages = max(1, -(-row_count // PAGE_SIZE))
     if f.page > pages:
         f.error = f"There is no page {f.page}: these filters give {pages} page{'s' if pages > 1 else ''}."
-        return render_template("security/audit.html", f=f, practices=practices, actions=ACTIONS,
-                               events=[], row_count=row_count, event_count=event_count, pages=pages), 400
-    events = list(query.paginate(f.page, PAGE_SIZE))
-    return render_template("security/audit.html", f=f, practices=practices, actions=ACTIONS,
-                           events=events, row_count=row_count, event_count=event_count, pages=pages)
+        return _page(f, practices, 400, row_count=row_count, event_count=event_count or 0, pages=pages)
+    return _page(f, practices, 200, query.paginate(f.page, PAGE_SIZE), row_count, event_count or 0, pages)
 
 
 def _cell(value) -> str:

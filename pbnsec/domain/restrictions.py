@@ -1,0 +1,135 @@
+"""IP restrictions of a practice, as General Settings changes them: enforced or not, whom they apply to, and
+whether blocked users may ask for access.
+
+The caller has checked that the visit's user administers the practice from where they are. Each change runs
+under change_lock(), so what it checked (is the allowlist empty? would the admin be locked out?) still holds when
+it commits, and each change is audited. A refused change changes nothing and returns a Refusal whose code says why:
+
+- ``empty_allowlist``: restrictions would be on with no active entry for the practice;
+- ``lockout``: the visit's user would be blocked from the IP they are using now;
+- ``invalid_choice``: neither everyone nor selected, or a role or member that was not offered;
+- ``nothing_selected``: "selected" with nothing ticked, which waits for the first tick (not an error).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable
+
+from pbnsec.core.decision import Settings
+from pbnsec.db import change_lock
+from pbnsec.domain import audit
+from pbnsec.domain.access import Refusal, lockout_for, settings_for
+from pbnsec.domain.visit import Visit
+from pbnsec.models import (
+    ALL_PRACTICES,
+    AllowlistEntry,
+    IPRestriction,
+    Membership,
+    Practice,
+    RestrictedRole,
+    RestrictedUser,
+    Role,
+    User,
+)
+
+EVERYONE, SELECTED = "everyone", "selected"  # whom IP restrictions apply to, as the scope control offers it
+
+EMPTY_ALLOWLIST = "The allowlist is empty: add at least one entry before switching IP restrictions on."
+NOT_A_SCOPE = "Choose everyone or selected roles and users."
+NOT_OFFERED = "Choose only the roles and members listed."
+NOTHING_SELECTED = "Tick the roles and users that IP restrictions apply to. Nothing is saved until you tick one."
+
+
+@dataclass(frozen=True)
+class GeneralSettings:
+    """A practice's IP restrictions as General Settings shows them, with the roles and members its pickers offer."""
+
+    practice: Practice
+    settings: Settings  # enforced, and whom they apply to
+    requests_allowed: bool
+    roles: tuple[Role, ...]  # in their listed order
+    members: tuple[User, ...]  # the practice's people by name, each with their role
+
+
+def general_settings(practice: Practice) -> GeneralSettings:
+    """One practice's IP restrictions and what its pickers offer."""
+    row = IPRestriction.get_or_none(IPRestriction.practice == practice)
+    members = (User.select(User, Role).join(Role).switch(User).join(Membership)
+               .where(Membership.practice == practice).order_by(User.name))
+    return GeneralSettings(practice, settings_for(practice.id), row.requests_allowed if row else True,
+                           tuple(Role.select().order_by(Role.position)), tuple(members))
+
+
+def set_enforced(visit: Visit, practice: Practice, on: bool) -> Refusal | None:
+    """Switch IP restrictions on or off; None when saved, else the Refusal (empty allowlist, lockout)."""
+    with change_lock():
+        refusal = _refusal(visit, practice, replace(settings_for(practice.id), enforced=on))
+        if refusal is None:
+            _save(visit, practice, enforced=on)
+            audit.record_by(visit, "settings_changed", practice=practice, target="IP restrictions",
+                            detail="enforced: " + ("on" if on else "off"))
+    return refusal
+
+
+def set_scope(visit: Visit, practice: Practice, applies_to: str, role_ids: Iterable[int | None],
+              user_ids: Iterable[int | None]) -> Refusal | None:
+    """Apply IP restrictions to everyone or to the selected roles and members; None when saved, else the Refusal.
+
+    The ids are those the admin ticked; one not offered (a member of another practice, a number that is no role,
+    None for what was not a number at all) refuses the whole change, even with everyone chosen.
+    """
+    role_ids, user_ids = frozenset(role_ids), frozenset(user_ids)
+    if applies_to not in (EVERYONE, SELECTED):
+        return _bad_input(practice, "invalid_choice", NOT_A_SCOPE)
+    with change_lock():
+        members = {m.user_id for m in Membership.select(Membership.user).where(Membership.practice == practice)}
+        if not role_ids <= {r.id for r in Role.select(Role.id)} or not user_ids <= members:
+            return _bad_input(practice, "invalid_choice", NOT_OFFERED)
+        everyone = applies_to == EVERYONE
+        if everyone:
+            role_ids = user_ids = frozenset()
+        elif not role_ids and not user_ids:
+            # Saving it would restrict nobody, which no admin who chose "selected" means.
+            return _bad_input(practice, "nothing_selected", NOTHING_SELECTED)
+        refusal = _refusal(visit, practice, replace(settings_for(practice.id), everyone=everyone,
+                                                    role_ids=role_ids, user_ids=user_ids))
+        if refusal is None:
+            _save(visit, practice, everyone=everyone)
+            RestrictedRole.delete().where(RestrictedRole.practice == practice).execute()
+            RestrictedUser.delete().where(RestrictedUser.practice == practice).execute()
+            if role_ids:
+                RestrictedRole.insert_many([{"practice": practice, "role": r} for r in sorted(role_ids)]).execute()
+            if user_ids:
+                RestrictedUser.insert_many([{"practice": practice, "user": u} for u in sorted(user_ids)]).execute()
+            names = [r.name for r in Role.select().where(Role.id.in_(role_ids))]
+            names += [u.email for u in User.select().where(User.id.in_(user_ids))]
+            audit.record_by(visit, "settings_changed", practice=practice, target="IP restrictions",
+                            detail="applies to: " + (EVERYONE if everyone else ", ".join(names)))
+    return refusal
+
+
+def set_requests_allowed(visit: Visit, practice: Practice, on: bool) -> None:
+    """Let blocked users ask for access to the practice, or not (never refused)."""
+    with change_lock():
+        _save(visit, practice, requests_allowed=on)
+        audit.record_by(visit, "settings_changed", practice=practice, target="IP restrictions",
+                        detail="access requests: " + ("allowed" if on else "not allowed"))
+
+
+def _refusal(visit: Visit, practice: Practice, new: Settings) -> Refusal | None:
+    """Why the practice may not have these settings (empty allowlist, lockout), else None."""
+    if new.enforced and not AllowlistEntry.select().where(
+        AllowlistEntry.scope.in_([practice.id, ALL_PRACTICES]) & AllowlistEntry.active
+    ).exists():
+        return Refusal(EMPTY_ALLOWLIST, practice.id, False, advice="", code="empty_allowlist")
+    return lockout_for(visit.user, [practice.id], visit.ip, settings=new)
+
+
+def _bad_input(practice: Practice, code: str, message: str) -> Refusal:
+    return Refusal(message, practice.id, False, advice="", code=code)
+
+
+def _save(visit: Visit, practice: Practice, **fields) -> None:
+    """Write fields of the practice's IP restrictions, whose row is made (with the defaults) on its first change."""
+    row, _ = IPRestriction.get_or_create(practice=practice)
+    IPRestriction.update(updated_at=visit.now, **fields).where(IPRestriction.id == row.id).execute()
