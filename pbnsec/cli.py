@@ -14,7 +14,13 @@ from peewee import PostgresqlDatabase, SqliteDatabase
 
 from pbnsec import __version__, backups, migrations
 from pbnsec.config import PROJECT_ROOT, ConfigError
-from pbnsec.db import DatabaseUnavailable, change_lock, check_database, database, missing_sqlite_file
+from pbnsec.db import (
+    DatabaseUnavailable,
+    change_lock,
+    check_database,
+    database,
+    missing_sqlite_file,
+)
 from pbnsec.domain import audit
 from pbnsec.domain.users import (
     AccountError,

@@ -18,8 +18,8 @@ from peewee import (
 )
 from playhouse.migrate import SchemaMigrator
 
-from pbnsec.config import ConfigError
 from pbnsec import __version__
+from pbnsec.config import ConfigError
 from pbnsec.db import change_lock, database
 from pbnsec.models import MODELS, ROLES, Role, SchemaVersion, seed_roles, utcnow
 

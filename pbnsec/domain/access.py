@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import ip_network
 
+from peewee import JOIN
+
 from pbnsec.core.decision import (
     NOT_REQUESTED,
     Decision,
@@ -25,6 +27,7 @@ from pbnsec.models import (
     AllowlistEntry,
     Grant,
     IPRestriction,
+    Membership,
     Practice,
     RestrictedRole,
     RestrictedUser,
@@ -33,10 +36,14 @@ from pbnsec.models import (
 )
 
 
-def _settings(practice_ids) -> tuple[dict[int, Settings], set[int]]:
-    """Each practice's IP restrictions, and the practices that take no access requests."""
+def _settings(practice_ids, rows=None) -> tuple[dict[int, Settings], set[int]]:
+    """Each practice's IP restrictions, and the practices that take no access requests.
+
+    `rows`: the practices' IPRestriction rows when the caller already has them (else one query here).
+    """
     settings = {pid: Settings() for pid in practice_ids}
-    rows = list(IPRestriction.select().where(IPRestriction.practice.in_(list(practice_ids))))
+    if rows is None:
+        rows = list(IPRestriction.select().where(IPRestriction.practice.in_(list(practice_ids))))
     scoped = [r.practice_id for r in rows if not r.everyone]
     roles: dict[int, set[int]] = {pid: set() for pid in scoped}
     users: dict[int, set[int]] = {pid: set() for pid in scoped}
@@ -174,9 +181,14 @@ class AccessOverview:
 
 def overview(user: User, ip, now: datetime | None = None) -> AccessOverview:
     """Each of the user's practices as seen from this IP: the same few queries for one practice or twenty."""
-    practices = list(user.practices())
+    # The practices and their restrictions in one query: this runs on every request.
+    practices = list(Practice.select(Practice, IPRestriction)
+                     .join(Membership).switch(Practice)
+                     .join(IPRestriction, JOIN.LEFT_OUTER, on=(IPRestriction.practice == Practice.id),
+                           attr="restriction")
+                     .where(Membership.user == user).order_by(Practice.name))
     ids = [p.id for p in practices]
-    settings, no_requests = _settings(ids)
+    settings, no_requests = _settings(ids, [p.restriction for p in practices if p.restriction is not None])
     decisions = _decisions(user, ids, ip, now or utcnow(), settings)
     rows = []
     for practice in practices:

@@ -17,7 +17,16 @@ from pbnsec.domain import audit, ratelimit
 from pbnsec.domain.access import AccessOverview
 from pbnsec.domain.signin_limits import ip_key
 from pbnsec.domain.visit import Visit
-from pbnsec.models import APPROVED, PENDING, REJECTED, AccessRequest, Grant, Practice, Role, User
+from pbnsec.models import (
+    APPROVED,
+    PENDING,
+    REJECTED,
+    AccessRequest,
+    Grant,
+    Practice,
+    Role,
+    User,
+)
 
 DECIDED_SHOWN = 200  # the administrator's list shows every pending request and this many decided ones
 

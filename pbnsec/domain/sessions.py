@@ -4,7 +4,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
-from pbnsec.models import SignIn, User, utcnow
+from pbnsec.models import Role, SignIn, User, utcnow
 
 FULL_LIFETIME = timedelta(hours=12)
 BLOCKED_LIFETIME = timedelta(minutes=15)  # the blocked-login page's identity: short on purpose
@@ -24,7 +24,8 @@ def find(token, blocked: bool = False) -> User | None:
     """The active user of a live sign-in of this kind, else None."""
     if not isinstance(token, str) or not token:
         return None
-    user = (User.select().join(SignIn)
+    # The role comes with the user: every request asks whether they are a security administrator.
+    user = (User.select(User, Role).join(Role).switch(User).join(SignIn)
             .where((SignIn.token == token) & (SignIn.blocked == blocked) & (SignIn.expires_at > utcnow())
                    & User.active)
             .first())

@@ -1,7 +1,6 @@
 """Sign-in, sign-out, the blocked-login page and a user's own access requests."""
 from __future__ import annotations
 
-
 from flask import (
     Blueprint,
     flash,
