@@ -16,12 +16,11 @@ from pbnsec import __version__, backups, migrations
 from pbnsec.config import PROJECT_ROOT, ConfigError
 from pbnsec.db import (
     DatabaseUnavailable,
-    change_lock,
     check_database,
     database,
     missing_sqlite_file,
 )
-from pbnsec.domain import audit
+from pbnsec.domain import audit, restrictions
 from pbnsec.domain.users import (
     AccountError,
     bootstrap_owner,
@@ -29,7 +28,7 @@ from pbnsec.domain.users import (
     create_user,
     find_practice,
 )
-from pbnsec.models import IPRestriction, Practice, utcnow
+from pbnsec.models import Practice
 
 # Why the server could not listen, and what the person starting it can do about it.
 LISTEN_PROBLEMS = {
@@ -216,13 +215,7 @@ security_cli = AppGroup("security", help="Break-glass security commands.")
 def unlock_command(practice_name):
     """Switch IP restrictions off for a practice (when every administrator is locked out)."""
     practice = find_practice(practice_name)
-    with change_lock():
-        row, _ = IPRestriction.get_or_create(practice=practice)
-        was_on = row.enforced
-        IPRestriction.update(enforced=False, updated_at=utcnow()).where(IPRestriction.id == row.id).execute()
-        audit.record("security_unlock", actor_label="cli", actor_ip="local", practice=practice,
-                     target="IP restrictions", detail="enforced: " + ("on -> off" if was_on else "already off"))
-    if was_on:
+    if restrictions.unlock(practice):
         click.echo(f"IP restrictions are now OFF for {practice.name}. Everyone in it can sign in from any IP.")
         click.echo("Fix the allowlist, then switch them on again under Security Management > General Settings.")
     else:

@@ -30,6 +30,7 @@ from pbnsec.models import (
     RestrictedUser,
     Role,
     User,
+    utcnow,
 )
 
 EVERYONE, SELECTED = "everyone", "selected"  # whom IP restrictions apply to, as the scope control offers it
@@ -133,3 +134,13 @@ def _save(visit: Visit, practice: Practice, **fields) -> None:
     """Write fields of the practice's IP restrictions, whose row is made (with the defaults) on its first change."""
     row, _ = IPRestriction.get_or_create(practice=practice)
     IPRestriction.update(updated_at=visit.now, **fields).where(IPRestriction.id == row.id).execute()
+
+
+def unlock(practice: Practice) -> bool:
+    """Break glass from the command line: switch IP restrictions off, audited; True when they were on."""
+    with change_lock():
+        row, _ = IPRestriction.get_or_create(practice=practice)
+        IPRestriction.update(enforced=False, updated_at=utcnow()).where(IPRestriction.id == row.id).execute()
+        audit.record("security_unlock", actor_label="cli", actor_ip="local", practice=practice,
+                     target="IP restrictions", detail="enforced: " + ("on -> off" if row.enforced else "already off"))
+    return row.enforced
