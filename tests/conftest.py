@@ -220,3 +220,71 @@ def wrong_passwords(app, v: Visitor, email: str, times: int) -> None:
         assert response.status_code == 401, response.get_data(as_text=True)
         with app.app_context():
             RateLimitHit.delete().execute()  # else the limiter refuses all but the first few before the check
+
+
+# --- domain tests: a Visit on the seeded database, no HTTP, no sign-in ---
+
+def person(who: str):
+    """A seeded person's User (inside an app context): person("ann")."""
+    from pbnsec.models import User
+
+    return User.get(User.email == PEOPLE[who][0])
+
+
+def practice_named(name: str):
+    """A practice by name (inside an app context)."""
+    from pbnsec.models import Practice
+
+    return Practice.get(Practice.name == name)
+
+
+def visit_of(who: str, ip: str | None = OFFICE_IP, practice: str | None = None):
+    """A seeded person's Visit from an IP (None: one that cannot be told), as the hook builds it for a request."""
+    from ipaddress import ip_address
+
+    from pbnsec.domain.visit import Visit
+
+    return Visit(person(who), ip_address(ip) if ip is not None else None,
+                 practice_named(practice) if practice else None)
+
+
+class Statements:
+    """The SQL statements run since counting began; `of_view` those run once the view itself was called."""
+
+    def __init__(self):
+        self.all: list[str] = []
+        self.view_started_at = 0
+
+    @property
+    def of_view(self) -> list[str]:
+        return self.all[self.view_started_at:]
+
+    def __repr__(self):
+        return (f"{len(self.of_view)} statements by the view, {len(self.all)} in all:\n  "
+                + "\n  ".join(s[:150] for s in self.all))
+
+
+@pytest.fixture
+def count_statements(app, monkeypatch):
+    """count_statements() or count_statements("security.approve_request") -> Statements, filled from then on."""
+    def start(endpoint: str | None = None) -> Statements:
+        from pbnsec.db import database
+
+        seen = Statements()
+        execute_sql = database.obj.execute_sql  # every query peewee runs, whichever way it was built
+
+        def counted(sql, params=None, *args, **kwargs):
+            seen.all.append(sql)
+            return execute_sql(sql, params, *args, **kwargs)
+
+        monkeypatch.setattr(database.obj, "execute_sql", counted)
+        if endpoint is not None:
+            view = app.view_functions[endpoint]
+
+            def marked(*args, **kwargs):  # what runs before this (sign-in, access overview) is every page's cost
+                seen.view_started_at = len(seen.all)
+                return view(*args, **kwargs)
+
+            monkeypatch.setitem(app.view_functions, endpoint, marked)
+        return seen
+    return start
