@@ -1,5 +1,6 @@
 """Security Management › IP Allowlist, as a full page and as htmx fragments."""
 import re
+from ipaddress import ip_network
 
 import pytest
 
@@ -362,3 +363,55 @@ def test_a_configured_proxy_address_needs_the_same_confirmation(tmp_path, seeded
     assert refused.status_code == 422 and "includes the address of your proxy" in refused.text
     assert add(v, "192.0.2.0/25", confirm_local="192.0.2.0/25").status_code == 303
     assert add(v, "198.51.100.0/24").status_code == 303  # not a proxy: no confirmation needed
+
+
+# --- fragments are self-contained: one row costs one row's queries, however long the allowlist ---
+
+ROW_BUDGET = 6  # statements a row's view may run (what every page costs, sign-in and access, comes on top)
+
+
+def row_costs(app, v, entry_id, count_statements) -> dict:
+    """(statements by the view, the statements) of each row view for htmx on one entry, save and switch included."""
+    costs = {}
+    for endpoint, method, url, data in [
+        ("security.entry_row", "GET", "row", None),
+        ("security.edit_entry", "GET", "edit", None),
+        ("security.relabel_entry", "POST", "label", {"label": "Renamed"}),
+        ("security.set_entry_active", "POST", "active", {"active": "0"}),
+    ]:
+        seen = count_statements(endpoint)
+        url = f"/security/allowlist/{entry_id}/{url}"
+        response = v.post(url, data, htmx=True) if method == "POST" else v.get(url, htmx=True)
+        assert response.status_code == 200 and response.text.startswith(f'<tr id="entry-{entry_id}"'), url
+        costs[url] = (len(seen.of_view), repr(seen))  # now: the next count_statements() adds to this one too
+    return costs
+
+
+@pytest.mark.parametrize("who, practice", [("ann", None), ("owner", "all")])
+def test_a_row_fragment_costs_one_rows_queries(app, signed_in, count_statements, who, practice):
+    v = signed_in(who)
+    assert add(v, "192.0.2.0/24", "Office", practice=practice).status_code == 303
+    entry_id = latest_entry_id(app)
+    few = row_costs(app, v, entry_id, count_statements)
+    for url, (count, statements) in few.items():
+        if practice == "all" and url.endswith("/active"):
+            continue  # switching an All practices entry off checks every practice for a lockout: not one row's cost
+        assert count <= ROW_BUDGET, f"{url}: {statements}"
+    with app.app_context():  # a long allowlist does not make one row dearer
+        riverside = Practice.get(Practice.name == "Riverside Dental")
+        for n in range(30):
+            net = ip_network(f"198.51.{n}.0/24")
+            AllowlistEntry.create(**AllowlistEntry.stored(net, riverside, label=f"Branch {n}"))
+        AllowlistEntry.update(active=True, label="Office").where(AllowlistEntry.id == entry_id).execute()
+    many = row_costs(app, v, entry_id, count_statements)
+    summary = {url: (few[url][0], many[url][0]) for url in few}
+    assert all(a == b for a, b in summary.values()), f"statements by the view with 1 and 31 entries: {summary}"
+
+
+def test_a_row_and_the_status_work_without_javascript_as_the_whole_page(app, ann):
+    add(ann, "192.0.2.0/24", "Office")
+    entry_id = latest_entry_id(app)
+    for url in (f"/security/allowlist/{entry_id}/row", "/security/allowlist/status"):
+        page = ann.get(url)
+        assert page.status_code == 200 and "<html" in page.text
+        assert f'<tr id="entry-{entry_id}"' in page.text and '<section id="ip-status"' in page.text

@@ -26,7 +26,7 @@ def at_the_same_moment(monkeypatch, *calls):
             pass
         return result
 
-    monkeypatch.setattr("pbnsec.web.security.allowlist.lockout_for", check_then_meet)
+    monkeypatch.setattr("pbnsec.domain.allowlist.lockout_for", check_then_meet)
     monkeypatch.setattr("pbnsec.domain.restrictions.lockout_for", check_then_meet)
     results = [None] * len(calls)
 

@@ -63,8 +63,9 @@ def settings_for(practice_id: int) -> Settings:
     return _settings([practice_id])[0][practice_id]
 
 
-def _entries(practice_ids, ip) -> dict[int, list[Rule]]:
-    """Per practice, the entries (its own and All practices') whose network holds ip: indexed probes, no scan."""
+def entries_holding(practice_ids, ip) -> dict[int, list[Rule]]:
+    """Per practice, the entries (its own and All practices', switched off or not) whose network holds ip: indexed
+    probes, no scan. The one matcher: access is decided on it and the allowlist's banner shows it."""
     found: dict[int, list[Rule]] = {pid: [] for pid in practice_ids}
     if ip is None or not found:
         return found
@@ -121,7 +122,7 @@ def _decisions(user: User, practice_ids: list[int], ip, now: datetime, settings:
     """decide() once per practice; entries only where restrictions apply, grants and statuses only if needed."""
     subject = Subject(user.id, user.role_id)
     applies = [pid for pid in practice_ids if settings[pid].enforced and settings[pid].applies_to(subject)]
-    entries = _entries(applies, ip)
+    entries = entries_holding(applies, ip)
     grants = _Lazy(lambda: _grants(user.id, applies, ip))
     statuses = _Lazy(lambda: _statuses(user.id, applies, ip))
     decisions = {}

@@ -1,0 +1,355 @@
+"""The IP allowlist of a practice: adding, relabelling, switching and deleting entries, revoking user grants, and
+what the allowlist screen shows.
+
+The caller has checked that the visit's user may change the entry or grant (its practice is administered from
+where they are; an All practices entry needs every practice). Each change that could lock someone out or open
+everything runs under change_lock(), so what it checked still holds when it commits, and each change is audited.
+A refused change stores nothing. An entry that cannot be added comes back as an EntryRefused, one FieldError per
+field; a change refused as a whole is a Refusal whose code says why:
+
+- ``lockout``: the visit's user would be blocked from the IP they are using now;
+- ``last_entry``: an enforced practice would be left without an active entry;
+- ``covers_everything``: the active entries would together allow every IPv4 or IPv6 address.
+"""
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv6Network, ip_network
+
+from peewee import JOIN, IntegrityError
+
+from pbnsec.core.clientip import Proxies, local_reason
+from pbnsec.core.iprules import (
+    EntryError,
+    IPAddress,
+    IPNetwork,
+    covered_version,
+    ipv6_privacy_network,
+    is_broad,
+    parse_entry,
+)
+from pbnsec.core.text import (
+    TYPED_WHITESPACE,
+    has_control_characters,
+    without_control_characters,
+)
+from pbnsec.db import change_lock, database
+from pbnsec.domain import audit
+from pbnsec.domain.access import (
+    Refusal,
+    entries_holding,
+    last_entry_refusal,
+    lockout_for,
+)
+from pbnsec.domain.visit import Visit
+from pbnsec.models import (
+    ALL_PRACTICES,
+    AccessRequest,
+    AllowlistEntry,
+    Grant,
+    Practice,
+    User,
+)
+
+LABEL_MAX = 100
+ALL = "all"  # the practice choice that means every practice
+
+CHOOSE_PRACTICE = "Choose one of your practices or All practices."
+NOT_EVERY_PRACTICE = "Only a security administrator of every practice can add an All practices entry."
+KEEP_IT_OFF = "Keep it off, or narrow the other broad entries first."
+
+
+@dataclass(frozen=True)
+class EntryInput:
+    """An allowlist entry as the admin typed it."""
+
+    address: str = ""
+    label: str = ""
+    practice: int | str | None = None  # a practice id, ALL, or None when what was sent is not an id
+    confirm_broad: str = ""  # the network the admin confirmed although it is broad
+    confirm_local: str = ""  # the network the admin confirmed although it holds loopback or a proxy
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """Why one typed value cannot be taken: a code for code, a message for people."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class EntryRefused:
+    """An entry that was not added: what was typed (label cleaned), a FieldError per field, the confirmations asked.
+
+    Address codes: invalid, needs_confirmation (see broad and local), covers_everything, duplicate. Label codes:
+    blank, too_long, control_characters. Practice codes: not_yours, not_every_practice.
+    """
+
+    typed: EntryInput
+    errors: dict[str, FieldError] = field(default_factory=dict)
+    broad: str = ""  # the network to confirm although it is broad, when that is what stands in the way
+    local: str = ""  # the network to confirm although it holds loopback or a proxy
+
+    @property
+    def codes(self) -> dict[str, str]:
+        return {name: error.code for name, error in self.errors.items()}
+
+
+@dataclass(frozen=True)
+class LabelRefused:
+    """A label that was not saved, cleaned as it would have been, and why."""
+
+    label: str
+    error: FieldError
+
+
+@dataclass(frozen=True)
+class IPStatus:
+    """The admin's own IP against a practice's allowlist, as the banner at the top of the screen shows it."""
+
+    ip: IPAddress | None
+    covered_by: tuple[AllowlistEntry, ...]  # the active entries holding it, most specific first
+    ipv6_network: IPv6Network | None  # its /64, offered for IPv6 privacy addresses
+    local: str | None  # why allowlisting it could let everyone in (loopback or a proxy), else None
+
+
+# --- what the screen shows ---
+
+def _entries_with_details():
+    added_by = User.alias()
+    return (AllowlistEntry.select(AllowlistEntry, Practice, added_by)
+            .join(Practice, JOIN.LEFT_OUTER, on=(AllowlistEntry.practice == Practice.id))
+            .switch(AllowlistEntry)
+            .join(added_by, JOIN.LEFT_OUTER, on=(AllowlistEntry.added_by == added_by.id), attr="added_by"))
+
+
+def visible_entries(practice_id: int) -> list[AllowlistEntry]:
+    """The practice's entries and the All practices entries, each with its practice and who added it."""
+    return list(_entries_with_details()
+                .where(AllowlistEntry.scope.in_([practice_id, ALL_PRACTICES]))
+                .order_by(AllowlistEntry.scope.desc(), AllowlistEntry.added_at, AllowlistEntry.id))
+
+
+def find_entry(entry_id: int) -> AllowlistEntry | None:
+    """One entry with its practice and who added it (what its row shows), in one query; None when there is none."""
+    return _entries_with_details().where(AllowlistEntry.id == entry_id).first()
+
+
+def _grants_with_details():
+    creator = User.alias()
+    return (Grant.select(Grant, User, AccessRequest, creator)
+            .join(User, on=(Grant.user == User.id))
+            .switch(Grant).join(AccessRequest, JOIN.LEFT_OUTER, on=(Grant.request == AccessRequest.id))
+            .switch(Grant).join(creator, JOIN.LEFT_OUTER, on=(Grant.created_by == creator.id), attr="created_by"))
+
+
+def practice_grants(practice_id: int) -> list[Grant]:
+    """The practice's user grants, each with its user, the access request it came from and who approved it."""
+    return list(_grants_with_details().where(Grant.practice == practice_id).order_by(User.name, Grant.ip))
+
+
+def find_grant(grant_id: int) -> Grant | None:
+    """One user grant with what its row shows, in one query; None when there is none."""
+    return _grants_with_details().where(Grant.id == grant_id).first()
+
+
+def ip_status(visit: Visit, proxies: Proxies) -> IPStatus:
+    """Whether the visit's IP is on its practice's allowlist, found by the same probe that decides access."""
+    ip = visit.ip
+    if ip is None:
+        return IPStatus(None, (), None, None)
+    holding = entries_holding([visit.practice.id], ip)[visit.practice.id]
+    covering = sorted((rule for rule in holding if rule.active),
+                      key=lambda rule: (-rule.network.prefixlen, -rule.ref.scope, rule.ref.id))
+    return IPStatus(ip, tuple(rule.ref for rule in covering), ipv6_privacy_network(ip),
+                    local_reason(ip_network(ip), proxies))
+
+
+def administers_every_practice(administered: Collection[int]) -> bool:
+    """Whether these practice ids are every practice there is (what an All practices entry reaches)."""
+    return not Practice.select().where(Practice.id.not_in(list(administered))).exists()
+
+
+# --- adding ---
+
+def clean_label(text: str) -> tuple[str, FieldError | None]:
+    """The label as it is stored (whitespace collapsed), and why it cannot be, if it cannot."""
+    label = " ".join((text or "").split())
+    if not label:
+        return label, FieldError("blank", "Enter a label, such as Office Network or Remote Provider.")
+    if len(label) > LABEL_MAX:
+        return label, FieldError(
+            "too_long", f"A label can be at most {LABEL_MAX} characters long (this one has {len(label)}).")
+    if has_control_characters(text, allowed=TYPED_WHITESPACE):
+        # Invisible characters (NUL, bidi overrides) would let two labels look alike, or break PostgreSQL.
+        return (without_control_characters(label),
+                FieldError("control_characters", "A label cannot contain control or invisible characters."))
+    return label, None
+
+
+def add_entry(visit: Visit, typed: EntryInput, administered: Collection[int], *, broadest: dict[int, int],
+              proxies: Proxies) -> AllowlistEntry | EntryRefused:
+    """Add an entry for one of the administered practices (or All practices, if that is every one); the new entry,
+    or why it was not added.
+
+    `broadest` is the shortest prefix per IP version taken without a confirmation; `proxies` says which addresses
+    are proxies, which need one too.
+    """
+    errors: dict[str, FieldError] = {}
+    network = None
+    try:
+        network = parse_entry(typed.address)
+    except EntryError as exc:
+        errors["address"] = FieldError("invalid", exc.message)
+    label, label_error = clean_label(typed.label)
+    typed = replace(typed, label=label)
+    if label_error:
+        errors["label"] = label_error
+    practice = None  # All practices
+    if typed.practice == ALL:
+        if not administers_every_practice(administered):
+            errors["practice"] = FieldError("not_every_practice", NOT_EVERY_PRACTICE)
+    elif typed.practice in administered:
+        practice = Practice.get_by_id(typed.practice)
+    else:
+        errors["practice"] = FieldError("not_yours", CHOOSE_PRACTICE)
+    if network is None or errors:
+        return EntryRefused(typed, errors)
+    broad = str(network) if is_broad(network, broadest) and not _confirms(typed.confirm_broad, network) else ""
+    local = local_reason(network, proxies) if not _confirms(typed.confirm_local, network) else None
+    if broad or local:
+        return EntryRefused(typed, {"address": FieldError("needs_confirmation", _confirmation_needed(
+            network, broadest, broad, local))}, broad, str(network) if local else "")
+    try:
+        # Under the change lock, so two admins adding the two halves of everything at once cannot both win.
+        with change_lock():
+            if covering := everything_refusal(network, practice):
+                return EntryRefused(typed, {"address": FieldError("covers_everything", covering)})
+            added = AllowlistEntry.create(**AllowlistEntry.stored(network, practice, label=label,
+                                                                  added_by=visit.user.id))
+            detail = f"label: {added.label}"
+            if is_broad(network, broadest):
+                detail += f"; broad network confirmed ({network.num_addresses:,} addresses)"
+            audit.record_by(visit, "entry_added", practice=practice, target=added.network, detail=detail)
+    except IntegrityError:
+        where = practice.name if practice is not None else "All practices"
+        return EntryRefused(typed, {"address": FieldError(
+            "duplicate", f"{network} is already on the allowlist for {where}.")})
+    return added
+
+
+def _confirms(text: str, network: IPNetwork) -> bool:
+    """Whether a confirmation field names exactly this network (in any spelling parse_entry accepts)."""
+    try:
+        return bool(text) and parse_entry(text) == network
+    except EntryError:
+        return False
+
+
+def _confirmation_needed(network: IPNetwork, broadest: dict[int, int], broad: str, local: str | None) -> str:
+    """What the admin is asked to confirm: how many addresses a broad network opens, what loopback or a proxy may."""
+    reasons = []
+    if broad:
+        reasons.append(f"{network} covers {network.num_addresses:,} addresses, more than a "
+                       f"/{broadest[network.version]}: confirm below that you mean to allow all of them, or enter a "
+                       "smaller network.")
+    if local:
+        reasons.append(local + " Check the Connection check below, then confirm only if people really connect "
+                               "from there.")
+    return " ".join(reasons)
+
+
+def everything_refusal(network: IPNetwork, practice: Practice | None) -> str | None:
+    """Why adding (or switching on) this network would, with the active entries there, allow every address."""
+    active = AllowlistEntry.select(AllowlistEntry.network, AllowlistEntry.scope).where(AllowlistEntry.active)
+    if practice is not None:
+        active = active.where(AllowlistEntry.scope.in_([practice.id, ALL_PRACTICES]))
+    by_scope: dict[int, list] = {}
+    for row in active:
+        by_scope.setdefault(row.scope, []).append(parse_entry(row.network))
+    shared = by_scope.pop(ALL_PRACTICES, []) + [network]
+    scopes = {practice.id: by_scope.get(practice.id, [])} if practice is not None else by_scope or {0: []}
+    for practice_id, own in scopes.items():
+        version = covered_version(shared + own)
+        if version is not None:
+            name = practice.name if practice is not None else (
+                Practice.get_by_id(practice_id).name if practice_id else "every practice")
+            return (f"{network} would, together with the entries already there, allow every IPv{version} address "
+                    f"for {name}: enter a smaller network.")
+    return None
+
+
+# --- changing an entry ---
+
+def relabel(visit: Visit, entry: AllowlistEntry, text: str) -> AllowlistEntry | LabelRefused:
+    """Give an entry a new label; the entry as it now is, or why the label was not saved."""
+    label, error = clean_label(text)
+    if error:
+        return LabelRefused(label, error)
+    with database.atomic():
+        AllowlistEntry.update(label=label).where(AllowlistEntry.id == entry.id).execute()
+        audit.record_by(visit, "entry_edited", practice=entry.practice_id, target=entry.network,
+                        detail=f"label: {entry.label} -> {label}")
+    entry.label = label
+    return entry
+
+
+def set_active(visit: Visit, entry: AllowlistEntry, active: bool,
+               administered: Collection[int]) -> AllowlistEntry | Refusal:
+    """Switch an entry on (unless that covers everything) or off (unless that locks the admin out or leaves an
+    enforced practice without entries); the entry as it now is, or the Refusal."""
+    with change_lock():
+        refusal = _activation_refusal(visit, entry) if active else removal_refusal(visit, entry, administered)
+        if refusal is None:
+            AllowlistEntry.update(active=active).where(AllowlistEntry.id == entry.id).execute()
+            audit.record_by(visit, "entry_enabled" if active else "entry_disabled", practice=entry.practice_id,
+                            target=entry.network, detail=f"label: {entry.label}")
+    if refusal is not None:
+        return refusal
+    entry.active = active
+    return entry
+
+
+def delete_entry(visit: Visit, entry: AllowlistEntry, administered: Collection[int]) -> Refusal | None:
+    """Delete an entry unless that locks the admin out or leaves an enforced practice without entries; None when
+    it is gone (also when someone else deleted it first), else the Refusal."""
+    with change_lock():
+        refusal = removal_refusal(visit, entry, administered)
+        if refusal is None and AllowlistEntry.delete().where(AllowlistEntry.id == entry.id).execute():
+            audit.record_by(visit, "entry_deleted", practice=entry.practice_id, target=entry.network,
+                            detail=f"label: {entry.label}")
+    return refusal
+
+
+def _activation_refusal(visit: Visit, entry: AllowlistEntry) -> Refusal | None:
+    covering = everything_refusal(parse_entry(entry.network), None if entry.is_all_practices else entry.practice)
+    if covering is None:
+        return None
+    return Refusal(covering, entry.practice_id or visit.practice.id, False, KEEP_IT_OFF, code="covers_everything")
+
+
+def removal_refusal(visit: Visit, entry: AllowlistEntry, administered: Collection[int]) -> Refusal | None:
+    """Why this entry may not go (it would block the admin, or leave an enforced practice empty), else None.
+
+    Called inside change_lock(), so the answer still holds when the change commits.
+    """
+    # An All practices entry may be what lets the admin into any of the practices they administer from here.
+    affected = sorted(administered) if entry.is_all_practices else [entry.practice_id]
+    return (lockout_for(visit.user, affected, visit.ip, without="this entry", without_entry=entry.id)
+            or last_entry_refusal(entry))
+
+
+# --- user grants ---
+
+def revoke_grant(visit: Visit, grant: Grant) -> Refusal | None:
+    """Take back one user's access from one IP, unless it is the admin's own way in; None when it is gone."""
+    with change_lock():
+        lockout = lockout_for(visit.user, [grant.practice_id], visit.ip, without="this grant",
+                              without_grant=grant.id)
+        if lockout is None and Grant.delete().where(Grant.id == grant.id).execute():
+            audit.record_by(visit, "grant_revoked", practice=grant.practice_id,
+                            target=f"{grant.user.email} from {grant.ip}",
+                            detail=f"request #{grant.request_id}" if grant.request_id else "")
+    return lockout
