@@ -42,3 +42,26 @@ def test_the_security_pages_cost_the_same_for_one_practice_or_six(app, signed_in
     for url, (count, log) in before.items():
         after, after_log = cost(ann, count_statements, url)
         assert after == count, f"{url}: one practice: {log}\nsix practices: {after_log}"
+
+
+def test_switching_off_an_all_practices_entry_costs_the_same_for_two_practices_or_seven(app, signed_in,
+                                                                                        count_statements):
+    from pbnsec.models import AllowlistEntry
+
+    def switch_off_and_on(v, entry_id):
+        seen = count_statements()
+        assert v.post(f"/security/allowlist/{entry_id}/active", {"active": "0"}, htmx=True).status_code == 200
+        count, log = len(seen.all), "\n  ".join(sql[:150] for sql in seen.all)
+        v.post(f"/security/allowlist/{entry_id}/active", {"active": "1"}, htmx=True)
+        return count, f"{count} statements:\n  {log}"
+
+    for name in ("Riverside Dental", "Lakeside Dental"):  # restrictions on, as in the practices joined below
+        restrict(app, name, "127.0.0.0/8")
+    owner = signed_in("owner")
+    owner.post("/security/allowlist", {"address": "198.51.100.0/24", "label": "Head office", "practice": "all"})
+    with app.app_context():
+        entry_id = AllowlistEntry.get(AllowlistEntry.network == "198.51.100.0/24").id
+    two, two_log = switch_off_and_on(owner, entry_id)
+    join_practices(app, "owner@example.com", 5)
+    seven, seven_log = switch_off_and_on(owner, entry_id)
+    assert seven == two, f"two practices: {two_log}\nseven practices: {seven_log}"

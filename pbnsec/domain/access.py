@@ -21,6 +21,7 @@ from pbnsec.core.decision import (
     decide,
     status_of,
 )
+from pbnsec.core.iprules import unmap
 from pbnsec.models import (
     ALL_PRACTICES,
     AccessRequest,
@@ -141,6 +142,7 @@ def decide_for(user: User, practice_id: int, ip, settings: Settings | None = Non
                now: datetime | None = None) -> Decision:
     """The decision for one practice as things stand, or as they would be with other settings or one rule gone."""
     current = {practice_id: settings if settings is not None else settings_for(practice_id)}
+    ip = unmap(ip) if ip is not None else None
     return _decisions(user, [practice_id], ip, now or utcnow(), current, without_entry, without_grant)[practice_id]
 
 
@@ -182,6 +184,7 @@ class AccessOverview:
 
 def overview(user: User, ip, now: datetime | None = None) -> AccessOverview:
     """Each of the user's practices as seen from this IP: the same few queries for one practice or twenty."""
+    ip = unmap(ip) if ip is not None else None  # ::ffff:a.b.c.d is looked up as the IPv4 address it is
     # The practices and their restrictions in one query: this runs on every request.
     practices = list(Practice.select(Practice, IPRestriction)
                      .join(Membership).switch(Practice)
@@ -229,10 +232,24 @@ class Refusal:
     code: str = "lockout"
 
 
-def lockout_for(user: User, practice_ids, ip, without: str = "", **change) -> Refusal | None:
-    """The Refusal a change would cause (other settings, or an entry or grant gone), else None."""
+def lockout_for(user: User, practice_ids, ip, without: str = "", settings: Settings | None = None,
+                without_entry: int | None = None, without_grant: int | None = None,
+                now: datetime | None = None) -> Refusal | None:
+    """The Refusal a change would cause (other settings for one practice, or an entry or grant gone), else None.
+
+    Two rounds of decisions for all the practices at once, as things stand and as they would be: the cost does
+    not grow with the number of practices an All practices entry reaches.
+    """
+    practice_ids, now, ip = list(practice_ids), now or utcnow(), unmap(ip) if ip is not None else None
+    current, _ = _settings(practice_ids)
+    changed = dict(current)
+    if settings is not None:
+        (only,) = practice_ids  # other settings are for one practice
+        changed[only] = settings
+    before = _decisions(user, practice_ids, ip, now, current)
+    after = _decisions(user, practice_ids, ip, now, changed, without_entry, without_grant)
     for practice_id in practice_ids:
-        if decide_for(user, practice_id, ip).allowed and not decide_for(user, practice_id, ip, **change).allowed:
+        if before[practice_id].allowed and not after[practice_id].allowed:
             prefix = f"without {without}, " if without else ""
             can_add_ip = ip is not None and not AllowlistEntry.select().where(
                 (AllowlistEntry.scope == practice_id) & (AllowlistEntry.network == str(ip_network(ip)))
@@ -244,18 +261,21 @@ def lockout_for(user: User, practice_ids, ip, without: str = "", **change) -> Re
 
 def last_entry_refusal(entry: AllowlistEntry) -> Refusal | None:
     """Refuse to take away the last active entry of a practice whose IP restrictions are on."""
-    practice_ids = ([p.id for p in Practice.select(Practice.id)] if entry.scope == ALL_PRACTICES
-                    else [entry.practice_id])
-    for practice_id in practice_ids:
-        others = AllowlistEntry.select().where(
-            AllowlistEntry.scope.in_([practice_id, ALL_PRACTICES]) & AllowlistEntry.active
-            & (AllowlistEntry.id != entry.id))
-        if settings_for(practice_id).enforced and not others.exists():
-            name = Practice.get_by_id(practice_id).name
-            return Refusal(f"{entry.network} is the last active entry for {name}, where IP restrictions are on: "
-                           "without it everyone they apply to is blocked.", practice_id, False,
-                           "Add another entry first, or switch IP restrictions off in General Settings.",
-                           code="last_entry")
-    return None
-
-
+    enforced = IPRestriction.select(IPRestriction.practice).where(IPRestriction.enforced)
+    if entry.scope != ALL_PRACTICES:
+        enforced = enforced.where(IPRestriction.practice == entry.practice_id)
+    enforced_ids = [row.practice_id for row in enforced]
+    if not enforced_ids:
+        return None
+    # Which scopes keep an active entry without this one: a few rows, whatever the number of practices.
+    kept = {row.scope for row in AllowlistEntry.select(AllowlistEntry.scope).distinct().where(
+        AllowlistEntry.scope.in_([*enforced_ids, ALL_PRACTICES]) & AllowlistEntry.active
+        & (AllowlistEntry.id != entry.id))}
+    emptied = [] if ALL_PRACTICES in kept else [pid for pid in enforced_ids if pid not in kept]
+    if not emptied:
+        return None
+    practice = Practice.select().where(Practice.id.in_(emptied)).order_by(Practice.name).first()
+    return Refusal(f"{entry.network} is the last active entry for {practice.name}, where IP restrictions are on: "
+                   "without it everyone they apply to is blocked.", practice.id, False,
+                   "Add another entry first, or switch IP restrictions off in General Settings.",
+                   code="last_entry")

@@ -337,7 +337,8 @@ def removal_refusal(visit: Visit, entry: AllowlistEntry, administered: Collectio
     """
     # An All practices entry may be what lets the admin into any of the practices they administer from here.
     affected = sorted(administered) if entry.is_all_practices else [entry.practice_id]
-    return (lockout_for(visit.user, affected, visit.ip, without="this entry", without_entry=entry.id)
+    return (lockout_for(visit.user, affected, visit.ip, without="this entry", without_entry=entry.id,
+                        now=visit.now)
             or last_entry_refusal(entry))
 
 
@@ -347,7 +348,7 @@ def revoke_grant(visit: Visit, grant: Grant) -> Refusal | None:
     """Take back one user's access from one IP, unless it is the admin's own way in; None when it is gone."""
     with change_lock():
         lockout = lockout_for(visit.user, [grant.practice_id], visit.ip, without="this grant",
-                              without_grant=grant.id)
+                              without_grant=grant.id, now=visit.now)
         if lockout is None and Grant.delete().where(Grant.id == grant.id).execute():
             audit.record_by(visit, "grant_revoked", practice=grant.practice_id,
                             target=f"{grant.user.email} from {grant.ip}",

@@ -123,7 +123,7 @@ def _refusal(visit: Visit, practice: Practice, new: Settings) -> Refusal | None:
         AllowlistEntry.scope.in_([practice.id, ALL_PRACTICES]) & AllowlistEntry.active
     ).exists():
         return Refusal(EMPTY_ALLOWLIST, practice.id, False, advice="", code="empty_allowlist")
-    return lockout_for(visit.user, [practice.id], visit.ip, settings=new)
+    return lockout_for(visit.user, [practice.id], visit.ip, settings=new, now=visit.now)
 
 
 def _bad_input(practice: Practice, code: str, message: str) -> Refusal:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, g, request
 from flask_login import current_user
 
+from pbnsec.domain.allowlist import administers_every_practice
 from pbnsec.models import Practice
 from pbnsec.web.hook import access_of
 from pbnsec.web.pages import parse_id
@@ -32,7 +33,7 @@ def administered_ids() -> set[int]:
 
 def manages_every_practice() -> bool:
     """An "All practices" entry reaches every practice, so only an administrator of each (from here) may change one."""
-    return len(administered_practices()) == Practice.select().count()
+    return administers_every_practice(administered_ids())
 
 
 def my_practice(practice_id) -> Practice | None:
