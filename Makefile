@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test demo system-packages clean
+.PHONY: run test demo bench system-packages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ run: $(INSTALLED)
 
 demo: $(INSTALLED)
 	$(BIN)/flask --app app demo
+
+# Speed is measured, not asserted: the benchmarks print figures and ratios side by side.
+bench: $(INSTALLED)
+	$(BIN)/python benchmarks/bench_matching.py
 
 test: $(INSTALLED) system-packages
 	$(BIN)/python -m pytest
