@@ -10,6 +10,7 @@ import pytest
 
 from pbnsec import create_app
 from pbnsec.domain.users import create_practice, create_user
+from pbnsec.models import AllowlistEntry, Practice, User
 
 PASSWORD = "correct horse battery"
 OFFICE_IP = "127.0.0.1"
@@ -288,3 +289,22 @@ def count_statements(app, monkeypatch):
             monkeypatch.setitem(app.view_functions, endpoint, marked)
         return seen
     return start
+
+
+# --- small lookups the tests share (inside their own app context) ---
+
+def practice_id(app, name: str = "Riverside Dental") -> int:
+    with app.app_context():
+        return Practice.get(Practice.name == name).id
+
+
+def entry_id(app, network: str) -> int:
+    with app.app_context():
+        return AllowlistEntry.get(AllowlistEntry.network == network).id
+
+
+def user_id(app, who_or_email: str) -> int:
+    """A seeded person's id, by their short name ("ann") or email."""
+    email = PEOPLE[who_or_email][0] if who_or_email in PEOPLE else who_or_email
+    with app.app_context():
+        return User.get(User.email == email).id

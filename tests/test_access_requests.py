@@ -4,10 +4,15 @@ from datetime import timedelta
 from ipaddress import ip_address
 
 import pytest
-from conftest import OFFICE_IP, PEOPLE, Visitor, make_app
+from conftest import OFFICE_IP, PEOPLE, Visitor, make_app, practice_id
 from peewee import IntegrityError
 
-from pbnsec.domain.access_requests import NOTE_MAX, REQUEST_LIMIT_PER_IP, REQUEST_LIMIT_PER_USER, submit
+from pbnsec.domain.access_requests import (
+    NOTE_MAX,
+    REQUEST_LIMIT_PER_IP,
+    REQUEST_LIMIT_PER_USER,
+    submit,
+)
 from pbnsec.domain.visit import Visit
 from pbnsec.models import (
     AccessRequest,
@@ -26,18 +31,12 @@ RIVERSIDE, LAKESIDE = "Riverside Dental", "Lakeside Dental"
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def practice_id(app, name):
-    with app.app_context():
-        return Practice.get(Practice.name == name).id
 
 
-def user_id(app, who):
-    with app.app_context():
-        return User.get(User.email == PEOPLE[who][0]).id
 
 
 @pytest.fixture
-def restrict(app, signed_in):
+def enforce_as_owner(app, signed_in):
     """Switch IP restrictions on for practices, with the office IP (127.0.0.1) on their allowlists."""
     owner = []
 
@@ -134,8 +133,8 @@ def table(response, table_id):
     ("rejected", "pending"),
     (None, "rejected"),
 ])
-def test_blocked_page_names_the_ip_and_each_practice_status(app, restrict, visitor, riverside, lakeside):
-    restrict(RIVERSIDE, LAKESIDE)
+def test_blocked_page_names_the_ip_and_each_practice_status(app, enforce_as_owner, visitor, riverside, lakeside):
+    enforce_as_owner(RIVERSIDE, LAKESIDE)
     for practice, status in ((RIVERSIDE, riverside), (LAKESIDE, lakeside)):
         if status:
             make_request(app, "hal", practice, status=status, decided_by="owner" if status != "pending" else None)
@@ -153,15 +152,15 @@ def test_blocked_page_names_the_ip_and_each_practice_status(app, restrict, visit
     assert v.get("/").headers["Location"].startswith("/login")
 
 
-def test_a_request_from_another_ip_does_not_count_for_this_one(app, restrict, visitor):
-    restrict(RIVERSIDE, LAKESIDE)
+def test_a_request_from_another_ip_does_not_count_for_this_one(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE, LAKESIDE)
     make_request(app, "hal", RIVERSIDE, ip="127.0.0.8")
     page = blocked_login(visitor, "hal").get("/blocked")
     assert statuses(page) == {RIVERSIDE: "Not Requested", LAKESIDE: "Not Requested"}
 
 
-def test_practice_without_restrictions_is_allowed_and_the_user_is_signed_in_there(app, restrict, visitor):
-    restrict(LAKESIDE)
+def test_practice_without_restrictions_is_allowed_and_the_user_is_signed_in_there(app, enforce_as_owner, visitor):
+    enforce_as_owner(LAKESIDE)
     v = visitor(ip=AWAY)
     response = v.login(PEOPLE["hal"][0])
     assert response.status_code == 303 and response.headers["Location"] == "/"
@@ -187,8 +186,8 @@ def test_practice_without_restrictions_is_allowed_and_the_user_is_signed_in_ther
 
 # --- the blocked user: asking ------------------------------------------------------------------------
 
-def test_blocked_user_requests_access_to_the_practices_they_choose(app, restrict, visitor):
-    restrict(RIVERSIDE, LAKESIDE)
+def test_blocked_user_requests_access_to_the_practices_they_choose(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE, LAKESIDE)
     v = blocked_login(visitor, "hal")
     response = ask(v, app, RIVERSIDE, LAKESIDE, note="  New laptop at home  ")
     assert response.status_code == 303 and response.headers["Location"] == "/blocked"
@@ -211,8 +210,8 @@ def test_blocked_user_requests_access_to_the_practices_they_choose(app, restrict
     ]
 
 
-def test_a_request_for_one_practice_leaves_the_other_open(app, restrict, visitor):
-    restrict(RIVERSIDE, LAKESIDE)
+def test_a_request_for_one_practice_leaves_the_other_open(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE, LAKESIDE)
     v = blocked_login(visitor, "hal")
     assert ask(v, app, LAKESIDE).status_code == 303
     page = v.get("/blocked")
@@ -222,8 +221,8 @@ def test_a_request_for_one_practice_leaves_the_other_open(app, restrict, visitor
     assert len(events(app, "request_submitted")) == 1
 
 
-def test_blocked_user_can_use_an_ipv6_address(app, restrict, visitor):
-    restrict(RIVERSIDE)
+def test_blocked_user_can_use_an_ipv6_address(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE)
     v = blocked_login(visitor, "fay", ip="::1")
     page = v.get("/blocked")
     assert "Your IP address ::1 requires approval" in page.text
@@ -232,8 +231,8 @@ def test_blocked_user_can_use_an_ipv6_address(app, restrict, visitor):
     assert stored_requests(app) == [("fay@example.com", RIVERSIDE, "::1", "pending", "")]
 
 
-def test_choosing_no_practice_is_refused(app, restrict, visitor):
-    restrict(RIVERSIDE, LAKESIDE)
+def test_choosing_no_practice_is_refused(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE, LAKESIDE)
     v = blocked_login(visitor, "hal")
     response = v.post("/access-requests", {"note": "please"})
     assert response.status_code == 422
@@ -242,8 +241,8 @@ def test_choosing_no_practice_is_refused(app, restrict, visitor):
     assert stored_requests(app) == []
 
 
-def test_a_practice_the_user_does_not_belong_to_is_refused(app, restrict, visitor):
-    restrict(RIVERSIDE, LAKESIDE)
+def test_a_practice_the_user_does_not_belong_to_is_refused(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE, LAKESIDE)
     v = blocked_login(visitor, "fay")
     assert offered(v.get("/blocked")) == [RIVERSIDE]
     response = ask(v, app, LAKESIDE)
@@ -257,9 +256,9 @@ def test_a_practice_the_user_does_not_belong_to_is_refused(app, restrict, visito
 
 
 @pytest.mark.parametrize("length,accepted", [(0, True), (NOTE_MAX, True), (NOTE_MAX + 1, False), (4000, False)])
-def test_note_is_optional_and_at_most_500_characters(app, restrict, visitor, length, accepted):
+def test_note_is_optional_and_at_most_500_characters(app, enforce_as_owner, visitor, length, accepted):
     assert NOTE_MAX == 500
-    restrict(RIVERSIDE)
+    enforce_as_owner(RIVERSIDE)
     v = blocked_login(visitor, "fay")
     note = "n" * length
     response = ask(v, app, RIVERSIDE, note=note)
@@ -273,8 +272,8 @@ def test_note_is_optional_and_at_most_500_characters(app, restrict, visitor, len
         assert stored_requests(app) == [] and events(app, "request_submitted") == []
 
 
-def test_a_note_the_browser_allowed_with_line_breaks_is_accepted(app, restrict, visitor):
-    restrict(RIVERSIDE)
+def test_a_note_the_browser_allowed_with_line_breaks_is_accepted(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE)
     v = blocked_login(visitor, "fay")
     lines = ["x" * 124] * 4
     typed = "\n".join(lines) + "y"  # 500 characters as the textarea counts them
@@ -285,8 +284,8 @@ def test_a_note_the_browser_allowed_with_line_breaks_is_accepted(app, restrict, 
 
 
 @pytest.mark.parametrize("hidden", ["\x00", "\x1b", "\u202e"])
-def test_a_note_with_a_control_character_is_refused_and_nothing_is_requested(app, restrict, visitor, hidden):
-    restrict(RIVERSIDE)
+def test_a_note_with_a_control_character_is_refused_and_nothing_is_requested(app, enforce_as_owner, visitor, hidden):
+    enforce_as_owner(RIVERSIDE)
     v = blocked_login(visitor, "fay")
     response = ask(v, app, RIVERSIDE, note=f"New laptop{hidden}\n\tat home")
     assert response.status_code == 422
@@ -297,15 +296,15 @@ def test_a_note_with_a_control_character_is_refused_and_nothing_is_requested(app
     assert ask(v, app, RIVERSIDE, note="New laptop\r\n\tat home").status_code == 303  # line breaks, tabs: fine
 
 
-def test_note_is_counted_after_trimming_spaces(app, restrict, visitor):
-    restrict(RIVERSIDE)
+def test_note_is_counted_after_trimming_spaces(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE)
     v = blocked_login(visitor, "fay")
     assert ask(v, app, RIVERSIDE, note="  " + "n" * NOTE_MAX + "\n").status_code == 303
     assert stored_requests(app)[0][4] == "n" * NOTE_MAX
 
 
-def test_a_rejected_user_is_not_told_to_ask_again_where_requests_are_off(app, restrict, visitor):
-    restrict(RIVERSIDE, requests_allowed=False)
+def test_a_rejected_user_is_not_told_to_ask_again_where_requests_are_off(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE, requests_allowed=False)
     make_request(app, "fay", RIVERSIDE, status="rejected", decided_by="ann")
     page = blocked_login(visitor, "fay").get("/blocked")
     assert statuses(page) == {RIVERSIDE: "Rejected"} and offered(page) == []
@@ -313,8 +312,8 @@ def test_a_rejected_user_is_not_told_to_ask_again_where_requests_are_off(app, re
     assert "You may request again." not in page.text
 
 
-def test_a_second_request_while_one_is_pending_is_refused(app, restrict, visitor):
-    restrict(RIVERSIDE, LAKESIDE)
+def test_a_second_request_while_one_is_pending_is_refused(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE, LAKESIDE)
     v = blocked_login(visitor, "hal")
     assert ask(v, app, RIVERSIDE).status_code == 303
     again = ask(v, app, RIVERSIDE, note="again")  # a stale form or a forged post
@@ -326,8 +325,8 @@ def test_a_second_request_while_one_is_pending_is_refused(app, restrict, visitor
     assert len(events(app, "request_submitted")) == 1
 
 
-def test_a_pending_request_from_another_ip_does_not_stop_a_new_one(app, restrict, visitor):
-    restrict(RIVERSIDE)
+def test_a_pending_request_from_another_ip_does_not_stop_a_new_one(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE)
     make_request(app, "fay", RIVERSIDE, ip="127.0.0.8")
     v = blocked_login(visitor, "fay")
     assert ask(v, app, RIVERSIDE).status_code == 303
@@ -359,9 +358,9 @@ def test_the_database_refuses_a_second_pending_request_for_the_same_user_practic
     assert len(stored_requests(app)) == 6
 
 
-def test_a_practice_that_takes_no_requests_says_so_and_refuses_a_forged_one(app, restrict, visitor):
-    restrict(RIVERSIDE)
-    restrict(LAKESIDE, requests_allowed=False)
+def test_a_practice_that_takes_no_requests_says_so_and_refuses_a_forged_one(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE)
+    enforce_as_owner(LAKESIDE, requests_allowed=False)
     v = blocked_login(visitor, "hal")
     page = v.get("/blocked")
     assert offered(page) == [RIVERSIDE]
@@ -374,8 +373,8 @@ def test_a_practice_that_takes_no_requests_says_so_and_refuses_a_forged_one(app,
     assert stored_requests(app) == []
 
 
-def test_with_no_practice_taking_requests_there_is_no_form_and_a_forged_post_is_refused(app, restrict, visitor):
-    restrict(RIVERSIDE, requests_allowed=False)
+def test_with_no_practice_taking_requests_there_is_no_form_and_a_forged_post_is_refused(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE, requests_allowed=False)
     v = blocked_login(visitor, "fay")
     page = v.get("/blocked")
     assert 'id="request-form"' not in page.text and offered(page) == []
@@ -386,8 +385,8 @@ def test_with_no_practice_taking_requests_there_is_no_form_and_a_forged_post_is_
     assert stored_requests(app) == []
 
 
-def test_the_stored_ip_is_the_one_the_server_saw_never_a_form_field_or_header(app, restrict, visitor):
-    restrict(RIVERSIDE)
+def test_the_stored_ip_is_the_one_the_server_saw_never_a_form_field_or_header(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE)
     v = blocked_login(visitor, "fay")
     response = v.post("/access-requests", {"practice": str(practice_id(app, RIVERSIDE)), "ip": OFFICE_IP},
                       headers={"X-Forwarded-For": "127.0.0.9", "X-Real-IP": "127.0.0.9"})
@@ -396,8 +395,8 @@ def test_the_stored_ip_is_the_one_the_server_saw_never_a_form_field_or_header(ap
     assert events(app, "request_submitted")[0][1] == AWAY
 
 
-def test_behind_a_proxy_the_stored_ip_is_the_forwarded_client(app, restrict, tmp_path):
-    restrict(RIVERSIDE)
+def test_behind_a_proxy_the_stored_ip_is_the_forwarded_client(app, enforce_as_owner, tmp_path):
+    enforce_as_owner(RIVERSIDE)
     proxied = make_app(tmp_path, TRUSTED_PROXIES=1)  # the same database file, one trusted proxy in front
     v = Visitor(proxied, ip=OFFICE_IP, headers={"X-Forwarded-For": "127.0.0.99, " + AWAY})
     assert v.login("fay@example.com").headers["Location"] == "/blocked"
@@ -406,8 +405,8 @@ def test_behind_a_proxy_the_stored_ip_is_the_forwarded_client(app, restrict, tmp
     assert stored_requests(app) == [("fay@example.com", RIVERSIDE, AWAY, "pending", "")]
 
 
-def test_a_client_whose_ip_cannot_be_told_is_blocked_and_cannot_ask(app, restrict, tmp_path):
-    restrict(RIVERSIDE)
+def test_a_client_whose_ip_cannot_be_told_is_blocked_and_cannot_ask(app, enforce_as_owner, tmp_path):
+    enforce_as_owner(RIVERSIDE)
     proxied = make_app(tmp_path, TRUSTED_PROXIES=1)
     v = Visitor(proxied, ip=OFFICE_IP)  # no X-Forwarded-For although a proxy should have added one
     assert v.login("fay@example.com").headers["Location"] == "/blocked"
@@ -420,8 +419,8 @@ def test_a_client_whose_ip_cannot_be_told_is_blocked_and_cannot_ask(app, restric
     assert stored_requests(app) == []
 
 
-def test_asking_needs_the_csrf_token(app, restrict, visitor):
-    restrict(RIVERSIDE)
+def test_asking_needs_the_csrf_token(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE)
     v = blocked_login(visitor, "fay")
     response = v.post("/access-requests", {"practice": str(practice_id(app, RIVERSIDE))}, csrf=False)
     assert response.status_code == 400
@@ -433,9 +432,9 @@ def _reject_all(app):
         AccessRequest.update(status="rejected").where(AccessRequest.status == "pending").execute()
 
 
-def test_requests_are_rate_limited_per_user(app, restrict, visitor):
+def test_requests_are_rate_limited_per_user(app, enforce_as_owner, visitor):
     assert REQUEST_LIMIT_PER_USER == 10
-    restrict(RIVERSIDE, LAKESIDE)
+    enforce_as_owner(RIVERSIDE, LAKESIDE)
     v = blocked_login(visitor, "fay")
     for _ in range(REQUEST_LIMIT_PER_USER):
         assert ask(v, app, RIVERSIDE).status_code == 303
@@ -449,9 +448,9 @@ def test_requests_are_rate_limited_per_user(app, restrict, visitor):
     assert ask(other, app, RIVERSIDE).status_code == 303
 
 
-def test_requests_are_rate_limited_per_ip(app, restrict, visitor):
+def test_requests_are_rate_limited_per_ip(app, enforce_as_owner, visitor):
     assert REQUEST_LIMIT_PER_IP == 30
-    restrict(RIVERSIDE, LAKESIDE)
+    enforce_as_owner(RIVERSIDE, LAKESIDE)
     people = ["hal", "fay", "ann"]
     for who in people:
         v = blocked_login(visitor, who)
@@ -483,8 +482,8 @@ def test_blocked_page_without_a_pending_identity_sends_to_sign_in(app, visitor):
     assert stored_requests(app) == []
 
 
-def test_the_pending_identity_expires(app, restrict, visitor):
-    restrict(RIVERSIDE)
+def test_the_pending_identity_expires(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE)
     v = blocked_login(visitor, "fay")
     assert v.get("/blocked").status_code == 200
     with app.app_context():
@@ -495,8 +494,8 @@ def test_the_pending_identity_expires(app, restrict, visitor):
     assert stored_requests(app) == []
 
 
-def test_the_pending_identity_ends_when_the_user_is_deactivated(app, restrict, visitor):
-    restrict(RIVERSIDE)
+def test_the_pending_identity_ends_when_the_user_is_deactivated(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE)
     v = blocked_login(visitor, "fay")
     with app.app_context():
         User.update(active=False).where(User.email == "fay@example.com").execute()
@@ -507,15 +506,15 @@ def test_the_pending_identity_ends_when_the_user_is_deactivated(app, restrict, v
 
 @pytest.mark.parametrize("url", ["/", "/security/allowlist", "/security/requests", "/security/requests/badge",
                                  "/security/settings", "/security/audit"])
-def test_a_pending_identity_can_do_nothing_else(app, restrict, visitor, url):
-    restrict(RIVERSIDE)
+def test_a_pending_identity_can_do_nothing_else(app, enforce_as_owner, visitor, url):
+    enforce_as_owner(RIVERSIDE)
     v = blocked_login(visitor, "ann")  # even an administrator's blocked sign-in
     response = v.get(url)
     assert response.status_code == 303 and response.headers["Location"].startswith("/login")
 
 
-def test_a_pending_identity_cannot_decide_requests(app, restrict, visitor):
-    restrict(RIVERSIDE)
+def test_a_pending_identity_cannot_decide_requests(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE)
     rid = make_request(app, "fay", RIVERSIDE)
     v = blocked_login(visitor, "ann")
     for action in ("approve", "reject"):
@@ -561,8 +560,8 @@ def test_empty_lists_say_so(app, ann):
     assert "No pending requests." in page.text and "Nothing decided yet." in page.text
 
 
-def test_a_note_is_escaped_where_the_admin_sees_it(app, restrict, visitor, signed_in):
-    restrict(RIVERSIDE)
+def test_a_note_is_escaped_where_the_admin_sees_it(app, enforce_as_owner, visitor, signed_in):
+    enforce_as_owner(RIVERSIDE)
     script = "<script>alert(1)</script>"
     v = blocked_login(visitor, "fay")
     assert ask(v, app, RIVERSIDE, note=script).status_code == 303
@@ -635,8 +634,8 @@ def test_rejection_grants_nothing(app, ann):
     assert "No approved access requests." in ann.get("/security/allowlist").text
 
 
-def test_after_a_rejection_the_user_may_ask_again(app, restrict, visitor, signed_in):
-    restrict(RIVERSIDE)
+def test_after_a_rejection_the_user_may_ask_again(app, enforce_as_owner, visitor, signed_in):
+    enforce_as_owner(RIVERSIDE)
     v = blocked_login(visitor, "fay")
     assert ask(v, app, RIVERSIDE, note="first").status_code == 303
     ann = signed_in("ann")
@@ -651,8 +650,8 @@ def test_after_a_rejection_the_user_may_ask_again(app, restrict, visitor, signed
     assert badge_count(ann) == 1
 
 
-def test_after_approval_the_user_signs_in_to_the_approved_practice_only(app, restrict, visitor, signed_in):
-    restrict(RIVERSIDE, LAKESIDE)
+def test_after_approval_the_user_signs_in_to_the_approved_practice_only(app, enforce_as_owner, visitor, signed_in):
+    enforce_as_owner(RIVERSIDE, LAKESIDE)
     v = blocked_login(visitor, "hal")
     assert ask(v, app, RIVERSIDE, LAKESIDE).status_code == 303
     assert signed_in("ann").post(f"/security/requests/{request_ids(app, 'hal', RIVERSIDE)[0]}/approve",
@@ -682,8 +681,8 @@ def test_after_approval_the_user_signs_in_to_the_approved_practice_only(app, res
     blocked_login(visitor, "fay")
 
 
-def test_a_revoked_grant_blocks_again_and_the_user_may_ask_again(app, restrict, visitor, signed_in):
-    restrict(RIVERSIDE)
+def test_a_revoked_grant_blocks_again_and_the_user_may_ask_again(app, enforce_as_owner, visitor, signed_in):
+    enforce_as_owner(RIVERSIDE)
     rid = make_request(app, "fay", RIVERSIDE)
     ann = signed_in("ann")
     assert ann.post(f"/security/requests/{rid}/approve").status_code == 303
@@ -731,8 +730,8 @@ def test_revoking_by_htmx_removes_the_row(app, ann):
         assert Grant.select().count() == 0
 
 
-def test_switcher_does_not_call_a_revoked_approval_approved(app, restrict, visitor, signed_in):
-    restrict(LAKESIDE)
+def test_switcher_does_not_call_a_revoked_approval_approved(app, enforce_as_owner, visitor, signed_in):
+    enforce_as_owner(LAKESIDE)
     rid = make_request(app, "hal", LAKESIDE)
     bob = signed_in("bob")
     bob.post(f"/security/requests/{rid}/approve")

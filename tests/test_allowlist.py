@@ -3,6 +3,7 @@ import re
 from ipaddress import ip_network
 
 import pytest
+from conftest import practice_id
 
 from pbnsec.models import AllowlistEntry, AuditEvent, Practice
 
@@ -13,9 +14,6 @@ def entries(app):
                       for e in AllowlistEntry.select())
 
 
-def practice_id(app, name):
-    with app.app_context():
-        return Practice.get(Practice.name == name).id
 
 
 def add(v, address, label="Office Network", practice=None, htmx=False, confirm_local=None):

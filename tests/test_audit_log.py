@@ -6,14 +6,9 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import PEOPLE, wrong_passwords
+from conftest import PEOPLE, practice_id, wrong_passwords
 
 from pbnsec.models import AuditEvent, Practice
-
-
-def practice_id(app, name):
-    with app.app_context():
-        return Practice.get(Practice.name == name).id
 
 
 def add_entry(app, v, address, label, practice):

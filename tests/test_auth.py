@@ -1,5 +1,6 @@
 """Sign-in and sign-out: one message for any wrong credential, rate limits, CSRF, safe redirects."""
 import re
+
 import pytest
 from conftest import PASSWORD
 

@@ -2,15 +2,10 @@
 import threading
 
 import pytest
-from conftest import restrict
+from conftest import entry_id, practice_id, restrict
 
 from pbnsec.domain import access
 from pbnsec.models import AllowlistEntry, IPRestriction, Practice, RestrictedRole, Role
-
-
-def entry_id(app, network):
-    with app.app_context():
-        return AllowlistEntry.get(AllowlistEntry.network == network).id
 
 
 def at_the_same_moment(monkeypatch, *calls):
@@ -110,9 +105,6 @@ def test_a_practice_id_too_big_for_the_database_is_a_form_error(app, ann):
     assert response.status_code == 422 and "Choose one of your practices" in response.text
 
 
-def practice_id(app, name="Riverside Dental"):
-    with app.app_context():
-        return Practice.get(Practice.name == name).id
 
 
 HUGE = "9" * 5000  # Python's int() refuses digit strings this long with an error of its own

@@ -11,7 +11,14 @@ from pbnsec.core.iprules import DEFAULT_BROADEST
 from pbnsec.domain import allowlist
 from pbnsec.domain.access import Refusal, decide_for
 from pbnsec.domain.allowlist import ALL, EntryInput, EntryRefused, LabelRefused
-from pbnsec.models import ALL_PRACTICES, AccessRequest, AllowlistEntry, AuditEvent, Grant, IPRestriction
+from pbnsec.models import (
+    ALL_PRACTICES,
+    AccessRequest,
+    AllowlistEntry,
+    AuditEvent,
+    Grant,
+    IPRestriction,
+)
 
 RIVERSIDE, LAKESIDE = "Riverside Dental", "Lakeside Dental"
 LOCKOUT_ENTRY = "This would block you: without this entry, your IP {} is not on the allowlist."

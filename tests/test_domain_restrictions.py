@@ -6,7 +6,14 @@ from conftest import person, practice_named, visit_of
 
 from pbnsec.domain import restrictions
 from pbnsec.domain.access import settings_for
-from pbnsec.models import AllowlistEntry, AuditEvent, IPRestriction, RestrictedRole, RestrictedUser, Role
+from pbnsec.models import (
+    AllowlistEntry,
+    AuditEvent,
+    IPRestriction,
+    RestrictedRole,
+    RestrictedUser,
+    Role,
+)
 
 RIVERSIDE, LAKESIDE = "Riverside Dental", "Lakeside Dental"
 

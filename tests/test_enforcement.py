@@ -3,7 +3,7 @@ import re
 from ipaddress import ip_network
 
 import pytest
-from conftest import Visitor, make_app, restrict
+from conftest import Visitor, make_app, practice_id, restrict
 
 from pbnsec.models import (
     AccessRequest,
@@ -257,9 +257,6 @@ def test_the_exempt_list_is_exactly_the_pages_a_blocked_person_needs():
                                 "auth.login", "auth.logout", "auth.blocked", "auth.access_requests"}
 
 
-def practice_id(app, name):
-    with app.app_context():
-        return Practice.get(Practice.name == name).id
 
 
 @pytest.mark.parametrize("htmx", [False, True])

@@ -3,6 +3,7 @@ import html
 import re
 
 import pytest
+from conftest import entry_id, practice_id, user_id
 
 from pbnsec.models import (
     AllowlistEntry,
@@ -23,9 +24,6 @@ LOCKOUT_GRANT = "This would block you: without this grant, your IP {} is not on 
 
 # --- helpers: what the database says, in words a test can compare ---
 
-def practice_id(app, name="Riverside Dental"):
-    with app.app_context():
-        return Practice.get(Practice.name == name).id
 
 
 def role_id(app, name):
@@ -33,9 +31,6 @@ def role_id(app, name):
         return Role.get(Role.name == name).id
 
 
-def user_id(app, email):
-    with app.app_context():
-        return User.get(User.email == email).id
 
 
 def restrictions(app, name="Riverside Dental"):
@@ -60,9 +55,6 @@ def events(app, action):
                 for e in AuditEvent.select().where(AuditEvent.action == action).order_by(AuditEvent.id)]
 
 
-def entry_id(app, network):
-    with app.app_context():
-        return AllowlistEntry.get(AllowlistEntry.network == network).id
 
 
 def entry_state(app, network):

@@ -1,12 +1,8 @@
 """Break-glass: `flask security unlock --practice NAME` switches IP restrictions off when every admin is locked out."""
 import pytest
+from conftest import practice_id
 
-from pbnsec.models import AuditEvent, IPRestriction, Practice
-
-
-def practice_id(app, name):
-    with app.app_context():
-        return Practice.get(Practice.name == name).id
+from pbnsec.models import AuditEvent, IPRestriction
 
 
 def enforced(app, name):
