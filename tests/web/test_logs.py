@@ -143,7 +143,7 @@ ADDR = (r"\[?(?:(?:::f{4,6}:)?(?P<ip4>(?:\d{1,3}\.){3}\d{1,3})"
 
 
 def readme_failregex():
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     [regex] = re.findall(r"^failregex = (.+)$", readme, re.M)
     return re.compile(regex.replace("<ADDR>", ADDR))
 

@@ -10,7 +10,7 @@ from pbnsec.domain.users import create_user
 from pbnsec.migrations import LATEST, SchemaError
 from pbnsec.models import SchemaVersion, User
 
-SCHEMAS = Path(__file__).parent / "fixtures" / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[1] / "fixtures" / "schemas"
 # The commits that changed the schema, oldest first; the first is the first release.
 SCHEMA_COMMITS = ["ad6ec25", "79e8c1f", "c023d00", "2d0aa47", "5f03da2", "7b16008"]
 FIRST_RELEASE = SCHEMA_COMMITS[0]

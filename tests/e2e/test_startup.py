@@ -15,7 +15,7 @@ from realworld import SECRET, app_server, free_port
 from pbnsec.config import ConfigError
 from pbnsec.db import DatabaseUnavailable
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def flask(tmp_path, *args, **settings) -> subprocess.CompletedProcess:
