@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 
 import pytest
+from jinja2 import BytecodeCache
 
 from pbnsec import create_app
 from pbnsec.domain.users import create_practice, create_user
@@ -35,7 +36,26 @@ def make_app(tmp_path, **overrides):
         "BOOTSTRAP": False,  # tests seed their own people
     }
     config.update(overrides)
-    return create_app(config)
+    app = create_app(config)
+    app.jinja_env.bytecode_cache = _COMPILED_TEMPLATES  # each test builds an app: compile each template once a run
+    return app
+
+
+class _TemplateCache(BytecodeCache):
+    """Compiled templates kept in memory for the whole test run (Jinja checks the source's checksum)."""
+
+    def __init__(self):
+        self.compiled = {}
+
+    def load_bytecode(self, bucket):
+        if bucket.key in self.compiled:
+            bucket.bytecode_from_string(self.compiled[bucket.key])
+
+    def dump_bytecode(self, bucket):
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+_COMPILED_TEMPLATES = _TemplateCache()
 
 
 # The seeded people sign in hundreds of times a run: a one-round hash keeps that cheap (production uses scrypt,
