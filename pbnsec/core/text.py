@@ -23,3 +23,15 @@ def has_control_characters(text: str, allowed: str = "") -> bool:
 def without_control_characters(text: str, allowed: str = "") -> str:
     """`text` with those characters taken out, to show a refused value back without them."""
     return "".join(c for c in text or "" if c in allowed or not is_control(c))
+
+
+MAX_ID = 2**63 - 1  # the largest id a database integer column holds
+
+
+def parse_id(text) -> int | None:
+    """An id from a form field or query string, or None when it is not one."""
+    text = str(text or "").strip()
+    # The length check comes first: int() refuses strings of thousands of digits with an error.
+    if 0 < len(text) <= 19 and text.isascii() and text.isdigit() and int(text) <= MAX_ID:
+        return int(text)
+    return None

@@ -1,13 +1,22 @@
 """The audit log: who did what, from which IP, when, to what."""
 from __future__ import annotations
 
+import csv
+import io
 import zlib
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from peewee import SqliteDatabase, fn
+from peewee import JOIN, SqliteDatabase, fn
 
+from pbnsec.core.text import (
+    has_control_characters,
+    parse_id,
+    without_control_characters,
+)
 from pbnsec.db import database
-from pbnsec.models import AuditEvent, utcnow
+from pbnsec.models import AuditEvent, Practice, utcnow
 
 # Refusals a guesser or a stuck browser repeats many times a minute. A repeat of the same one (same practice,
 # actor, IP, target and detail) within REPEAT_WINDOW of that row's first event is counted on the row.
@@ -66,3 +75,97 @@ def count_repeat(action: str, practice, actor_label: str, actor_ip: str, target:
     newest = AuditEvent.select(fn.MAX(AuditEvent.id)).where(same)
     # count + 1 is computed by the database on the row as it is when locked, so a parallel repeat is never lost.
     return AuditEvent.update(count=AuditEvent.count + 1, last_at=now).where(AuditEvent.id == newest)
+
+
+# --- reading the log: filters, pages, CSV ---
+
+PAGE_SIZE = 50
+CSV_MAX_ROWS = 100_000
+ACTIONS = (
+    "login_allowed", "login_blocked", "login_failed", "login_rate_limited", "logout", "session_blocked",
+    "entry_added", "entry_edited", "entry_enabled", "entry_disabled", "entry_deleted", "settings_changed",
+    "request_submitted", "request_approved", "request_rejected", "grant_revoked", "security_unlock",
+    "owner_created", "demo_loaded", "practice_created", "user_created", "password_changed", "password_change_failed",
+)
+
+
+@dataclass
+class AuditFilter:
+    practice: str = ""
+    action: str = ""
+    user: str = ""
+    page: int = 1
+    error: str | None = None
+
+    @classmethod
+    def from_args(cls, args, practice_ids: set[int]) -> "AuditFilter":
+        f = cls(args.get("practice", "").strip(), args.get("action", "").strip(), args.get("user", "").strip()[:254])
+        errors = []
+        page = args.get("page", "1").strip()
+        if not parse_id(page):
+            errors.append(f"The page must be a whole number from 1 up, not {page[:20]!r}.")
+        else:
+            f.page = parse_id(page)
+        if f.practice and parse_id(f.practice) not in practice_ids:
+            errors.append("Choose one of your practices.")
+        if f.action and f.action not in ACTIONS:
+            errors.append(f"There is no action called {f.action!r}.")
+        if has_control_characters(f.user):
+            errors.append("The user filter contains a control character.")
+            f.user = without_control_characters(f.user)  # shown back in the form without them
+        f.error = " ".join(errors) or None
+        return f
+
+    def query_args(self, **changes) -> dict:
+        args = {"practice": self.practice, "action": self.action, "user": self.user, "page": self.page}
+        args.update(changes)
+        return {k: v for k, v in args.items() if v not in ("", None, 1)}
+
+
+def filtered_events(f: AuditFilter, administered: Collection[int], every_practice: bool):
+    """Events an admin may see: of the practices they administer from here; practice-less ones only when that is
+    every practice."""
+    visible = AuditEvent.practice.in_(list(administered))
+    if every_practice:
+        visible |= AuditEvent.practice.is_null()
+    # Each row's practice comes with it: a page of fifty rows is one query, not fifty-one.
+    query = (AuditEvent.select(AuditEvent, Practice).join(Practice, JOIN.LEFT_OUTER, on=AuditEvent.practice)
+             .where(visible))
+    if f.practice:
+        query = query.where(AuditEvent.practice == parse_id(f.practice))
+    if f.action:
+        query = query.where(AuditEvent.action == f.action)
+    if f.user:
+        query = query.where(AuditEvent.actor_label.contains(f.user) | AuditEvent.target.contains(f.user))
+    return query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+
+
+def totals(query) -> tuple[int, int]:
+    """(rows, events) of a filtered query: pages are of rows, the total an admin reads is of events."""
+    rows, events = query.select(fn.COUNT(AuditEvent.id), fn.SUM(AuditEvent.count)).order_by().scalar(as_tuple=True)
+    return rows, events or 0
+
+
+def _cell(value) -> str:
+    # A spreadsheet would run a cell starting with one of these as a formula.
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def csv_lines(query, limit: int = CSV_MAX_ROWS):
+    """The events as CSV text, a line at a time (streamed: a large log never sits in memory)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    # count and last_utc come last, so a sheet or script reading the first seven columns reads them as before.
+    writer.writerow(["time_utc", "actor", "actor_ip", "practice", "action", "target", "detail", "count", "last_utc"])
+    yield buffer.getvalue()  # the header, even when no event matches
+    buffer.seek(0)
+    buffer.truncate()
+    for e in query.limit(limit).iterator():
+        last_utc = e.last_at.isoformat() + "Z" if e.last_at else ""
+        practice = e.practice.name if e.practice_id else ""
+        writer.writerow([_cell(v) for v in (e.at.isoformat() + "Z", e.actor_label, e.actor_ip, practice, e.action,
+                                            e.target, e.detail, e.count, last_utc)])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()

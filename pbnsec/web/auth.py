@@ -13,12 +13,13 @@ from flask import (
 )
 from flask_login import current_user, login_user
 
+from pbnsec.core.text import parse_id
 from pbnsec.domain import audit, sessions, sign_in
 from pbnsec.domain.access_requests import NOTE_MAX, request_access
 from pbnsec.domain.visit import Visit
 from pbnsec.models import AccessRequest, Practice
 from pbnsec.web.hook import access_of, blocked_user, end_sign_in, start_blocked_sign_in
-from pbnsec.web.pages import parse_id, safe_next
+from pbnsec.web.pages import safe_next
 
 bp = Blueprint("auth", __name__)
 

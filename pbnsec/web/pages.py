@@ -8,13 +8,12 @@ from flask.globals import request_ctx
 from htmx_flask import make_response as htmx_response
 from werkzeug.routing import IntegerConverter
 
+from pbnsec.core.text import MAX_ID
+
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
-
-
-MAX_ID = 2**63 - 1  # the largest id a database integer column holds
 
 
 class IdConverter(IntegerConverter):
@@ -23,15 +22,6 @@ class IdConverter(IntegerConverter):
     def __init__(self, map, *args, **kwargs):
         kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)
-
-
-def parse_id(text) -> int | None:
-    """An id from a form field or query string, or None when it is not one."""
-    text = str(text or "").strip()
-    # The length check comes first: int() refuses strings of thousands of digits with an error.
-    if 0 < len(text) <= 19 and text.isascii() and text.isdigit() and int(text) <= MAX_ID:
-        return int(text)
-    return None
 
 
 def wants_fragment() -> bool:

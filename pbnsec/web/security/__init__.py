@@ -4,10 +4,10 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, g, request
 from flask_login import current_user
 
+from pbnsec.core.text import parse_id
 from pbnsec.domain.allowlist import administers_every_practice
 from pbnsec.models import Practice
 from pbnsec.web.hook import access_of
-from pbnsec.web.pages import parse_id
 
 bp = Blueprint("security", __name__, url_prefix="/security")
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 from flask import abort, current_app, g, render_template, request
 
 from pbnsec.core.clientip import trace_client_ip
+from pbnsec.core.text import parse_id
 from pbnsec.domain import allowlist as domain
 from pbnsec.domain.access import Refusal
 from pbnsec.domain.allowlist import ALL, EntryInput, EntryRefused, LabelRefused
 from pbnsec.models import AllowlistEntry
-from pbnsec.web.pages import done, parse_id, render_page, wants_fragment
+from pbnsec.web.pages import done, render_page, wants_fragment
 from pbnsec.web.security import (
     administered_ids,
     bp,

@@ -4,9 +4,10 @@ from __future__ import annotations
 from flask import g, render_template, request
 
 from pbnsec.core.decision import Settings
+from pbnsec.core.text import parse_id
 from pbnsec.domain import restrictions
 from pbnsec.domain.access import Refusal
-from pbnsec.web.pages import done, parse_id, render_page, wants_fragment
+from pbnsec.web.pages import done, render_page, wants_fragment
 from pbnsec.web.security import administered_practices, bp, my_practice_or_404
 
 # A choice that was not offered is bad input; a change the rules refuse conflicts with how things stand; and
