@@ -107,6 +107,13 @@ def log_lines():
 
 
 @pytest.fixture
+def db(app):
+    """The seeded database, inside an app context (for domain tests: no HTTP)."""
+    with app.app_context():
+        yield
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

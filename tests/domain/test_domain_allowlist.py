@@ -25,13 +25,6 @@ LOCKOUT_ENTRY = "This would block you: without this entry, your IP {} is not on 
 LOCKOUT_GRANT = "This would block you: without this grant, your IP {} is not on the allowlist."
 
 
-@pytest.fixture
-def db(app):
-    """The seeded database, inside an app context."""
-    with app.app_context():
-        yield
-
-
 def administered(*names) -> set[int]:
     return {practice_named(name).id for name in names}
 

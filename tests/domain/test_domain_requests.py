@@ -14,13 +14,6 @@ AWAY = "127.0.0.7"  # an address no allowlist entry covers
 
 
 @pytest.fixture
-def db(app):
-    """The seeded database, inside an app context."""
-    with app.app_context():
-        yield
-
-
-@pytest.fixture
 def blocked(app):
     """Both practices enforce IP restrictions with only the office (127.0.0.1) on their allowlists."""
     restrict(app, RIVERSIDE, "127.0.0.1/32")

@@ -18,13 +18,6 @@ from pbnsec.models import (
 RIVERSIDE, LAKESIDE = "Riverside Dental", "Lakeside Dental"
 
 
-@pytest.fixture
-def db(app):
-    """The seeded database, inside an app context."""
-    with app.app_context():
-        yield
-
-
 def allow(practice: str | None, *networks: str, active: bool = True) -> None:
     """Put networks on a practice's allowlist (None: All practices)."""
     for text in networks:
