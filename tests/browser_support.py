@@ -117,7 +117,7 @@ def chromium_pages(count: int, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Iterator
     """`count` Pages of one headless Chromium, each in a browser context of its own (its own cookies),
     for two people using the app at once; actions and `expect` wait up to timeout_ms."""
     if not os.access(CHROMIUM, os.X_OK):
-        raise RuntimeError(f"{CHROMIUM} is missing: run `make chromium` (never `playwright install`)")
+        raise RuntimeError(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (never `playwright install`)")
     expect.set_options(timeout=timeout_ms)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
