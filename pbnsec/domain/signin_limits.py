@@ -47,6 +47,10 @@ class Attempt:
         ratelimit.release(self.hits)
         ratelimit.clear(f"login-account-ip:{self.email}:{ip_key(self.ip)}")
 
+    def not_checked(self) -> None:
+        """No password was checked after all (the input was refused first): take the count back, nothing more."""
+        ratelimit.release(self.hits)
+
     @property
     def wait_text(self) -> str:
         minutes = max(1, round(self.wait / 60))

@@ -202,6 +202,8 @@ def change_own_password(visit, from_office: bool, current: str, new: str, repeat
         audit.record_by(visit, "password_change_failed", target=user.email, practice=where,
                         detail="wrong current password")
         security_event("password_change_failed", email=user.email, ip=visit.ip)
+    elif "current" in errors:
+        attempt.not_checked()  # refused before any check (a control character): counts nothing, resets nothing
     else:
         attempt.succeeded()
     if errors:

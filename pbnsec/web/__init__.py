@@ -14,10 +14,10 @@ def init_app(app) -> None:
     from pbnsec.web.security import bp as security_bp
 
     app.url_map.converters["int"] = pages.IdConverter
+    hook.init_app(app)  # first: a session seen from a blocked IP ends even on a request CSRF would refuse
     csrf.init_app(app)
     htmx.init_app(app)
     login_manager.init_app(app)
-    hook.init_app(app)
     pages.init_app(app)
     for blueprint in (account_bp, auth_bp, health_bp, home_bp, security_bp):
         app.register_blueprint(blueprint)

@@ -19,14 +19,21 @@ EXEMPT_ENDPOINTS = SESSIONLESS_ENDPOINTS | {"auth.login", "auth.logout", "auth.b
 
 
 def start_blocked_sign_in(user) -> None:
-    """Let a blocked user (not signed in) see and submit their own access requests for a while."""
+    """Let a blocked user (not signed in) see and submit their own access requests for a while, from here."""
     end_sign_in()
     session["blocked_sign_in"] = sessions.start(user, blocked=True)
+    # Bound to the IP the password was typed at: the cookie replayed elsewhere must not file requests.
+    session["blocked_ip"] = g.visit.ip_text
 
 
 def blocked_user():
-    """The user behind this browser's blocked sign-in, while it lasts; else None."""
-    return sessions.find(session.get("blocked_sign_in"), blocked=True)
+    """The user behind this browser's blocked sign-in, while it lasts and from where it began; else None."""
+    token = session.get("blocked_sign_in")
+    if token and session.get("blocked_ip") != g.visit.ip_text:
+        sessions.end(token)  # seen from another address: it ends, and the password is needed again
+        session.pop("blocked_sign_in", None)
+        return None
+    return sessions.find(token, blocked=True)
 
 
 def end_sign_in() -> None:

@@ -107,3 +107,11 @@ def test_a_right_current_password_still_works_after_a_slip(app, signed_in):
     ann.get("/account/password")
     assert change(ann, WRONG).status_code == 422
     assert change(ann, PASSWORD).status_code == 303
+
+
+def test_a_control_character_in_the_current_password_does_not_reset_the_count(app, signed_in):
+    ann = signed_in("ann")
+    ann.get("/account/password")
+    assert [change(ann, WRONG).status_code for _ in range(4)] == [422] * 4
+    assert change(ann, "\x00").status_code == 422  # refused before any check: counts nothing, resets nothing
+    assert [change(ann, WRONG).status_code for _ in range(2)] == [422, 429]

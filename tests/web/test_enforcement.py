@@ -290,3 +290,28 @@ def test_the_audit_says_which_entry_or_grant_let_someone_in(app, visitor):
         f'allowed by allowlist entry #{entry.id} 127.0.0.0/30 "test 127.0.0.0/30"',
         f"allowed by user grant #{grant.id} for 127.0.0.9",
     ]
+
+
+def test_a_blocked_sign_in_replayed_from_another_ip_files_nothing(app, visitor):
+    restrict(app, "Riverside Dental", "127.0.0.1")
+    fay = visitor(ip="127.0.0.50")
+    assert fay.login("fay@example.com").headers["Location"] == "/blocked"
+    assert fay.get("/blocked").status_code == 200
+    thief = Visitor(app, ip="127.0.0.66")
+    thief.client.set_cookie("pbnsec_session", fay.client.get_cookie("pbnsec_session").value)
+    thief.token = fay.token
+    assert thief.get("/blocked").headers["Location"] == "/login"
+    response = thief.post("/access-requests", {"practice": str(practice_id(app, "Riverside Dental")), "note": "me"})
+    assert response.headers["Location"] == "/login"
+    with app.app_context():
+        assert AccessRequest.select().count() == 0
+    assert fay.get("/blocked").headers["Location"] == "/login"  # it ended for good: the password again
+
+
+def test_a_request_without_csrf_token_from_a_blocked_ip_still_ends_the_session(app, signed_in):
+    restrict(app, "Riverside Dental", "127.0.0.1")
+    fay = signed_in("fay")
+    fay.ip = BLOCKED_IP
+    assert fay.post("/account/password", {"current": "x"}, csrf=False).headers["Location"] == "/login"
+    fay.ip = ALLOWED_IP
+    assert fay.get("/").headers["Location"].startswith("/login")
