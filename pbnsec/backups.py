@@ -13,11 +13,23 @@ class BackupError(ValueError):
     """A backup or restore cannot be done as asked; the message says why and nothing was changed."""
 
 
+# Tables every pbnsec database has had since the first release: a file without one of them is not a pbnsec backup.
+CORE_TABLES = frozenset({"practice", "role", "user", "membership", "allowlist_entry", "ip_restriction",
+                         "access_request", "grant", "audit_event"})
+
+
 def _schema_version(con: sqlite3.Connection) -> int | None:
     tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "schema_version" not in tables:
         return None
-    return con.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
+    missing = CORE_TABLES - tables
+    if missing:
+        raise BackupError(f"it has a schema_version table but not pbnsec's {', '.join(sorted(missing))} "
+                          "table(s): it is not a pbnsec database.")
+    version = con.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+    if not isinstance(version, int) or version < 1:
+        raise BackupError(f"its schema version ({version!r}) is not a pbnsec schema version.")
+    return version
 
 
 def _fsync(path: Path) -> None:
@@ -82,7 +94,10 @@ def _check_backup(path: Path, shown_as: Path, latest: int) -> int:
             raise BackupError(f"{shown_as} is not an SQLite database.") from None
         if result != [("ok",)]:
             raise BackupError(f"{shown_as} is damaged (integrity check: {result[0][0]}).")
-        version = _schema_version(con)
+        try:
+            version = _schema_version(con)
+        except BackupError as exc:
+            raise BackupError(f"{shown_as} is not a pbnsec backup: {exc}") from None
     finally:
         con.close()
     if version is None:

@@ -144,12 +144,33 @@ def no_version_table(app, path: Path) -> Path:
     return path
 
 
+def only_a_version_table(app, path: Path) -> Path:
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE schema_version (version INTEGER, name TEXT, applied_at TEXT)")
+    con.execute("INSERT INTO schema_version VALUES (6, 'x', 'y')")
+    con.commit()
+    con.close()
+    return path
+
+
+def odd_version(app, path: Path) -> Path:
+    assert app.test_cli_runner().invoke(args=["backup", str(path)]).exit_code == 0
+    con = sqlite3.connect(path)
+    con.execute("DELETE FROM schema_version")
+    con.execute("INSERT INTO schema_version (version, name, applied_at) VALUES (-5, 'odd', '2030-01-01')")
+    con.commit()
+    con.close()
+    return path
+
+
 @pytest.mark.parametrize("make_source,reason", [
     (missing, "There is no file at"),
+    (only_a_version_table, "is not a pbnsec backup: it has a schema_version table but not pbnsec's"),
+    (odd_version, "is not a pbnsec backup: its schema version (-5) is not a pbnsec schema version"),
     (notes, "is not an SQLite database"),
     (no_version_table, "is not a pbnsec backup: it has no schema_version table"),
     (newer_backup, f"is at schema version {LATEST + 1}, newer than this pbnsec knows ({LATEST})"),
-], ids=["missing", "not-a-database", "not-pbnsec", "newer"])
+], ids=["missing", "version-table-only", "odd-version", "not-a-database", "not-pbnsec", "newer"])
 def test_restore_refuses_bad_input_in_one_line_and_changes_nothing(app, tmp_path, make_source, reason):
     (tmp_path / "source").mkdir()
     source = make_source(app, tmp_path / "source" / "backup.db")
