@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from ipaddress import ip_network
 
 from pbnsec.core.iprules import (
+    DEFAULT_BROADEST,
     EntryError,
     IPAddress,
     IPNetwork,
     client_address,
+    is_broad,
     parse_entry,
 )
 
@@ -125,9 +127,14 @@ def parse_proxy_addrs(text: str | None) -> tuple[IPNetwork, ...] | None:
         if not part:
             raise ValueError(f"PBNSEC_TRUSTED_PROXY_ADDRS has an empty item: {text!r}")
         try:
-            networks.append(parse_entry(part))
+            network = parse_entry(part)
         except EntryError as exc:
             raise ValueError(f"PBNSEC_TRUSTED_PROXY_ADDRS: {exc.message}") from None
+        if is_broad(network):
+            # A proxy is a machine or a small network of them; trusting half the Internet to forward is no setting.
+            raise ValueError(f"PBNSEC_TRUSTED_PROXY_ADDRS: {network} is too broad for proxy addresses (more than a "
+                             f"/{DEFAULT_BROADEST[network.version]}): list the proxies' own addresses.")
+        networks.append(network)
     return tuple(networks)
 
 
@@ -152,6 +159,11 @@ def _hint(t: Trace) -> str | None:
         return (f"You are behind a proxy: the request came from {peer} with an X-Forwarded-For header, and with "
                 "PBNSEC_TRUSTED_PROXIES=0 everyone looks like the proxy. Set PBNSEC_TRUSTED_PROXIES=1 "
                 "(and PBNSEC_TRUSTED_PROXY_ADDRS if the proxy is not on this machine).")
+    walked = len(t.steps) - 1
+    if 0 < walked < p.count:
+        return (f"{settings}, but only {walked} proxy was walked: {t.steps[-1]} is not in PBNSEC_TRUSTED_PROXY_ADDRS, "
+                f"so pbnsec takes it for the client. If {t.steps[-1]} is a proxy of yours (a load balancer), add it "
+                f"there; if only {walked} proxy stands in front of pbnsec, set PBNSEC_TRUSTED_PROXIES={walked}.")
     if p.count > 0 and not p.is_proxy(peer):
         listed = ", ".join(map(str, p.networks))
         return (f"{settings}, but this request came straight from {peer}, which is not a known proxy ({listed}): "

@@ -209,3 +209,16 @@ def test_parse_trusted_proxies_rejects(text):
     with pytest.raises(ValueError) as info:
         parse_trusted_proxies(text)
     assert str(info.value) == f"PBNSEC_TRUSTED_PROXIES must be a whole number from 0 to 10, got {text!r}"
+
+
+def test_a_walk_that_stops_short_of_the_proxy_count_is_pointed_out():
+    # Two proxies configured, but the load balancer (10.0.5.2) was never listed: everyone would look like it.
+    trace = trace_client_ip(environ_of("127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.99, 10.0.5.2"), Proxies(2))
+    assert str(trace.client_ip) == "10.0.5.2"
+    assert "only 1 proxy was walked: 10.0.5.2 is not in PBNSEC_TRUSTED_PROXY_ADDRS" in trace.hint
+
+
+@pytest.mark.parametrize("text", ["0.0.0.0/1", "10.0.0.0/7", "2000::/3"])
+def test_proxy_addresses_cannot_be_half_the_internet(text):
+    with pytest.raises(ValueError, match="too broad for proxy addresses"):
+        parse_proxy_addrs(f"127.0.0.1,{text}")
