@@ -10,6 +10,7 @@ from datetime import timedelta
 from ipaddress import IPv6Network
 
 from pbnsec.domain import ratelimit
+from pbnsec.models import AuditEvent, utcnow
 
 WINDOW = timedelta(minutes=15)
 PER_ACCOUNT_AND_IP = 5
@@ -57,11 +58,25 @@ class Attempt:
         return f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
 
 
+FAMILIAR_FOR = timedelta(days=30)
+
+
+def familiar(email: str, ip) -> bool:
+    """Whether the account signed in successfully from this very address lately (an indexed audit lookup)."""
+    if not email or ip is None:
+        return False
+    return AuditEvent.select().where(
+        (AuditEvent.action == "login_allowed") & (AuditEvent.actor_label == email)
+        & (AuditEvent.actor_ip == str(ip)) & (AuditEvent.at > utcnow() - FAMILIAR_FOR)).exists()
+
+
 def begin(email: str, ip, from_office: bool) -> Attempt:
     """Count a password check before it is made (so parallel guesses cannot exceed the limit), or refuse it.
 
-    `from_office`: an allowlist entry or grant of one of the account's practices lets this IP in
-    (AccessOverview.from_office).
+    Guesses from the account's own places are counted apart from guesses elsewhere: `from_office` (an allowlist
+    entry or grant of one of its practices lets this IP in, AccessOverview.from_office) or an address it signed
+    in from lately, which covers practices without IP restrictions too.
     """
-    wait, hits = ratelimit.acquire(limits(email, ip, from_office), WINDOW)
+    own_place = from_office or familiar(email, ip)
+    wait, hits = ratelimit.acquire(limits(email, ip, own_place), WINDOW)
     return Attempt(email, ip, wait, hits)

@@ -115,3 +115,12 @@ def test_a_control_character_in_the_current_password_does_not_reset_the_count(ap
     assert [change(ann, WRONG).status_code for _ in range(4)] == [422] * 4
     assert change(ann, "\x00").status_code == 422  # refused before any check: counts nothing, resets nothing
     assert [change(ann, WRONG).status_code for _ in range(2)] == [422, 429]
+
+
+def test_strangers_cannot_lock_out_a_user_of_a_practice_without_restrictions_where_they_signed_in_before(app, visitor):
+    assert visitor(ip="127.0.0.1").login("ann@example.com").status_code == 303  # Ann's usual desk
+    for n in range(10):  # no IP restrictions anywhere: the strangers' guesses count as "elsewhere"
+        stranger = visitor(ip=f"127.0.0.{10 + n}")
+        assert [stranger.login("ann@example.com", WRONG).status_code for _ in range(5)] == [401] * 5
+    assert visitor(ip="127.0.0.30").login("ann@example.com", WRONG).status_code == 429
+    assert visitor(ip="127.0.0.1").login("ann@example.com").status_code == 303  # her desk: still in
