@@ -64,6 +64,11 @@ def is_broad(network: IPNetwork, broadest: dict[int, int] = DEFAULT_BROADEST) ->
     return network.prefixlen < broadest[network.version]
 
 
+def union_size(networks: Iterable[IPNetwork], version: int) -> int:
+    """How many addresses of one IP version the networks cover together (overlaps counted once)."""
+    return sum(n.num_addresses for n in collapse_addresses(n for n in networks if n.version == version))
+
+
 def covered_version(networks: Iterable[IPNetwork]) -> int | None:
     """4 or 6 when the networks together cover every address of that IP version, else None."""
     for version in (4, 6):

@@ -28,6 +28,7 @@ from pbnsec.core.iprules import (
     ipv6_privacy_network,
     is_broad,
     parse_entry,
+    union_size,
 )
 from pbnsec.core.text import (
     TYPED_WHITESPACE,
@@ -227,6 +228,9 @@ def add_entry(visit: Visit, typed: EntryInput, administered: Collection[int], *,
         with change_lock():
             if covering := everything_refusal(network, practice):
                 return EntryRefused(typed, {"address": FieldError("covers_everything", covering)})
+            # Entries that are each small may add up to a broad allowlist: that needs the same confirmation.
+            if not _confirms(typed.confirm_broad, network) and (adds_up := broad_union(network, practice, broadest)):
+                return EntryRefused(typed, {"address": FieldError("needs_confirmation", adds_up)}, str(network), "")
             added = AllowlistEntry.create(**AllowlistEntry.stored(network, practice, label=label,
                                                                   added_by=visit.user.id))
             detail = f"label: {added.label}"
@@ -261,8 +265,8 @@ def _confirmation_needed(network: IPNetwork, broadest: dict[int, int], broad: st
     return " ".join(reasons)
 
 
-def everything_refusal(network: IPNetwork, practice: Practice | None) -> str | None:
-    """Why adding (or switching on) this network would, with the active entries there, allow every address."""
+def _scopes_with(network: IPNetwork, practice: Practice | None) -> dict[str, list]:
+    """Per practice affected (by name), its active entries with this network added: own and All practices."""
     active = AllowlistEntry.select(AllowlistEntry.network, AllowlistEntry.scope).where(AllowlistEntry.active)
     if practice is not None:
         active = active.where(AllowlistEntry.scope.in_([practice.id, ALL_PRACTICES]))
@@ -270,14 +274,37 @@ def everything_refusal(network: IPNetwork, practice: Practice | None) -> str | N
     for row in active:
         by_scope.setdefault(row.scope, []).append(parse_entry(row.network))
     shared = by_scope.pop(ALL_PRACTICES, []) + [network]
-    scopes = {practice.id: by_scope.get(practice.id, [])} if practice is not None else by_scope or {0: []}
-    for practice_id, own in scopes.items():
-        version = covered_version(shared + own)
+    if practice is not None:
+        return {practice.name: shared + by_scope.get(practice.id, [])}
+    names = {p.id: p.name for p in Practice.select(Practice.id, Practice.name)} if by_scope else {}
+    return {names[pid]: shared + own for pid, own in by_scope.items()} or {"every practice": shared}
+
+
+def everything_refusal(network: IPNetwork, practice: Practice | None) -> str | None:
+    """Why adding (or switching on) this network would, with the active entries there, allow every address, or
+    more than half of all addresses of its IP version (many /8s add up as surely as two /1s)."""
+    for name, networks in _scopes_with(network, practice).items():
+        version = covered_version(networks)
         if version is not None:
-            name = practice.name if practice is not None else (
-                Practice.get_by_id(practice_id).name if practice_id else "every practice")
             return (f"{network} would, together with the entries already there, allow every IPv{version} address "
                     f"for {name}: enter a smaller network.")
+        bits = network.max_prefixlen
+        total = union_size(networks, network.version)
+        if total > 2 ** (bits - 1):
+            return (f"{network} would, together with the entries already there, allow {total:,} IPv"
+                    f"{network.version} addresses for {name}, more than half of all of them: enter smaller networks.")
+    return None
+
+
+def broad_union(network: IPNetwork, practice: Practice | None, broadest: dict[int, int]) -> str | None:
+    """When this network and the active entries there together cover more than one broad network: what they cover."""
+    limit = 2 ** (network.max_prefixlen - broadest[network.version])
+    for name, networks in _scopes_with(network, practice).items():
+        total = union_size(networks, network.version)
+        if total > limit:
+            return (f"Together with the entries already there, the allowlist for {name} would cover {total:,} "
+                    f"addresses, more than a /{broadest[network.version]}: confirm below that you mean to allow "
+                    "all of them, or enter a smaller network.")
     return None
 
 

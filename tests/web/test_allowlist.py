@@ -413,3 +413,26 @@ def test_a_row_and_the_status_work_without_javascript_as_the_whole_page(app, ann
         page = ann.get(url)
         assert page.status_code == 200 and "<html" in page.text
         assert f'<tr id="entry-{entry_id}"' in page.text and '<section id="ip-status"' in page.text
+
+
+def test_small_entries_that_add_up_to_more_than_a_slash_8_need_the_same_confirmation(app, ann):
+    assert add(ann, "10.0.0.0/8").status_code == 303  # one /8: at the limit
+    refused = add(ann, "11.0.0.0/8")
+    assert refused.status_code == 422
+    assert "Together with the entries already there, the allowlist for Riverside Dental would cover 33,554,432" in (
+        refused.text)
+    assert 'name="confirm_broad" value="11.0.0.0/8"' in refused.text
+    assert ann.post("/security/allowlist", {"address": "11.0.0.0/8", "label": "x", "confirm_broad": "11.0.0.0/8"}
+                    ).status_code == 303
+
+
+def test_entries_that_add_up_to_more_than_half_of_all_addresses_are_refused_even_when_confirmed(app, ann):
+    def confirmed(address):
+        return ann.post("/security/allowlist", {"address": address, "label": "x", "confirm_broad": address,
+                                                "confirm_local": address})
+
+    assert confirmed("128.0.0.0/2").status_code == 303
+    assert confirmed("192.0.0.0/3").status_code == 303
+    refused = confirmed("0.0.0.0/1")  # with the two above: every unicast address but not quite all
+    assert refused.status_code == 422 and "more than half of all of them" in refused.text
+    assert sorted(e[0] for e in entries(app)) == ["128.0.0.0/2", "192.0.0.0/3"]

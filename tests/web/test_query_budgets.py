@@ -14,7 +14,7 @@ def join_practices(app, email, count):
             practice = create_practice(f"Extra Dental {n}")
             Membership.create(user=user, practice=practice)
     for n in range(count):
-        restrict(app, f"Extra Dental {n}", "127.0.0.0/8")
+        restrict(app, f"Extra Dental {n}", "127.0.0.0/24")
 
 
 def cost(v, count_statements, url):
@@ -25,7 +25,7 @@ def cost(v, count_statements, url):
 
 @pytest.mark.parametrize("url", ["/", "/access-requests"])
 def test_a_signed_in_page_costs_the_same_for_one_practice_or_six(app, signed_in, count_statements, url):
-    restrict(app, "Riverside Dental", "127.0.0.0/8")
+    restrict(app, "Riverside Dental", "127.0.0.0/24")
     fay = signed_in("fay")  # one practice
     one, one_log = cost(fay, count_statements, url)
     join_practices(app, "fay@example.com", 5)
@@ -35,7 +35,7 @@ def test_a_signed_in_page_costs_the_same_for_one_practice_or_six(app, signed_in,
 
 
 def test_the_security_pages_cost_the_same_for_one_practice_or_six(app, signed_in, count_statements):
-    restrict(app, "Riverside Dental", "127.0.0.0/8")
+    restrict(app, "Riverside Dental", "127.0.0.0/24")
     ann = signed_in("ann")
     before = {url: cost(ann, count_statements, url) for url in ("/security/settings", "/security/requests")}
     join_practices(app, "ann@example.com", 5)
@@ -56,7 +56,7 @@ def test_switching_off_an_all_practices_entry_costs_the_same_for_two_practices_o
         return count, f"{count} statements:\n  {log}"
 
     for name in ("Riverside Dental", "Lakeside Dental"):  # restrictions on, as in the practices joined below
-        restrict(app, name, "127.0.0.0/8")
+        restrict(app, name, "127.0.0.0/24")
     owner = signed_in("owner")
     owner.post("/security/allowlist", {"address": "198.51.100.0/24", "label": "Head office", "practice": "all"})
     with app.app_context():

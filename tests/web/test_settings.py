@@ -146,7 +146,7 @@ def test_a_practice_that_is_not_yours_is_not_found(app, signed_in, practice):
 @pytest.mark.parametrize("htmx", [False, True])
 def test_another_practices_controls_are_not_found_and_change_nothing(app, signed_in, htmx):
     owner, bob = signed_in("owner"), signed_in("bob")
-    add_entry(app, owner, "127.0.0.0/8", practice="Riverside Dental")
+    add_entry(app, owner, "127.0.0.0/16", practice="Riverside Dental")
     for control, data in [("enforced", {"enforced": "1"}),
                           ("scope", {"applies_to": "selected", "roles": [str(role_id(app, "Front Desk"))]}),
                           ("requests", {})]:
@@ -384,8 +384,8 @@ def test_the_scope_picker_refuses_what_it_did_not_offer(app, ann, form, message,
 
 @pytest.fixture
 def enforced_for_ann(app, ann):
-    """Riverside enforced; Ann (127.0.0.1) covered only by 127.0.0.0/8; another entry covers someone else."""
-    add_entry(app, ann, "127.0.0.0/8", "Loopback")
+    """Riverside enforced; Ann (127.0.0.1) covered only by 127.0.0.0/16; another entry covers someone else."""
+    add_entry(app, ann, "127.0.0.0/16", "Loopback")
     add_entry(app, ann, "192.0.2.0/24", "Branch office")
     assert enforce(app, ann).status_code == 200
     return ann
@@ -400,16 +400,16 @@ def remove(app, v, network, how, htmx):
 @pytest.mark.parametrize("htmx", [False, True])
 def test_removing_the_entry_you_depend_on_is_refused(app, enforced_for_ann, how, htmx):
     ann = enforced_for_ann
-    response = remove(app, ann, "127.0.0.0/8", how, htmx)
+    response = remove(app, ann, "127.0.0.0/16", how, htmx)
     assert response.status_code == 409
     assert LOCKOUT_ENTRY.format("127.0.0.1") in response.text
     assert "Add my current IP (127.0.0.1)" in response.text
     if htmx:
-        assert fragment_of(response).startswith(f'<tr id="entry-{entry_id(app, "127.0.0.0/8")}"')
+        assert fragment_of(response).startswith(f'<tr id="entry-{entry_id(app, "127.0.0.0/16")}"')
         assert "<html" not in response.text
     else:
-        assert "<html" in response.text and "<code>127.0.0.0/8</code>" in response.text
-    assert entry_state(app, "127.0.0.0/8") == (True, True)
+        assert "<html" in response.text and "<code>127.0.0.0/16</code>" in response.text
+    assert entry_state(app, "127.0.0.0/16") == (True, True)
     assert events(app, "entry_deleted") == [] and events(app, "entry_disabled") == []
     assert ann.get("/security/allowlist").status_code == 200
 
@@ -423,29 +423,29 @@ def test_removing_an_entry_you_do_not_depend_on_is_fine(app, enforced_for_ann, h
 
 def test_once_another_entry_covers_you_the_old_one_can_go(app, enforced_for_ann):
     ann = enforced_for_ann
-    refusal = remove(app, ann, "127.0.0.0/8", "delete", htmx=True)
+    refusal = remove(app, ann, "127.0.0.0/16", "delete", htmx=True)
     assert follow_rescue(ann, refusal).status_code == 303  # the refusal's own button
     assert entry_state(app, "127.0.0.1/32") == (True, True)
-    response = remove(app, ann, "127.0.0.0/8", "delete", htmx=True)
+    response = remove(app, ann, "127.0.0.0/16", "delete", htmx=True)
     assert response.status_code == 200 and response.text == ""
     assert response.headers["HX-Trigger"] == "allowlist-changed"
-    assert entry_state(app, "127.0.0.0/8") == (False, None)
+    assert entry_state(app, "127.0.0.0/16") == (False, None)
     assert ann.get("/security/allowlist").status_code == 200
 
 
 def test_without_enforcement_any_entry_can_go(app, ann):
-    add_entry(app, ann, "127.0.0.0/8", "Loopback")
-    assert remove(app, ann, "127.0.0.0/8", "delete", htmx=True).status_code == 200
-    assert entry_state(app, "127.0.0.0/8") == (False, None)
+    add_entry(app, ann, "127.0.0.0/16", "Loopback")
+    assert remove(app, ann, "127.0.0.0/16", "delete", htmx=True).status_code == 200
+    assert entry_state(app, "127.0.0.0/16") == (False, None)
 
 
 def test_an_all_practices_entry_you_depend_on_in_any_practice_is_kept(app, signed_in):
     owner = signed_in("owner")  # working in Lakeside (unrestricted); Riverside depends on the entry
-    add_entry(app, owner, "127.0.0.0/8", "Head office", practice="all")
+    add_entry(app, owner, "127.0.0.0/16", "Head office", practice="all")
     assert enforce(app, owner, practice="Riverside Dental").status_code == 200
-    response = remove(app, owner, "127.0.0.0/8", "delete", htmx=True)
+    response = remove(app, owner, "127.0.0.0/16", "delete", htmx=True)
     assert response.status_code == 409 and LOCKOUT_ENTRY.format("127.0.0.1") in response.text
-    assert entry_state(app, "127.0.0.0/8") == (True, True)
+    assert entry_state(app, "127.0.0.0/16") == (True, True)
 
 
 # --- lockout prevention on user grants ---
@@ -536,10 +536,10 @@ def test_the_way_out_offered_when_removing_your_own_ip_entry_works(app, ann, how
 
 def test_the_way_out_offered_for_an_all_practices_entry_lets_you_delete_it(app, signed_in):
     owner = signed_in("owner")
-    add_entry(app, owner, "127.0.0.0/8", "Head office", practice="all")
+    add_entry(app, owner, "127.0.0.0/16", "Head office", practice="all")
     assert enforce(app, owner, practice="Riverside Dental").status_code == 200
-    refusal = remove(app, owner, "127.0.0.0/8", "delete", htmx=True)
+    refusal = remove(app, owner, "127.0.0.0/16", "delete", htmx=True)
     assert refusal.status_code == 409
     assert follow_rescue(owner, refusal).status_code == 303
-    response = remove(app, owner, "127.0.0.0/8", "delete", htmx=True)
+    response = remove(app, owner, "127.0.0.0/16", "delete", htmx=True)
     assert response.status_code == 200, re.findall(r"<p>([^<]+)</p>", response.text)
