@@ -8,6 +8,7 @@ from flask.globals import request_ctx
 from htmx_flask import make_response as htmx_response
 from werkzeug.routing import IntegerConverter
 
+from pbnsec.core.decision import STATUS_LABELS
 from pbnsec.core.text import MAX_ID
 
 CSP = (
@@ -92,12 +93,6 @@ def init_app(app) -> None:
 
     for code in (400, 403, 404, 405, 413, 429, 500):
         app.register_error_handler(code, _error_page)
-
-
-STATUS_LABELS = {
-    "not_requested": "Not Requested", "pending": "Pending", "approved": "Approved", "rejected": "Rejected",
-    "allowed": "Allowed",
-}
 
 
 def _practice_switcher():
