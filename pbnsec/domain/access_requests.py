@@ -161,6 +161,15 @@ def decidable(request_id: int, practice_ids: Iterable[int]) -> AccessRequest | N
                                 & AccessRequest.practice.in_(list(practice_ids))).first()
 
 
+def default_durations(practice_ids: Iterable[int]) -> dict[int, str]:
+    """How long a one-click approval lasts, per practice (one without a setting: until revoked)."""
+    found = {pid: FOREVER for pid in practice_ids}
+    for row in IPRestriction.select(IPRestriction.practice, IPRestriction.default_duration).where(
+            IPRestriction.practice.in_(list(found))):
+        found[row.practice_id] = row.default_duration
+    return found
+
+
 @dataclass(frozen=True)
 class Decided:
     request: AccessRequest  # as it stands now, with its user (and role), practice and decider
