@@ -118,6 +118,18 @@ def add_audit_event_repeats(migrator: SchemaMigrator) -> None:
                            name="audit_event_action_actor_label_actor_ip_at").run()
 
 
+def add_expiry(migrator: SchemaMigrator) -> None:
+    """grant.expires_at and allowlist_entry.expires_at (NULL: never expires); ip_restriction.default_duration."""
+    for table in ("grant", "allowlist_entry"):
+        if "expires_at" not in _columns(table):
+            migrator.add_column(table, "expires_at", DateTimeField(null=True)).run()
+    if "default_duration" not in _columns("ip_restriction"):
+        # NOT NULL with a database default in one ALTER, as for must_change_password: every practice there keeps
+        # approving until revoked, as it did.
+        field = CharField(max_length=10, default="forever", constraints=[SQL("DEFAULT 'forever'")])
+        migrator.alter_add_column("ip_restriction", "default_duration", field, allow_not_null=True).run()
+
+
 MIGRATIONS = [
     index_rate_limit_hits_by_time,
     add_must_change_password,
@@ -125,6 +137,7 @@ MIGRATIONS = [
     add_sign_ins,
     rename_pending_sign_ins_to_blocked,
     add_audit_event_repeats,
+    add_expiry,
 ]
 LATEST = len(MIGRATIONS)
 

@@ -119,6 +119,7 @@ class AllowlistEntry(BaseModel):
     active = BooleanField(default=True)
     added_by = ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
     added_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(null=True)  # UTC; from then on it matches no one (kept for the record); None: never
 
     class Meta:
         indexes = (
@@ -152,6 +153,7 @@ class IPRestriction(BaseModel):
     everyone = BooleanField(default=True)  # False: only the selected roles and users
     requests_allowed = BooleanField(default=True)
     updated_at = DateTimeField(default=utcnow)
+    default_duration = CharField(max_length=10, default="forever")  # what one-click Approve grants (core.durations)
 
 
 class RestrictedRole(BaseModel):
@@ -200,6 +202,7 @@ class Grant(BaseModel):
     request = ForeignKeyField(AccessRequest, null=True, backref="+", on_delete="SET NULL")
     created_by = ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
     created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(null=True)  # UTC; from then on it lets no one in (kept for the record); None: until revoked
 
     class Meta:
         indexes = ((("user", "practice", "ip"), True),)

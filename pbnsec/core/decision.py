@@ -50,6 +50,7 @@ class Allowed:
 class Blocked:
     reason: str  # ip_not_approved | ip_unknown
     request_status: str = NOT_REQUESTED
+    lapsed: Rule | None = None  # a grant that held this IP but has expired (the user may ask again)
     allowed = False
 
 
@@ -89,9 +90,12 @@ def decide(
     ip = unmap(ip)
     if (rule := _covering(ip, entries, now)) is not None:
         return Allowed("allowlist_entry", rule)
-    if (rule := _covering(ip, _value(grants), now)) is not None:
+    grants = list(_value(grants))
+    if (rule := _covering(ip, grants, now)) is not None:
         return Allowed("user_grant", rule)
-    return Blocked("ip_not_approved", _value(request_status))
+    lapsed = next((g for g in grants if g.active and g.expires_at is not None and g.expires_at <= now
+                   and g.network.version == ip.version and ip in g.network), None)
+    return Blocked("ip_not_approved", _value(request_status), lapsed)
 
 
 def _value(given):
@@ -101,13 +105,16 @@ def _value(given):
 # The words a person sees for a practice's status (the brief's four, and Allowed where no request is needed).
 STATUS_LABELS = {
     "not_requested": "Not Requested", "pending": "Pending", "approved": "Approved", "rejected": "Rejected",
-    "allowed": "Allowed",
+    "allowed": "Allowed", "expired": "Expired",
 }
 
 
 def status_of(decision: Decision) -> str:
-    """The status word of a practice for one user and IP: allowed | approved | pending | rejected | not_requested."""
+    """The status word of a practice for one user and IP: allowed | approved | pending | rejected | expired |
+    not_requested."""
     if decision.allowed:
         return "approved" if decision.reason == "user_grant" else "allowed"
-    # An approval whose grant was revoked no longer counts: the user may ask again.
-    return NOT_REQUESTED if decision.request_status == "approved" else decision.request_status
+    if decision.request_status == "approved":
+        # The approval no longer lets them in: its grant expired (kept for the record), or was revoked (gone).
+        return "expired" if decision.lapsed is not None else NOT_REQUESTED
+    return decision.request_status

@@ -6,8 +6,8 @@ change (for lockout prevention).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from ipaddress import ip_network
 
 from peewee import JOIN
@@ -73,7 +73,7 @@ def entries_holding(practice_ids, ip) -> dict[int, list[Rule]]:
     rows = AllowlistEntry.select().where(
         AllowlistEntry.scope.in_([*practice_ids, ALL_PRACTICES]) & AllowlistEntry.holding(ip))
     for entry in rows:
-        rule = Rule(ip_network(entry.network), active=entry.active, ref=entry)
+        rule = Rule(ip_network(entry.network), active=entry.active, expires_at=entry.expires_at, ref=entry)
         if ip.version != rule.network.version or ip not in rule.network:
             continue
         for pid in (practice_ids if entry.scope == ALL_PRACTICES else [entry.scope]):
@@ -86,7 +86,7 @@ def _grants(user_id: int, practice_ids, ip) -> dict[int, list[Rule]]:
     if ip is not None:
         for grant in Grant.select().where((Grant.user == user_id) & Grant.practice.in_(list(practice_ids))
                                           & (Grant.ip == str(ip))):
-            found[grant.practice_id].append(Rule(ip_network(grant.ip), ref=grant))
+            found[grant.practice_id].append(Rule(ip_network(grant.ip), expires_at=grant.expires_at, ref=grant))
     return found
 
 
@@ -119,11 +119,19 @@ class _Lazy:
 
 
 def _decisions(user: User, practice_ids: list[int], ip, now: datetime, settings: dict[int, Settings],
-               without_entry: int | None = None, without_grant: int | None = None) -> dict[int, Decision]:
-    """decide() once per practice; entries only where restrictions apply, grants and statuses only if needed."""
+               without_entry: int | None = None, without_grant: int | None = None,
+               entry_expiry: tuple[int, datetime | None] | None = None) -> dict[int, Decision]:
+    """decide() once per practice; entries only where restrictions apply, grants and statuses only if needed.
+
+    `entry_expiry` (entry id, expiry): decide as if that entry expired then instead.
+    """
     subject = Subject(user.id, user.role_id)
     applies = [pid for pid in practice_ids if settings[pid].enforced and settings[pid].applies_to(subject)]
     entries = entries_holding(applies, ip)
+    if entry_expiry is not None:
+        changed_id, expires_at = entry_expiry
+        entries = {pid: [replace(r, expires_at=expires_at) if r.ref.id == changed_id else r for r in rules]
+                   for pid, rules in entries.items()}
     grants = _Lazy(lambda: _grants(user.id, applies, ip))
     statuses = _Lazy(lambda: _statuses(user.id, applies, ip))
     decisions = {}
@@ -232,13 +240,22 @@ class Refusal:
     code: str = "lockout"
 
 
+# A change that lets the admin in now but not in this long (the rule letting them in expires) is refused too:
+# they would be locked out before they noticed.
+LOCKOUT_MARGIN = timedelta(minutes=15)
+
+
 def lockout_for(user: User, practice_ids, ip, without: str = "", settings: Settings | None = None,
                 without_entry: int | None = None, without_grant: int | None = None,
-                now: datetime | None = None) -> Refusal | None:
-    """The Refusal a change would cause (other settings for one practice, or an entry or grant gone), else None.
+                now: datetime | None = None, entry_expiry: tuple[int, datetime | None] | None = None,
+                lapse: str = "") -> Refusal | None:
+    """The Refusal a change would cause (other settings for one practice, an entry or grant gone, an entry's
+    expiry moved), now or within LOCKOUT_MARGIN, else None.
 
     Two rounds of decisions for all the practices at once, as things stand and as they would be: the cost does
-    not grow with the number of practices an All practices entry reaches.
+    not grow with the number of practices an All practices entry reaches. Two more only when what would let the
+    admin in expires within the margin: then it is refused unless something else would still let them in (a
+    lapse that happens whether or not the change is made is not the change's doing). `lapse` says what expires.
     """
     practice_ids, now, ip = list(practice_ids), now or utcnow(), unmap(ip) if ip is not None else None
     current, _ = _settings(practice_ids)
@@ -247,16 +264,43 @@ def lockout_for(user: User, practice_ids, ip, without: str = "", settings: Setti
         (only,) = practice_ids  # other settings are for one practice
         changed[only] = settings
     before = _decisions(user, practice_ids, ip, now, current)
-    after = _decisions(user, practice_ids, ip, now, changed, without_entry, without_grant)
+    after = _decisions(user, practice_ids, ip, now, changed, without_entry, without_grant, entry_expiry)
+    soon = now + LOCKOUT_MARGIN
+    lapsing = [pid for pid in practice_ids if before[pid].allowed and after[pid].allowed
+               and after[pid].rule is not None and after[pid].rule.expires_at is not None
+               and after[pid].rule.expires_at <= soon]
+    before_soon = after_soon = {}
+    if lapsing:
+        before_soon = _decisions(user, lapsing, ip, soon, {pid: current[pid] for pid in lapsing})
+        after_soon = _decisions(user, lapsing, ip, soon, {pid: changed[pid] for pid in lapsing},
+                                without_entry, without_grant, entry_expiry)
     for practice_id in practice_ids:
-        if before[practice_id].allowed and not after[practice_id].allowed:
-            prefix = f"without {without}, " if without else ""
+        blocked_now = before[practice_id].allowed and not after[practice_id].allowed
+        blocked_soon = (practice_id in after_soon and before_soon[practice_id].allowed
+                        and not after_soon[practice_id].allowed)
+        if blocked_now or blocked_soon:
             can_add_ip = ip is not None and not AllowlistEntry.select().where(
                 (AllowlistEntry.scope == practice_id) & (AllowlistEntry.network == str(ip_network(ip)))
             ).exists()
-            return Refusal(f"This would block you: {prefix}your IP {ip or '(unknown)'} is not on the allowlist.",
-                           practice_id, can_add_ip)
+            if blocked_now:
+                prefix = f"without {without}, " if without else ""
+                message = f"This would block you: {prefix}your IP {ip or '(unknown)'} is not on the allowlist."
+            else:
+                minutes = int(LOCKOUT_MARGIN.total_seconds() // 60)
+                message = (f"This would block you within the next {minutes} minutes: once "
+                           f"{lapse or 'the entry or grant that lets you in expires'}, nothing else lets your IP "
+                           f"{ip or '(unknown)'} in.")
+            return Refusal(message, practice_id, can_add_ip)
     return None
+
+
+def covered_until(user: User, practice_ids, ip, at: datetime) -> bool:
+    """Whether an entry or grant, other than one being added, lets this user in from ip at `at` in every one of
+    these practices, as if IP restrictions applied to them there."""
+    ip = unmap(ip) if ip is not None else None
+    practice_ids = list(practice_ids)
+    on = {pid: Settings(enforced=True) for pid in practice_ids}
+    return all(d.allowed for d in _decisions(user, practice_ids, ip, at, on).values())
 
 
 def last_entry_refusal(entry: AllowlistEntry) -> Refusal | None:

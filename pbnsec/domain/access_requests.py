@@ -11,6 +11,7 @@ from typing import Iterable
 
 from peewee import JOIN, IntegrityError
 
+from pbnsec.core.durations import FOREVER, duration_words, expires_after, parse_duration
 from pbnsec.core.text import has_control_characters, without_control_characters
 from pbnsec.db import database
 from pbnsec.domain import audit, ratelimit
@@ -23,6 +24,7 @@ from pbnsec.models import (
     REJECTED,
     AccessRequest,
     Grant,
+    IPRestriction,
     Practice,
     Role,
     User,
@@ -159,17 +161,34 @@ def decidable(request_id: int, practice_ids: Iterable[int]) -> AccessRequest | N
                                 & AccessRequest.practice.in_(list(practice_ids))).first()
 
 
+def default_durations(practice_ids: Iterable[int]) -> dict[int, str]:
+    """How long a one-click approval lasts, per practice (one without a setting: until revoked)."""
+    found = {pid: FOREVER for pid in practice_ids}
+    for row in IPRestriction.select(IPRestriction.practice, IPRestriction.default_duration).where(
+            IPRestriction.practice.in_(list(found))):
+        found[row.practice_id] = row.default_duration
+    return found
+
+
 @dataclass(frozen=True)
 class Decided:
     request: AccessRequest  # as it stands now, with its user (and role), practice and decider
     won: bool  # this call made the decision; False when someone decided first (request.decided_by says who)
 
 
-def decide(visit: Visit, request_id: int, status: str, practice_ids: Iterable[int]) -> Decided | None:
+def decide(visit: Visit, request_id: int, status: str, practice_ids: Iterable[int],
+           duration: str | None = None) -> Decided | None:
     """Approve or reject a pending request of one of these practices as the visit's user; of many racing calls,
-    exactly one wins. None when there is no such request among these practices."""
+    exactly one wins. None when there is no such request among these practices.
+
+    An approval lasts `duration` (a core.durations key; None: the practice's default): its grant expires that
+    long after the visit's now. A duration that is none of those raises DurationError before anything is read
+    or written.
+    """
     if status not in (APPROVED, REJECTED):
         raise ValueError(f"a request is approved or rejected, not {status!r}")
+    if duration is not None:
+        duration = parse_duration(duration)
     practice_ids = list(practice_ids)
     with database.atomic():
         # The write comes first and only touches a pending row: of many racing clicks, one wins. It also
@@ -178,14 +197,30 @@ def decide(visit: Visit, request_id: int, status: str, practice_ids: Iterable[in
                .where((AccessRequest.id == request_id) & (AccessRequest.status == PENDING)
                       & AccessRequest.practice.in_(practice_ids))
                .execute()) == 1
-        request = decidable(request_id, practice_ids)
+        # Read with the practice's default duration, so approving costs no further query.
+        request = (_with_people().select_extend(IPRestriction.default_duration)
+                   .switch(AccessRequest)
+                   .join(IPRestriction, JOIN.LEFT_OUTER, on=(IPRestriction.practice == AccessRequest.practice),
+                         attr="restriction")
+                   .where((AccessRequest.id == request_id) & AccessRequest.practice.in_(practice_ids)).first())
         if request is None:  # none of these practices' (or the requester's account is gone: cascaded away)
             return None
         if won:
+            detail = f"request #{request.id}"
             if status == APPROVED:
+                restriction = getattr(request, "restriction", None)  # no row: the practice never changed a setting
+                duration = duration or getattr(restriction, "default_duration", None) or FOREVER
+                expires_at = expires_after(visit.now, duration)
+                # A grant of an earlier approval (expired, kept for the record) is renewed by this one.
                 (Grant.insert(user=request.user_id, practice=request.practice_id, ip=request.ip, request=request.id,
-                              created_by=visit.user.id, created_at=visit.now)
-                 .on_conflict_ignore().execute())
+                              created_by=visit.user.id, created_at=visit.now, expires_at=expires_at)
+                 .on_conflict(conflict_target=[Grant.user, Grant.practice, Grant.ip],
+                              update={Grant.request: request.id, Grant.created_by: visit.user.id,
+                                      Grant.created_at: visit.now, Grant.expires_at: expires_at})
+                 .execute())
+                detail += f"; duration: {duration_words(duration)}"
+                if expires_at is not None:
+                    detail += f" (expires {expires_at:%Y-%m-%d %H:%M} UTC)"
             audit.record_by(visit, f"request_{status}", practice=request.practice_id,
-                            target=f"{request.user.email} from {request.ip}", detail=f"request #{request.id}")
+                            target=f"{request.user.email} from {request.ip}", detail=detail)
     return Decided(request, won)

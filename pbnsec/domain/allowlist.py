@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from ipaddress import IPv6Network, ip_network
 
 from peewee import JOIN, IntegrityError
 
 from pbnsec.core.clientip import Proxies, local_reason
+from pbnsec.core.durations import UntilError, is_expired, parse_until
 from pbnsec.core.iprules import (
     EntryError,
     IPAddress,
@@ -38,7 +40,9 @@ from pbnsec.core.text import (
 from pbnsec.db import change_lock, database
 from pbnsec.domain import audit
 from pbnsec.domain.access import (
+    LOCKOUT_MARGIN,
     Refusal,
+    covered_until,
     entries_holding,
     last_entry_refusal,
     lockout_for,
@@ -70,6 +74,7 @@ class EntryInput:
     practice: int | str | None = None  # a practice id, ALL, or None when what was sent is not an id
     confirm_broad: str = ""  # the network the admin confirmed although it is broad
     confirm_local: str = ""  # the network the admin confirmed although it holds loopback or a proxy
+    until: str = ""  # when it stops matching (UTC, see core.durations.parse_until); blank: never
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,8 @@ class EntryRefused:
     """An entry that was not added: what was typed (label cleaned), a FieldError per field, the confirmations asked.
 
     Address codes: invalid, needs_confirmation (see broad and local), covers_everything, duplicate. Label codes:
-    blank, too_long, control_characters. Practice codes: not_yours, not_every_practice.
+    blank, too_long, control_characters. Practice codes: not_yours, not_every_practice. Until codes: invalid, past,
+    lockout (it holds the admin's IP, nothing else does, and it would expire within LOCKOUT_MARGIN).
     """
 
     typed: EntryInput
@@ -103,6 +109,14 @@ class LabelRefused:
     """A label that was not saved, cleaned as it would have been, and why."""
 
     label: str
+    error: FieldError
+
+
+@dataclass(frozen=True)
+class UntilRefused:
+    """An entry's end that was not saved: as typed, and why."""
+
+    until: str
     error: FieldError
 
 
@@ -162,7 +176,7 @@ def ip_status(visit: Visit, proxies: Proxies) -> IPStatus:
     if ip is None:
         return IPStatus(None, (), None, None)
     holding = entries_holding([visit.practice.id], ip)[visit.practice.id]
-    covering = sorted((rule for rule in holding if rule.active),
+    covering = sorted((rule for rule in holding if rule.active and not is_expired(rule.expires_at, visit.now)),
                       key=lambda rule: (-rule.network.prefixlen, -rule.ref.scope, rule.ref.id))
     return IPStatus(ip, tuple(rule.ref for rule in covering), ipv6_privacy_network(ip),
                     local_reason(ip_network(ip), proxies))
@@ -190,6 +204,30 @@ def clean_label(text: str) -> tuple[str, FieldError | None]:
     return label, None
 
 
+def until_error(visit: Visit, text: str) -> tuple[datetime | None, FieldError | None]:
+    """An entry's end as typed: when it stops matching (None: never), and why it cannot be, if it cannot."""
+    try:
+        until = parse_until(text)
+    except UntilError as exc:
+        return None, FieldError("invalid", exc.message)
+    if until is not None and until <= visit.now:
+        return until, FieldError("past", f"{until:%Y-%m-%d %H:%M} UTC has passed: choose a later end, or none.")
+    return until, None
+
+
+def _expiry_lockout(visit: Visit, network: IPNetwork, until: datetime | None, practice_ids) -> FieldError | None:
+    """Refuse an entry holding the admin's IP that expires within the margin when nothing else would let them in
+    then (whether restrictions are on yet or not: they would be switched on relying on it)."""
+    soon = visit.now + LOCKOUT_MARGIN
+    if until is None or until > soon or visit.ip is None or visit.ip not in network:
+        return None
+    if covered_until(visit.user, practice_ids, visit.ip, soon):
+        return None
+    minutes = int(LOCKOUT_MARGIN.total_seconds() // 60)
+    return FieldError("lockout", f"{network} holds your IP {visit.ip} and would expire within {minutes} minutes "
+                                 "with nothing else letting you in: choose a later end, or add another entry first.")
+
+
 def add_entry(visit: Visit, typed: EntryInput, administered: Collection[int], *, broadest: dict[int, int],
               proxies: Proxies) -> AllowlistEntry | EntryRefused:
     """Add an entry for one of the administered practices (or All practices, if that is every one); the new entry,
@@ -208,6 +246,9 @@ def add_entry(visit: Visit, typed: EntryInput, administered: Collection[int], *,
     typed = replace(typed, label=label)
     if label_error:
         errors["label"] = label_error
+    until, error = until_error(visit, typed.until)
+    if error:
+        errors["until"] = error
     practice = None  # All practices
     if typed.practice == ALL:
         if not administers_every_practice(administered):
@@ -231,9 +272,14 @@ def add_entry(visit: Visit, typed: EntryInput, administered: Collection[int], *,
             # Entries that are each small may add up to a broad allowlist: that needs the same confirmation.
             if not _confirms(typed.confirm_broad, network) and (adds_up := broad_union(network, practice, broadest)):
                 return EntryRefused(typed, {"address": FieldError("needs_confirmation", adds_up)}, str(network), "")
+            reached = [practice.id] if practice is not None else sorted(administered)
+            if lockout := _expiry_lockout(visit, network, until, reached):
+                return EntryRefused(typed, {"until": lockout})
             added = AllowlistEntry.create(**AllowlistEntry.stored(network, practice, label=label,
-                                                                  added_by=visit.user.id))
+                                                                  added_by=visit.user.id, expires_at=until))
             detail = f"label: {added.label}"
+            if until is not None:
+                detail += f"; until {until:%Y-%m-%d %H:%M} UTC"
             if is_broad(network, broadest):
                 detail += f"; broad network confirmed ({network.num_addresses:,} addresses)"
             audit.record_by(visit, "entry_added", practice=practice, target=added.network, detail=detail)
@@ -320,6 +366,31 @@ def relabel(visit: Visit, entry: AllowlistEntry, text: str) -> AllowlistEntry | 
         audit.record_by(visit, "entry_edited", practice=entry.practice_id, target=entry.network,
                         detail=f"label: {entry.label} -> {label}")
     entry.label = label
+    return entry
+
+
+def set_until(visit: Visit, entry: AllowlistEntry, text: str,
+              administered: Collection[int]) -> AllowlistEntry | UntilRefused | Refusal:
+    """Give an entry an end (blank: none); the entry as it now is, an UntilRefused for an end that is no date or
+    has passed, or the Refusal (lockout) when the admin's own way in would expire within LOCKOUT_MARGIN."""
+    until, error = until_error(visit, text)
+    if error:
+        return UntilRefused(text.strip()[:40], error)
+    with change_lock():
+        refusal = None
+        if until is not None:
+            affected = sorted(administered) if entry.is_all_practices else [entry.practice_id]
+            refusal = lockout_for(visit.user, affected, visit.ip, entry_expiry=(entry.id, until), now=visit.now,
+                                  lapse=f"this entry expires at {until:%Y-%m-%d %H:%M} UTC")
+        if refusal is None:
+            AllowlistEntry.update(expires_at=until).where(AllowlistEntry.id == entry.id).execute()
+            shown = {None: "none"}
+            old, new = (shown.get(t) or f"{t:%Y-%m-%d %H:%M} UTC" for t in (entry.expires_at, until))
+            audit.record_by(visit, "entry_edited", practice=entry.practice_id, target=entry.network,
+                            detail=f"until: {old} -> {new}")
+    if refusal is not None:
+        return refusal
+    entry.expires_at = until
     return entry
 
 

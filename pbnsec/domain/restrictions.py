@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable
 
 from pbnsec.core.decision import Settings
+from pbnsec.core.durations import DurationError, duration_words, parse_duration
 from pbnsec.db import change_lock
 from pbnsec.domain import audit
 from pbnsec.domain.access import Refusal, lockout_for, settings_for
@@ -48,6 +49,7 @@ class GeneralSettings:
     practice: Practice
     settings: Settings  # enforced, and whom they apply to
     requests_allowed: bool
+    default_duration: str  # how long a one-click approval lasts (a core.durations key)
     roles: tuple[Role, ...]  # in their listed order
     members: tuple[User, ...]  # the practice's people by name, each with their role
 
@@ -58,7 +60,7 @@ def general_settings(practice: Practice) -> GeneralSettings:
     members = (User.select(User, Role).join(Role).switch(User).join(Membership)
                .where(Membership.practice == practice).order_by(User.name))
     return GeneralSettings(practice, settings_for(practice.id), row.requests_allowed if row else True,
-                           tuple(Role.select().order_by(Role.position)), tuple(members))
+                           row.default_duration if row else "forever", tuple(Role.select().order_by(Role.position)), tuple(members))
 
 
 def set_enforced(visit: Visit, practice: Practice, on: bool) -> Refusal | None:
@@ -115,6 +117,19 @@ def set_requests_allowed(visit: Visit, practice: Practice, on: bool) -> None:
         _save(visit, practice, requests_allowed=on)
         audit.record_by(visit, "settings_changed", practice=practice, target="IP restrictions",
                         detail="access requests: " + ("allowed" if on else "not allowed"))
+
+
+def set_default_duration(visit: Visit, practice: Practice, text: str) -> Refusal | None:
+    """How long a one-click approval lasts at the practice; None when saved, else the Refusal (invalid_choice)."""
+    try:
+        duration = parse_duration(text)
+    except DurationError as exc:
+        return _bad_input(practice, "invalid_choice", exc.message)
+    with change_lock():
+        _save(visit, practice, default_duration=duration)
+        audit.record_by(visit, "settings_changed", practice=practice, target="IP restrictions",
+                        detail=f"approvals last: {duration_words(duration)}")
+    return None
 
 
 def _refusal(visit: Visit, practice: Practice, new: Settings) -> Refusal | None:

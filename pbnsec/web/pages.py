@@ -8,6 +8,8 @@ from flask.globals import request_ctx
 from htmx_flask import make_response as htmx_response
 from werkzeug.routing import IntegerConverter
 
+from pbnsec.core.decision import STATUS_LABELS
+from pbnsec.core.durations import DURATIONS, is_expired, relative_expiry
 from pbnsec.core.text import MAX_ID
 
 CSP = (
@@ -90,14 +92,29 @@ def init_app(app) -> None:
     def _status_label(status: str) -> str:
         return STATUS_LABELS.get(status, status)
 
+    # Every time a person reads goes through these, so showing the practice's local time is a change here only.
+    @app.template_filter("when")
+    def _when(at) -> str:
+        """A stored (UTC) time as people read it."""
+        return f"{at:%Y-%m-%d %H:%M} UTC" if at is not None else ""
+
+    @app.template_filter("expiry")
+    def _expiry(expires_at) -> str:
+        """"expires in 6 h", "expired 2 days ago" or "until revoked", as of this request."""
+        return relative_expiry(expires_at, g.visit.now)
+
+    @app.template_test("expired")
+    def _expired(expires_at) -> bool:
+        return is_expired(expires_at, g.visit.now)
+
+    @app.template_filter("duration_words")
+    def _duration_words(key: str) -> str:
+        return DURATIONS[key][0]
+
+    app.jinja_env.globals["durations"] = list(DURATIONS)
+
     for code in (400, 403, 404, 405, 413, 429, 500):
         app.register_error_handler(code, _error_page)
-
-
-STATUS_LABELS = {
-    "not_requested": "Not Requested", "pending": "Pending", "approved": "Approved", "rejected": "Rejected",
-    "allowed": "Allowed",
-}
 
 
 def _practice_switcher():

@@ -98,3 +98,40 @@ def test_grants_and_request_status_are_loaded_only_when_the_steps_before_did_not
 def test_status_words(decision, word):
     from pbnsec.core.decision import STATUS_LABELS, status_of
     assert status_of(decision) == word and STATUS_LABELS[word]
+
+
+# --- expiry ---
+
+HOME = ip_address("203.0.113.7")
+
+
+def _grant(expires_at):
+    return Rule(ip_network("203.0.113.7/32"), expires_at=expires_at)
+
+
+@pytest.mark.parametrize("expires_at, allowed", [
+    (None, True), (NOW + timedelta(seconds=1), True), (NOW, False), (NOW - timedelta(days=2), False),
+])
+def test_a_grant_lets_in_up_to_the_second_before_it_expires(expires_at, allowed):
+    assert decide(ANN, HOME, ON, OFFICE, [_grant(expires_at)], NOW, "approved").allowed is allowed
+
+
+@pytest.mark.parametrize("expires_at, allowed", [(NOW + timedelta(seconds=1), True), (NOW, False)])
+def test_an_entry_matches_up_to_the_second_before_it_expires(expires_at, allowed):
+    entry = Rule(ip_network("203.0.113.0/24"), expires_at=expires_at)
+    assert decide(ANN, HOME, ON, [entry], [], NOW).allowed is allowed
+
+
+def test_an_approved_request_whose_grant_expired_is_expired_and_a_revoked_one_not_requested():
+    from pbnsec.core.decision import STATUS_LABELS, status_of
+
+    lapsed = _grant(NOW - timedelta(hours=1))
+    expired = decide(ANN, HOME, ON, OFFICE, [lapsed], NOW, "approved")
+    assert expired == Blocked("ip_not_approved", "approved", lapsed)
+    assert status_of(expired) == "expired" and STATUS_LABELS["expired"] == "Expired"
+    assert status_of(decide(ANN, HOME, ON, OFFICE, [], NOW, "approved")) == "not_requested"  # revoked
+    # Asked again since: the new request's status counts, not the old grant.
+    assert status_of(decide(ANN, HOME, ON, OFFICE, [lapsed], NOW, "pending")) == "pending"
+    # A switched-off rule is not an expired grant.
+    off = Rule(ip_network("203.0.113.7/32"), active=False)
+    assert status_of(decide(ANN, HOME, ON, OFFICE, [off], NOW, "approved")) == "not_requested"

@@ -226,7 +226,7 @@ def test_approving_grants_that_user_that_practice_from_that_ip_and_is_audited(db
     assert [(g.user.email, g.practice.name, g.ip, g.request_id, g.created_by.email) for g in Grant.select()] == [
         ("hal@example.com", RIVERSIDE, AWAY, rid, "ann@example.com")]
     assert events("request_approved") == [
-        ("ann@example.com", "127.0.0.1", RIVERSIDE, f"hal@example.com from {AWAY}", f"request #{rid}")]
+        ("ann@example.com", "127.0.0.1", RIVERSIDE, f"hal@example.com from {AWAY}", f"request #{rid}; duration: until revoked")]
 
 
 def test_rejecting_grants_nothing(db):

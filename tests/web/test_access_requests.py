@@ -614,7 +614,7 @@ def test_approval_grants_that_user_that_practice_from_that_ip(app, ann):
         assert (req.status, req.decided_by.email) == ("approved", "ann@example.com") and req.decided_at
     assert grants == [("hal@example.com", RIVERSIDE, AWAY, rid, "ann@example.com")]
     assert events(app, "request_approved") == [
-        ("ann@example.com", OFFICE_IP, RIVERSIDE, f"hal@example.com from {AWAY}", f"request #{rid}")]
+        ("ann@example.com", OFFICE_IP, RIVERSIDE, f"hal@example.com from {AWAY}", f"request #{rid}; duration: until revoked")]
     assert events(app, "request_rejected") == []
     # the grant is listed on the allowlist page as hal's, with the request it came from
     page = ann.get("/security/allowlist")

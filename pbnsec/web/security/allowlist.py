@@ -10,7 +10,7 @@ from pbnsec.core.clientip import trace_client_ip
 from pbnsec.core.text import parse_id
 from pbnsec.domain import allowlist as domain
 from pbnsec.domain.access import Refusal
-from pbnsec.domain.allowlist import ALL, EntryInput, EntryRefused, LabelRefused
+from pbnsec.domain.allowlist import ALL, EntryInput, EntryRefused, LabelRefused, UntilRefused
 from pbnsec.models import AllowlistEntry
 from pbnsec.web.pages import done, render_page, wants_fragment
 from pbnsec.web.security import (
@@ -26,8 +26,8 @@ GRANT_ROW = "security/_grant_row.html"
 
 # What one response may add to the screen: a refused entry, the row being edited, a refused change and whose row
 # shows it, a message. None unless given (StrictUndefined: every name a template uses is passed).
-NO_STATE = dict(refused=None, editing=None, label_error=None, lockout=None, lockout_entry=None, lockout_grant=None,
-                message=None)
+NO_STATE = dict(refused=None, editing=None, label_error=None, until_error=None, until_typed=None, lockout=None,
+                lockout_entry=None, lockout_grant=None, message=None)
 
 
 def may_change(entry: AllowlistEntry, every_practice: bool | None = None) -> bool:
@@ -84,7 +84,8 @@ def typed_entry(form) -> EntryInput:
     return EntryInput(address=form.get("address", "")[:200], label=form.get("label", "")[:200],
                       practice=ALL if practice == ALL else parse_id(practice),
                       confirm_broad=form.get("confirm_broad", "")[:100].strip(),
-                      confirm_local=form.get("confirm_local", "")[:100].strip())
+                      confirm_local=form.get("confirm_local", "")[:100].strip(),
+                      until=form.get("until", "")[:100].strip())
 
 
 @bp.route("/allowlist")
@@ -132,6 +133,18 @@ def relabel_entry(entry_id: int):
         entry.label = result.label  # shown back in the field, cleaned as it would have been saved
         return entry_response(entry, 422, editing=entry.id, label_error=result.error.message)
     return done("security.allowlist", ENTRY_ROW, **row_context(result))
+
+
+@bp.route("/allowlist/<int:entry_id>/until", methods=["POST"])
+def set_entry_until(entry_id: int):
+    entry = entry_or_404(entry_id)
+    result = domain.set_until(g.visit, entry, request.form.get("until", "")[:100], administered_ids())
+    if isinstance(result, UntilRefused):
+        return entry_response(entry, 422, editing=entry.id, until_error=result.error.message,
+                              until_typed=result.until)
+    if isinstance(result, Refusal):
+        return entry_response(entry, 409, lockout=result, lockout_entry=entry.id)
+    return done("security.allowlist", ENTRY_ROW, trigger="allowlist-changed", **row_context(result))
 
 
 @bp.route("/allowlist/<int:entry_id>/active", methods=["POST"])

@@ -1,8 +1,9 @@
 """Security Management › IP Access Requests: approve or reject in one click, race-safe."""
 from __future__ import annotations
 
-from flask import abort, g, render_template
+from flask import abort, g, render_template, request
 
+from pbnsec.core.durations import DurationError
 from pbnsec.domain import access_requests
 from pbnsec.models import APPROVED, REJECTED
 from pbnsec.web.pages import done, htmx_response, wants_fragment
@@ -17,7 +18,8 @@ def pending_count() -> int:
 def _page(conflict: str | None = None):
     shown = access_requests.listing(administered_ids())
     return render_template("security/requests.html", pending=shown.pending, decided=shown.decided,
-                           conflict=conflict)
+                           conflict=conflict, defaults=access_requests.default_durations(administered_ids()),
+                           duration_error=None)
 
 
 @bp.route("/requests")
@@ -30,17 +32,32 @@ def requests_badge():
     return render_template("security/_badge.html", count=pending_count())
 
 
+def _refused_duration(request_id: int, message: str):
+    """A duration that is none of the offered: 422 and nothing decided; htmx gets the row back with the message."""
+    r = access_requests.decidable(request_id, administered_ids())
+    if r is None:
+        abort(404)
+    if wants_fragment():
+        return render_template("security/_request_row.html", r=r, lost=False, duration_error=message,
+                               defaults=access_requests.default_durations([r.practice_id])), 422
+    return _page(message), 422
+
+
 def _decide(request_id: int, status: str):
-    decided = access_requests.decide(g.visit, request_id, status, administered_ids())
+    duration = request.form.get("duration") if status == APPROVED else None  # None: the practice's default
+    try:
+        decided = access_requests.decide(g.visit, request_id, status, administered_ids(), duration)
+    except DurationError as exc:
+        return _refused_duration(request_id, exc.message)
     if decided is None:
         abort(404)
     r = decided.request
     if decided.won:
         message = f"{r.status.capitalize()} {r.user.name}'s request for {r.practice.name} from {r.ip}."
         return done("security.requests_page", "security/_request_row.html", trigger="requests-changed",
-                    message=message, r=r, lost=False)
+                    message=message, r=r, lost=False, duration_error=None, defaults={})
     if wants_fragment():  # the row as the winner left it, saying who decided first
-        body = render_template("security/_request_row.html", r=r, lost=True)
+        body = render_template("security/_request_row.html", r=r, lost=True, duration_error=None, defaults={})
         return htmx_response(body, trigger="requests-changed")
     return _page(f"{r.decided_by.name if r.decided_by_id else 'Someone'} already {r.status} this request."), 409
 

@@ -21,6 +21,7 @@ def _context(practice, control: str | None = None, refusal: Refusal | None = Non
     shown = restrictions.general_settings(practice)
     waiting = refusal is not None and refusal.code == "nothing_selected"
     return {"target": practice, "current": shown.settings, "requests_allowed": shown.requests_allowed,
+            "default_duration": shown.default_duration,
             "scope": WAITING_FOR_A_TICK if waiting else shown.settings, "roles": shown.roles,
             "members": shown.members, "practices": administered_practices(), "control": control,
             "refusal": refusal}
@@ -55,6 +56,13 @@ def set_scope(practice_id: int):
     refusal = restrictions.set_scope(g.visit, practice, request.form.get("applies_to", restrictions.EVERYONE),
                                      role_ids, user_ids)
     return _respond(practice, "scope", refusal)
+
+
+@bp.route("/settings/<int:practice_id>/duration", methods=["POST"])
+def set_default_duration(practice_id: int):
+    practice = my_practice_or_404(practice_id)
+    refusal = restrictions.set_default_duration(g.visit, practice, request.form.get("default_duration", "")[:100])
+    return _respond(practice, "duration", refusal)
 
 
 @bp.route("/settings/<int:practice_id>/requests", methods=["POST"])
