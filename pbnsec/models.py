@@ -139,6 +139,11 @@ class AllowlistEntry(BaseModel):
                     prefix_length=network.prefixlen, **fields)
 
     @classmethod
+    def live(cls, now):
+        """The condition matching entries that let people in at `now`: switched on and not expired."""
+        return cls.active & (cls.expires_at.is_null() | (cls.expires_at > now))
+
+    @classmethod
     def holding(cls, ip):
         """The condition matching entries whose network could hold ip: the index probed once per prefix length."""
         bits, value = ip.max_prefixlen, int(ip)

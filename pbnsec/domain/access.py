@@ -303,8 +303,9 @@ def covered_until(user: User, practice_ids, ip, at: datetime) -> bool:
     return all(d.allowed for d in _decisions(user, practice_ids, ip, at, on).values())
 
 
-def last_entry_refusal(entry: AllowlistEntry) -> Refusal | None:
-    """Refuse to take away the last active entry of a practice whose IP restrictions are on."""
+def last_entry_refusal(entry: AllowlistEntry, now: datetime | None = None) -> Refusal | None:
+    """Refuse to take away the last live entry of a practice whose IP restrictions are on (expired ones don't
+    count: they let no one in)."""
     enforced = IPRestriction.select(IPRestriction.practice).where(IPRestriction.enforced)
     if entry.scope != ALL_PRACTICES:
         enforced = enforced.where(IPRestriction.practice == entry.practice_id)
@@ -313,7 +314,7 @@ def last_entry_refusal(entry: AllowlistEntry) -> Refusal | None:
         return None
     # Which scopes keep an active entry without this one: a few rows, whatever the number of practices.
     kept = {row.scope for row in AllowlistEntry.select(AllowlistEntry.scope).distinct().where(
-        AllowlistEntry.scope.in_([*enforced_ids, ALL_PRACTICES]) & AllowlistEntry.active
+        AllowlistEntry.scope.in_([*enforced_ids, ALL_PRACTICES]) & AllowlistEntry.live(now or utcnow())
         & (AllowlistEntry.id != entry.id))}
     emptied = [] if ALL_PRACTICES in kept else [pid for pid in enforced_ids if pid not in kept]
     if not emptied:

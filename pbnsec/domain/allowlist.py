@@ -437,7 +437,7 @@ def removal_refusal(visit: Visit, entry: AllowlistEntry, administered: Collectio
     affected = sorted(administered) if entry.is_all_practices else [entry.practice_id]
     return (lockout_for(visit.user, affected, visit.ip, without="this entry", without_entry=entry.id,
                         now=visit.now)
-            or last_entry_refusal(entry))
+            or last_entry_refusal(entry, visit.now))
 
 
 # --- user grants ---

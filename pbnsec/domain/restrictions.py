@@ -135,7 +135,7 @@ def set_default_duration(visit: Visit, practice: Practice, text: str) -> Refusal
 def _refusal(visit: Visit, practice: Practice, new: Settings) -> Refusal | None:
     """Why the practice may not have these settings (empty allowlist, lockout), else None."""
     if new.enforced and not AllowlistEntry.select().where(
-        AllowlistEntry.scope.in_([practice.id, ALL_PRACTICES]) & AllowlistEntry.active
+        AllowlistEntry.scope.in_([practice.id, ALL_PRACTICES]) & AllowlistEntry.live(visit.now)
     ).exists():
         return Refusal(EMPTY_ALLOWLIST, practice.id, False, advice="", code="empty_allowlist")
     return lockout_for(visit.user, [practice.id], visit.ip, settings=new, now=visit.now)

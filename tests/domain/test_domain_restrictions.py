@@ -236,3 +236,18 @@ def test_a_change_to_one_practice_leaves_the_other_alone(db):
     restrictions.set_requests_allowed(owner, practice_named(RIVERSIDE), False)
     assert stored(LAKESIDE) == UNTOUCHED
     assert {c[2] for c in changes()} == {RIVERSIDE}
+
+
+def test_expired_entries_do_not_make_an_allowlist_non_empty(db, app):
+    from datetime import timedelta
+    from ipaddress import ip_network
+
+    from pbnsec.domain import restrictions
+    from pbnsec.models import AllowlistEntry
+
+    visit = visit_of("ann")
+    riverside = practice_named("Riverside Dental")
+    AllowlistEntry.create(**AllowlistEntry.stored(ip_network("127.0.0.1/32"), riverside, label="gone",
+                                                  expires_at=visit.now - timedelta(days=1)))
+    refusal = restrictions.set_enforced(visit, riverside, True)
+    assert refusal is not None and refusal.code == "empty_allowlist"
