@@ -78,7 +78,10 @@ def parse_at(text: str | None, now: datetime) -> datetime:
         raise ValueError(f"“{text}” is not a time: enter it as ISO 8601, such as {AT_EXAMPLE} "
                          "(UTC unless an offset is given).") from None
     if at.tzinfo is not None:
-        at = at.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            at = at.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable instant
+            raise ValueError(f"“{text}” is out of range: enter a time between the years 1 and 9999.") from None
     return at
 
 

@@ -142,6 +142,8 @@ def test_only_the_admins_practices_from_here(db, app):
     (dict(ip="192.0.2.0/24"), "ip", "Enter a single address, not a network"),
     (dict(at="yesterday"), "at", "“yesterday” is not a time: enter it as ISO 8601"),
     (dict(at="2026-13-01"), "at", "is not a time"),
+    (dict(at="0001-01-01T00:00+01:00"), "at", "is out of range"),
+    (dict(at="2026-11-30T09:00" + "0" * 40), "at", "Enter the time as ISO 8601"),
     (dict(practice="abc"), "practice", "“abc” is not a practice you administer from here."),
 ])
 def test_refusals(db, fields, field, message):
