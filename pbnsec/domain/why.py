@@ -184,9 +184,10 @@ def _when(at: datetime | None) -> str:
     return f"{at:%Y-%m-%d %H:%M} UTC" if at is not None else ""
 
 
-def entry_words(entry) -> str:
+def _entry_words(entry) -> str:
+    """An allowlist entry as the tester names it: id, network, label and scope."""
     scope = "All practices" if entry.scope == ALL_PRACTICES else "this practice only"
-    return f"allowlist entry #{entry.id} {entry.network} “{entry.label}” ({scope})"
+    return f"entry #{entry.id} {entry.network} “{entry.label}” ({scope})"
 
 
 def _rule_words(decision: Decision, ip: IPAddress, at: datetime, entries: list[Rule],
@@ -200,13 +201,13 @@ def _rule_words(decision: Decision, ip: IPAddress, at: datetime, entries: list[R
         entry = rule.ref
         if (type(entry), entry.id) == matched:
             until = f", until {_when(entry.expires_at)}" if entry.expires_at else ""
-            words.append(f"Matched: {entry_words(entry)} holds {ip}{until}.")
+            words.append(f"Matched: allowlist {_entry_words(entry)} holds {ip}{until}.")
         elif not entry.active:
-            words.append(f"{entry_words(entry)} would match but is switched off.")
+            words.append(f"Allowlist {_entry_words(entry)} would match but is switched off.")
         elif entry.expires_at is not None and entry.expires_at <= at:
-            words.append(f"{entry_words(entry)} would match but expired {_when(entry.expires_at)}.")
+            words.append(f"Allowlist {_entry_words(entry)} would match but expired {_when(entry.expires_at)}.")
         else:
-            words.append(f"{entry_words(entry)} holds {ip}.")
+            words.append(f"Allowlist {_entry_words(entry)} holds {ip}.")
     if decision.reason == "allowlist_entry":
         return words  # an entry let them in: grants are not looked at
     if not grants:

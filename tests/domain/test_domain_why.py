@@ -1,12 +1,13 @@
 """Why blocked, and what if: the tester's decision and reasons for a user, an IP and a time (no HTTP)."""
 from dataclasses import replace
 from datetime import datetime, timedelta
+from ipaddress import ip_network
 
 import pytest
 from conftest import person, practice_named, restrict, visit_of
 
 from pbnsec.domain.why import Explanation, WhyRefused, explain
-from pbnsec.models import AccessRequest, AllowlistEntry, Grant, Practice
+from pbnsec.models import AccessRequest, AllowlistEntry, Grant
 
 RIVERSIDE, LAKESIDE = "Riverside Dental", "Lakeside Dental"
 NOW = datetime(2026, 11, 29, 12, 0)
@@ -45,8 +46,7 @@ def test_entry_matched_by_id_network_label_and_scope(db, app):
 
 def test_all_practices_entry_is_named_so(db, app):
     restrict(app, RIVERSIDE, "127.0.0.1/32")
-    AllowlistEntry.create(**AllowlistEntry.stored(__import__("ipaddress").ip_network("192.0.2.0/24"), None,
-                                                  label="Head office"))
+    AllowlistEntry.create(**AllowlistEntry.stored(ip_network("192.0.2.0/24"), None, label="Head office"))
     row = only(ask())
     assert row.allowed and "“Head office” (All practices)" in said(row)
 
