@@ -64,7 +64,8 @@ def test_an_administrator_elsewhere_works_only_in_the_practice_that_lets_them_in
     assert olive.post(f"/security/allowlist/{riverside['entry_id']}/delete").status_code == 403
     assert olive.get(f"/security/audit?practice={rid}").status_code == 400
     for page in ("/security/requests", "/security/audit", "/security/audit.csv", "/security/settings",
-                 "/security/allowlist", "/security/requests/badge"):
+                 "/security/allowlist", "/security/requests/badge",
+                 f"/security/why?user=hal@example.com&ip={OFFICE}", f"/security/why?user=hal@example.com&ip={OFFICE}&practice={rid}"):
         body = olive.get(page).text
         assert not any(secret in body for secret in SECRETS), page
     assert 'id="settings-practice"' not in olive.get("/security/settings").text  # one practice: no picker

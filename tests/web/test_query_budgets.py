@@ -3,7 +3,7 @@ import pytest
 from conftest import restrict
 
 from pbnsec.domain.users import create_practice
-from pbnsec.models import Membership, User
+from pbnsec.models import Membership, Practice, User
 
 
 def join_practices(app, email, count):
@@ -65,3 +65,18 @@ def test_switching_off_an_all_practices_entry_costs_the_same_for_two_practices_o
     join_practices(app, "owner@example.com", 5)
     seven, seven_log = switch_off_and_on(owner, entry_id)
     assert seven == two, f"two practices: {two_log}\nseven practices: {seven_log}"
+
+
+def test_the_why_blocked_tester_costs_the_same_for_one_practice_or_six(app, signed_in, count_statements):
+    restrict(app, "Riverside Dental", "127.0.0.0/24")
+    ann = signed_in("ann")
+    url = "/security/why?user=fay@example.com&ip=192.0.2.10"
+    one, one_log = cost(ann, count_statements, url)
+    join_practices(app, "fay@example.com", 5)
+    with app.app_context():  # Ann administers them too (from here: they allow 127.0.0.0/24)
+        admin = User.get(User.email == "ann@example.com")
+        for practice in Practice.select().where(Practice.name.startswith("Extra Dental")):
+            Membership.create(user=admin, practice=practice)
+    six, six_log = cost(ann, count_statements, url)
+    assert "Extra Dental 4" in ann.get(url).text  # all six explained
+    assert six == one, f"one practice: {one_log}\nsix practices: {six_log}"

@@ -1,0 +1,224 @@
+"""Why blocked, and what if: the decision for a user, an IP and a time, with the chain of reasons in words.
+
+The decision is the one sign-in and every request use (`access._decisions`, with `now` = the time asked about);
+this module only looks up what the words need (the entries and grants holding the IP, switched off and expired
+ones included) and refuses questions it may not answer.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Collection
+
+from pbnsec.core.decision import STATUS_LABELS, Decision, Rule, Settings, Subject, status_of
+from pbnsec.core.iprules import EntryError, IPAddress, parse_address
+from pbnsec.core.text import parse_id
+from pbnsec.domain.access import _decisions, _grants, _settings, entries_holding
+from pbnsec.domain.visit import Visit
+from pbnsec.models import ALL_PRACTICES, Membership, Practice, User
+
+AT_EXAMPLE = "2026-12-01T08:30 or 2026-12-01T08:30:00Z"
+
+# The reasons of the decision in words; a reason not listed here (a newer kind of block) is shown as it is named.
+REASON_WORDS = {
+    "restrictions_off": "Allowed: IP restrictions are off.",
+    "not_in_scope": "Allowed: IP restrictions do not apply to this user.",
+    "allowlist_entry": "Allowed by an allowlist entry.",
+    "user_grant": "Allowed by a user grant (an approved access request).",
+    "ip_not_approved": "Blocked: the IP is not approved.",
+    "ip_unknown": "Blocked: the IP cannot be determined.",
+}
+# What every decision carries; anything else a decision carries (a time window, say) is listed as it is.
+_KNOWN_FIELDS = {"reason", "rule", "request_status", "lapsed"}
+
+
+@dataclass(frozen=True)
+class WhyRefused:
+    """A question the tester does not answer: which field, and why."""
+
+    field: str  # user | ip | at | practice
+    message: str
+
+
+@dataclass(frozen=True)
+class PracticeWhy:
+    """One practice's decision for the user, IP and time, and the reasons leading to it."""
+
+    practice: Practice
+    decision: Decision
+    status: str  # the status word the user would see (see core.decision.status_of)
+    reasons: tuple[str, ...]
+    verdict: str  # the decision in words
+    extra: tuple[tuple[str, str], ...] = ()  # anything else the decision carries, by name
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision.allowed
+
+
+@dataclass(frozen=True)
+class Explanation:
+    user: User
+    ip: IPAddress
+    at: datetime  # UTC, naive like every stored time
+    practices: tuple[PracticeWhy, ...]
+
+
+def parse_at(text: str | None, now: datetime) -> datetime:
+    """An ISO 8601 time (UTC unless it names an offset) as naive UTC; `now` when blank. ValueError otherwise."""
+    text = (text or "").strip()
+    if not text:
+        return now
+    if len(text) > 40:
+        raise ValueError(f"Enter the time as ISO 8601, such as {AT_EXAMPLE} (UTC unless an offset is given).")
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"“{text}” is not a time: enter it as ISO 8601, such as {AT_EXAMPLE} "
+                         "(UTC unless an offset is given).") from None
+    if at.tzinfo is not None:
+        try:
+            at = at.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable instant
+            raise ValueError(f"“{text}” is out of range: enter a time between the years 1 and 9999.") from None
+    return at
+
+
+def _find_user(text: str) -> User | None:
+    user_id = parse_id(text)
+    if user_id is not None:
+        return User.get_or_none(User.id == user_id)
+    return User.get_or_none(User.email == text.strip().lower())
+
+
+def explain(admin_visit: Visit, user: str, ip: str, at: str | None, practice_ids: Collection[int],
+            practice: str | None = None) -> Explanation | WhyRefused:
+    """Why `user` (email or id) is allowed or blocked from `ip` at `at` (ISO 8601; blank: now) in each of their
+    practices among `practice_ids` (those the admin administers from here), or only in `practice` (an id).
+
+    Someone outside those practices is refused exactly like an unknown user: the answer reveals nothing else.
+    """
+    user_text, ip_text = (user or "").strip(), (ip or "").strip()
+    if not user_text:
+        return WhyRefused("user", "Enter the user's email address or id.")
+    person = _find_user(user_text)
+    theirs = set()
+    if person is not None:
+        theirs = {m.practice_id for m in Membership.select(Membership.practice).where(
+            (Membership.user == person) & Membership.practice.in_(list(practice_ids)))}
+    if not theirs:
+        return WhyRefused("user", f"No one with the email or id “{user_text[:254]}” works in a practice you "
+                                  "administer from here.")
+    practice_text = (practice or "").strip()
+    if practice_text:
+        asked = parse_id(practice_text)
+        if asked is None or asked not in practice_ids:
+            return WhyRefused("practice", f"“{practice_text[:40]}” is not a practice you administer from here.")
+        if asked not in theirs:
+            name = Practice.get_by_id(asked).name
+            return WhyRefused("practice", f"{person.name} is not a member of {name}.")
+        theirs = {asked}
+    if not ip_text:
+        return WhyRefused("ip", "Enter the IP address to test, such as 192.0.2.10 or 2001:db8::1.")
+    try:
+        address = parse_address(ip_text)
+    except EntryError as exc:
+        return WhyRefused("ip", exc.message)
+    try:
+        when = parse_at(at, admin_visit.now)
+    except ValueError as exc:
+        return WhyRefused("at", str(exc))
+    return _explanation(person, address, when, sorted(theirs))
+
+
+def _explanation(user: User, ip: IPAddress, at: datetime, practice_ids: list[int]) -> Explanation:
+    practices = {p.id: p for p in Practice.select().where(Practice.id.in_(practice_ids))}
+    settings, _ = _settings(practice_ids)
+    decisions = _decisions(user, practice_ids, ip, at, settings)  # the very decision sign-in and requests use
+    subject = Subject(user.id, user.role_id)
+    applies = [pid for pid in practice_ids if settings[pid].enforced and settings[pid].applies_to(subject)]
+    entries = entries_holding(applies, ip)  # switched off and expired ones too: they explain a block
+    grants = _grants(user.id, applies, ip)
+    rows = []
+    for pid in sorted(practice_ids, key=lambda pid: practices[pid].name):
+        decision = decisions[pid]
+        reasons = [_scope_words(user, settings[pid], practices[pid])]
+        if pid in applies:
+            reasons += _rule_words(decision, ip, at, entries[pid], grants[pid])
+        if not decision.allowed:
+            status = decision.request_status
+            reasons.append(f"Access request from {ip} at {practices[pid].name}: "
+                           f"{STATUS_LABELS.get(status, status)}.")
+        rows.append(PracticeWhy(practices[pid], decision, status_of(decision), tuple(reasons),
+                                REASON_WORDS.get(decision.reason, _generic(decision)), _extra(decision)))
+    return Explanation(user, ip, at, tuple(rows))
+
+
+def _generic(decision: Decision) -> str:
+    verdict = "Allowed" if decision.allowed else "Blocked"
+    return f"{verdict}: {decision.reason.replace('_', ' ')}."
+
+
+def _extra(decision: Decision) -> tuple[tuple[str, str], ...]:
+    """What else the decision carries (a newer kind of block brings its own details), by name."""
+    return tuple((f.name.replace("_", " "), str(getattr(decision, f.name)))
+                 for f in dataclasses.fields(decision)
+                 if f.name not in _KNOWN_FIELDS and getattr(decision, f.name) not in (None, "", (), frozenset()))
+
+
+def _scope_words(user: User, settings: Settings, practice: Practice) -> str:
+    if not settings.enforced:
+        return f"IP restrictions are off at {practice.name}: every IP is allowed."
+    if settings.everyone:
+        return f"IP restrictions are on at {practice.name} and apply to everyone."
+    if user.role_id in settings.role_ids:
+        return f"IP restrictions are on at {practice.name} and apply to their role, {user.role.name}."
+    if user.id in settings.user_ids:
+        return f"IP restrictions are on at {practice.name} and apply to {user.name} by name."
+    return (f"IP restrictions are on at {practice.name} but apply only to selected roles and users, and neither "
+            f"{user.name} nor their role ({user.role.name}) is selected: not in scope.")
+
+
+def _when(at: datetime | None) -> str:
+    return f"{at:%Y-%m-%d %H:%M} UTC" if at is not None else ""
+
+
+def _entry_words(entry) -> str:
+    """An allowlist entry as the tester names it: id, network, label and scope."""
+    scope = "All practices" if entry.scope == ALL_PRACTICES else "this practice only"
+    return f"entry #{entry.id} {entry.network} “{entry.label}” ({scope})"
+
+
+def _rule_words(decision: Decision, ip: IPAddress, at: datetime, entries: list[Rule],
+                grants: list[Rule]) -> list[str]:
+    rule = getattr(decision, "rule", None)
+    matched = (type(rule.ref), rule.ref.id) if rule is not None else None
+    words = []
+    if not entries:
+        words.append(f"No allowlist entry of this practice or of All practices holds {ip}.")
+    for rule in entries:
+        entry = rule.ref
+        if (type(entry), entry.id) == matched:
+            until = f", until {_when(entry.expires_at)}" if entry.expires_at else ""
+            words.append(f"Matched: allowlist {_entry_words(entry)} holds {ip}{until}.")
+        elif not entry.active:
+            words.append(f"Allowlist {_entry_words(entry)} would match but is switched off.")
+        elif entry.expires_at is not None and entry.expires_at <= at:
+            words.append(f"Allowlist {_entry_words(entry)} would match but expired {_when(entry.expires_at)}.")
+        else:
+            words.append(f"Allowlist {_entry_words(entry)} holds {ip}.")
+    if decision.reason == "allowlist_entry":
+        return words  # an entry let them in: grants are not looked at
+    if not grants:
+        words.append(f"No user grant for {ip}.")
+    for rule in grants:
+        grant = rule.ref
+        if (type(grant), grant.id) == matched:
+            until = f"expires {_when(grant.expires_at)}" if grant.expires_at else "until revoked"
+            words.append(f"Matched: user grant #{grant.id} for {grant.ip} ({until}).")
+        elif grant.expires_at is not None and grant.expires_at <= at:
+            words.append(f"User grant #{grant.id} for {grant.ip} would match but expired {_when(grant.expires_at)}.")
+        else:
+            words.append(f"User grant #{grant.id} for {grant.ip}.")
+    return words
