@@ -57,6 +57,18 @@ def to_local(at: datetime, name: str | None) -> datetime:
     return at.replace(tzinfo=timezone.utc).astimezone(zone(name))
 
 
+def to_utc(local: datetime, name: str | None) -> datetime:
+    """A naive time read on a clock in the named zone as stored UTC (naive). A time skipped by spring-forward is
+    read with the offset before the change, a repeated one at its first occurrence (fold=0)."""
+    return local.replace(tzinfo=zone(name)).astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def local_text(at: datetime, name: str | None, clock: str = "%H:%M") -> str:
+    """A stored UTC time as read in the named zone: "2026-01-15 11:12 MST"."""
+    local = to_local(at, name)
+    return f"{local:%Y-%m-%d} {local.strftime(clock)} {abbreviation(local)}"
+
+
 def abbreviation(local: datetime) -> str:
     """The zone's abbreviation at that moment (MST, MDT, CET); UTC offset digits where the zone has no letters."""
     return local.tzname() or local.strftime("%z")

@@ -88,6 +88,7 @@ def init_app(app) -> None:
             "practice": g.get("practice"),
             "practice_switcher": _practice_switcher,
             "local_warning": _local_warning,
+            "zone_of": zone_of,
         }
 
     @app.template_filter("status_label")
@@ -96,16 +97,20 @@ def init_app(app) -> None:
 
     # Every time a person reads goes through this one filter: local to the practice, with UTC underneath.
     @app.template_filter("when")
-    def _when(at, where=None, text=None, seconds: bool = False, since=None, abbr: bool = True) -> Markup | str:
+    def _when(at, where=None, text=None, seconds: bool = False, since=None, abbr: bool = True,
+              field: bool = False) -> Markup | str:
         """A stored (UTC) time as people at the practice read it, in a <time> holding the UTC instant.
 
         where: the row's practice (or its id), else the practice being worked in, else UTC. text replaces the shown
-        time ("expires in 6 h"); since (a UTC time) shows only the clock when both fall on the same local day.
+        time ("expires in 6 h"); since (a UTC time) shows only the clock when both fall on the same local day;
+        field gives the bare local value a datetime-local input holds.
         """
         if at is None:
             return ""
         zone = zone_of(where)
         local = to_local(at, zone)
+        if field:
+            return local.strftime("%Y-%m-%dT%H:%M")
         clock = "%H:%M:%S" if seconds else "%H:%M"
         same_day = since is not None and to_local(since, zone).date() == local.date()
         shown = local.strftime(clock if same_day else f"%Y-%m-%d {clock}")

@@ -58,3 +58,16 @@ def test_no_zone_or_an_unknown_one_is_utc_never_an_error():
     for name in (None, "", "Nowhere/Special", "../etc"):
         assert zone(name) == timezone.utc
         assert abbreviation(to_local(at, name)) == "UTC"
+
+
+@pytest.mark.parametrize("typed, stored", [
+    ("2027-01-15T11:12", datetime(2027, 1, 15, 18, 12)),  # MST, UTC-7
+    ("2027-07-15 11:12", datetime(2027, 7, 15, 17, 12)),  # MDT, UTC-6
+    ("2027-07-15", datetime(2027, 7, 16, 6, 0)),  # a date alone: the end of that day in Denver
+    ("2027-03-14 02:30", datetime(2027, 3, 14, 9, 30)),  # skipped by spring-forward: read with the offset before
+])
+def test_an_until_is_typed_on_the_practices_clock_and_stored_in_utc(typed, stored):
+    from pbnsec.core.durations import parse_until
+
+    assert parse_until(typed, "America/Denver") == stored
+    assert parse_until(typed) == parse_until(typed, "UTC")  # no zone: as typed, UTC

@@ -171,3 +171,19 @@ def test_the_blocked_page_shows_the_users_requests_in_each_practices_time(app, v
     page = v.get("/blocked").text
     assert shown(WINTER, "2026-01-15 11:12 MST") in page  # Riverside's, in Denver
     assert '<time datetime="2026-01-15T18:12:00Z" title="2026-01-15 18:12 UTC">2026-01-15 18:12 UTC</time>' in page
+
+
+def test_an_entrys_until_field_holds_the_practices_local_time(app, ann):
+    restrict(app, RIVERSIDE, "127.0.0.1/32", "192.0.2.0/24")
+    in_denver(app)
+    with app.app_context():
+        AllowlistEntry.update(expires_at=NEXT_SUMMER).where(AllowlistEntry.network == "192.0.2.0/24").execute()
+        entry = AllowlistEntry.get(AllowlistEntry.network == "192.0.2.0/24").id
+    page = ann.get(f"/security/allowlist/{entry}/edit", htmx=True)
+    assert 'value="2027-07-15T11:12"' in page.text
+    assert "Until (time in America/Denver)" in page.text
+    saved = ann.post(f"/security/allowlist/{entry}/until", {"until": "2027-01-15T11:12"}, htmx=True)
+    assert saved.status_code == 200
+    assert shown(datetime(2027, 1, 15, 18, 12), "2027-01-15 11:12 MST").split(">")[0] in saved.text
+    with app.app_context():
+        assert AllowlistEntry.get_by_id(entry).expires_at == datetime(2027, 1, 15, 18, 12)
