@@ -11,6 +11,7 @@ from pbnsec.core.clientip import (
     parse_proxy_addrs,
     parse_trusted_proxies,
 )
+from pbnsec.core.timezones import TimeZoneError, parse_time_zone
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "sqlite:///instance/pbnsec.db"
@@ -112,6 +113,43 @@ def _hosts(env) -> list[str] | None:
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
 
 
+ZONEINFO_DIRS = ("/usr/share/zoneinfo/", "/usr/lib/zoneinfo/", "/usr/share/lib/zoneinfo/", "/etc/zoneinfo/")
+
+
+def _server_time_zone(etc: Path) -> str | None:
+    """The server's IANA zone: /etc/timezone, else where /etc/localtime links into a zoneinfo folder; else None."""
+    try:
+        named = (etc / "timezone").read_text().strip()
+        return parse_time_zone(named)
+    except (OSError, UnicodeDecodeError, TimeZoneError):
+        pass
+    try:
+        target = os.path.realpath(etc / "localtime")
+    except OSError:
+        return None
+    for folder in ZONEINFO_DIRS:
+        # A "posix/" or "right/" copy of the database names the same zone.
+        for prefix in (folder, folder + "posix/", folder + "right/"):
+            if target.startswith(prefix):
+                try:
+                    return parse_time_zone(target[len(prefix):])
+                except TimeZoneError:
+                    return None
+    return None
+
+
+def default_time_zone(env=None, etc: Path = Path("/etc")) -> str:
+    """The zone a practice starts with: PBNSEC_DEFAULT_TIME_ZONE, else the server's own zone, else UTC."""
+    env = os.environ if env is None else env
+    raw = env.get("PBNSEC_DEFAULT_TIME_ZONE", "").strip()
+    if raw:
+        try:
+            return parse_time_zone(raw)
+        except TimeZoneError as exc:
+            raise ConfigError(f"PBNSEC_DEFAULT_TIME_ZONE: {exc.message}") from None
+    return _server_time_zone(etc) or "UTC"
+
+
 def load_config(env=None, instance_path: Path | None = None) -> dict:
     """Flask config built from the PBNSEC_* environment variables."""
     env = os.environ if env is None else env
@@ -140,6 +178,8 @@ def load_config(env=None, instance_path: Path | None = None) -> dict:
         "OWNER_EMAIL": env.get("PBNSEC_OWNER_EMAIL", "").strip().lower() or "owner@example.com",
         "FIRST_PRACTICE": env.get("PBNSEC_FIRST_PRACTICE", "").strip() or "Main Practice",
         "LOG_LEVEL": _log_level(env),
+        # New practices start in this zone (models.Practice reads default_time_zone() itself); checked here at start.
+        "DEFAULT_TIME_ZONE": default_time_zone(env),
     }
 
 

@@ -19,7 +19,7 @@ from peewee import (
 from playhouse.migrate import SchemaMigrator
 
 from pbnsec import __version__
-from pbnsec.config import ConfigError
+from pbnsec.config import ConfigError, default_time_zone
 from pbnsec.db import change_lock, database
 from pbnsec.models import MODELS, ROLES, Role, SchemaVersion, seed_roles, utcnow
 
@@ -130,6 +130,15 @@ def add_expiry(migrator: SchemaMigrator) -> None:
         migrator.alter_add_column("ip_restriction", "default_duration", field, allow_not_null=True).run()
 
 
+def add_practice_time_zone(migrator: SchemaMigrator) -> None:
+    """practice.time_zone (IANA name): existing practices get the server's zone, as new ones do."""
+    if "time_zone" not in _columns("practice"):
+        # NOT NULL with a database default in one ALTER, as for must_change_password. The name is a checked IANA
+        # name (letters, digits, / _ - +), so it is safe inside the quotes.
+        field = CharField(max_length=64, default="UTC", constraints=[SQL(f"DEFAULT '{default_time_zone()}'")])
+        migrator.alter_add_column("practice", "time_zone", field, allow_not_null=True).run()
+
+
 MIGRATIONS = [
     index_rate_limit_hits_by_time,
     add_must_change_password,
@@ -138,6 +147,7 @@ MIGRATIONS = [
     rename_pending_sign_ins_to_blocked,
     add_audit_event_repeats,
     add_expiry,
+    add_practice_time_zone,
 ]
 LATEST = len(MIGRATIONS)
 

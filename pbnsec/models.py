@@ -13,6 +13,7 @@ from peewee import (
     TextField,
 )
 
+from pbnsec.config import default_time_zone
 from pbnsec.db import database
 
 
@@ -30,6 +31,7 @@ class BaseModel(Model):
 class Practice(BaseModel):
     name = CharField(max_length=100, unique=True)
     created_at = DateTimeField(default=utcnow)
+    time_zone = CharField(max_length=64, default=default_time_zone)  # IANA name; every time shown there is in it
 
 
 # The seeded roles; Owners and Admins are security administrators.

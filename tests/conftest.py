@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import sqlite3
@@ -17,6 +18,9 @@ PASSWORD = "correct horse battery"
 OFFICE_IP = "127.0.0.1"
 
 # Seeded people: (email, name, role, practices)
+# Practices start in the server's zone: pin it so the expected times do not depend on the machine running the tests.
+os.environ["PBNSEC_DEFAULT_TIME_ZONE"] = "UTC"
+
 PEOPLE = {
     "owner": ("owner@example.com", "Olive Owner", "Owner", ["Riverside Dental", "Lakeside Dental"]),
     "ann": ("ann@example.com", "Ann Lee", "Admin", ["Riverside Dental"]),

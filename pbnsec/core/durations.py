@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from pbnsec.core.timezones import to_utc
+
 # The approve endpoint's `duration` values (a contract), in the order the menu offers them, with their words.
 DURATIONS: dict[str, tuple[str, timedelta | None]] = {
     "8h": ("8 hours", timedelta(hours=8)),
@@ -81,20 +83,29 @@ def relative_expiry(expires_at: datetime | None, now: datetime) -> str:
 UNTIL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S")
 
 
-def parse_until(text: str) -> datetime | None:
-    """An "until" from a form (UTC): a date and time, or a date alone meaning to the end of that day; None when
-    blank. UntilError when it is not one of those."""
+def parse_until(text: str, time_zone: str | None = None) -> datetime | None:
+    """An "until" from a form, read on the clock of time_zone (None: UTC) and returned as stored UTC: a date and
+    time, or a date alone meaning to the end of that day; None when blank. UntilError when it is not one of those."""
     text = (text or "").strip()
     if not text:
         return None
+    typed = None
     for form in UNTIL_FORMATS:
         try:
-            return datetime.strptime(text[:40], form)
+            typed = datetime.strptime(text[:40], form)
+            break
         except ValueError:
             pass
+    if typed is None:
+        try:
+            typed = datetime.strptime(text[:40], "%Y-%m-%d") + timedelta(days=1)
+        except (ValueError, OverflowError):
+            pass
+    if typed is None:
+        raise UntilError("Enter the date (and time, in the practice's time zone) it stops matching as YYYY-MM-DD "
+                         "or YYYY-MM-DD HH:MM, or leave it empty for no end.")
     try:
-        return datetime.strptime(text[:40], "%Y-%m-%d") + timedelta(days=1)
-    except (ValueError, OverflowError):
-        pass
-    raise UntilError("Enter the date (and time, UTC) it stops matching as YYYY-MM-DD or YYYY-MM-DD HH:MM, "
-                     "or leave it empty for no end.")
+        return to_utc(typed, time_zone)
+    except OverflowError:
+        raise UntilError("That date is out of range: enter one as YYYY-MM-DD or YYYY-MM-DD HH:MM, "
+                         "or leave it empty for no end.") from None

@@ -22,6 +22,7 @@ from peewee import JOIN, IntegrityError
 
 from pbnsec.core.clientip import Proxies, local_reason
 from pbnsec.core.durations import UntilError, is_expired, parse_until
+from pbnsec.core.timezones import local_text
 from pbnsec.core.iprules import (
     EntryError,
     IPAddress,
@@ -204,14 +205,22 @@ def clean_label(text: str) -> tuple[str, FieldError | None]:
     return label, None
 
 
-def until_error(visit: Visit, text: str) -> tuple[datetime | None, FieldError | None]:
-    """An entry's end as typed: when it stops matching (None: never), and why it cannot be, if it cannot."""
+def entry_time_zone(visit: Visit, practice_id: int | None) -> str:
+    """The zone an entry's end is typed and read in: its practice's, or (all practices) the one being worked in."""
+    if practice_id is not None:
+        return Practice.select(Practice.time_zone).where(Practice.id == practice_id).scalar() or "UTC"
+    return visit.practice.time_zone if visit.practice is not None else "UTC"
+
+
+def until_error(visit: Visit, text: str, time_zone: str = "UTC") -> tuple[datetime | None, FieldError | None]:
+    """An entry's end as typed on the clock of time_zone: when it stops matching (stored UTC; None: never), and why
+    it cannot be, if it cannot."""
     try:
-        until = parse_until(text)
+        until = parse_until(text, time_zone)
     except UntilError as exc:
         return None, FieldError("invalid", exc.message)
     if until is not None and until <= visit.now:
-        return until, FieldError("past", f"{until:%Y-%m-%d %H:%M} UTC has passed: choose a later end, or none.")
+        return until, FieldError("past", f"{local_text(until, time_zone)} has passed: choose a later end, or none.")
     return until, None
 
 
@@ -246,9 +255,6 @@ def add_entry(visit: Visit, typed: EntryInput, administered: Collection[int], *,
     typed = replace(typed, label=label)
     if label_error:
         errors["label"] = label_error
-    until, error = until_error(visit, typed.until)
-    if error:
-        errors["until"] = error
     practice = None  # All practices
     if typed.practice == ALL:
         if not administers_every_practice(administered):
@@ -257,6 +263,9 @@ def add_entry(visit: Visit, typed: EntryInput, administered: Collection[int], *,
         practice = Practice.get_by_id(typed.practice)
     else:
         errors["practice"] = FieldError("not_yours", CHOOSE_PRACTICE)
+    until, error = until_error(visit, typed.until, entry_time_zone(visit, practice.id if practice else None))
+    if error:
+        errors["until"] = error
     if network is None or errors:
         return EntryRefused(typed, errors)
     broad = str(network) if is_broad(network, broadest) and not _confirms(typed.confirm_broad, network) else ""
@@ -373,7 +382,8 @@ def set_until(visit: Visit, entry: AllowlistEntry, text: str,
               administered: Collection[int]) -> AllowlistEntry | UntilRefused | Refusal:
     """Give an entry an end (blank: none); the entry as it now is, an UntilRefused for an end that is no date or
     has passed, or the Refusal (lockout) when the admin's own way in would expire within LOCKOUT_MARGIN."""
-    until, error = until_error(visit, text)
+    time_zone = entry_time_zone(visit, entry.practice_id)
+    until, error = until_error(visit, text, time_zone)
     if error:
         return UntilRefused(text.strip()[:40], error)
     with change_lock():
@@ -381,7 +391,7 @@ def set_until(visit: Visit, entry: AllowlistEntry, text: str,
         if until is not None:
             affected = sorted(administered) if entry.is_all_practices else [entry.practice_id]
             refusal = lockout_for(visit.user, affected, visit.ip, entry_expiry=(entry.id, until), now=visit.now,
-                                  lapse=f"this entry expires at {until:%Y-%m-%d %H:%M} UTC")
+                                  lapse=f"this entry expires at {local_text(until, time_zone)}")
         if refusal is None:
             AllowlistEntry.update(expires_at=until).where(AllowlistEntry.id == entry.id).execute()
             shown = {None: "none"}

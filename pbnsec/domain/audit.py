@@ -15,6 +15,7 @@ from pbnsec.core.text import (
     parse_id,
     without_control_characters,
 )
+from pbnsec.core.timezones import to_local
 from pbnsec.db import database
 from pbnsec.models import AuditEvent, Practice, utcnow
 
@@ -152,20 +153,26 @@ def _cell(value) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def csv_lines(query, limit: int = CSV_MAX_ROWS):
-    """The events as CSV text, a line at a time (streamed: a large log never sits in memory)."""
+def csv_lines(query, limit: int = CSV_MAX_ROWS, time_zone: str = "UTC"):
+    """The events as CSV text, a line at a time (streamed: a large log never sits in memory).
+
+    time_local is in the event's practice's zone, or time_zone (the practice being worked in) for an event of none.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    # count and last_utc come last, so a sheet or script reading the first seven columns reads them as before.
-    writer.writerow(["time_utc", "actor", "actor_ip", "practice", "action", "target", "detail", "count", "last_utc"])
+    # Added columns come last (count and last_utc, then time_local), so a sheet or script reading the earlier
+    # columns reads them as before.
+    writer.writerow(["time_utc", "actor", "actor_ip", "practice", "action", "target", "detail", "count", "last_utc",
+                     "time_local"])
     yield buffer.getvalue()  # the header, even when no event matches
     buffer.seek(0)
     buffer.truncate()
     for e in query.limit(limit).iterator():
         last_utc = e.last_at.isoformat() + "Z" if e.last_at else ""
         practice = e.practice.name if e.practice_id else ""
+        time_local = to_local(e.at, e.practice.time_zone if e.practice_id else time_zone).isoformat()
         writer.writerow([_cell(v) for v in (e.at.isoformat() + "Z", e.actor_label, e.actor_ip, practice, e.action,
-                                            e.target, e.detail, e.count, last_utc)])
+                                            e.target, e.detail, e.count, last_utc, time_local)])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

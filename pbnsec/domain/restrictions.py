@@ -17,6 +17,7 @@ from typing import Iterable
 
 from pbnsec.core.decision import Settings
 from pbnsec.core.durations import DurationError, duration_words, parse_duration
+from pbnsec.core.timezones import TimeZoneError, parse_time_zone
 from pbnsec.db import change_lock
 from pbnsec.domain import audit
 from pbnsec.domain.access import Refusal, lockout_for, settings_for
@@ -129,6 +130,20 @@ def set_default_duration(visit: Visit, practice: Practice, text: str) -> Refusal
         _save(visit, practice, default_duration=duration)
         audit.record_by(visit, "settings_changed", practice=practice, target="IP restrictions",
                         detail=f"approvals last: {duration_words(duration)}")
+    return None
+
+
+def set_time_zone(visit: Visit, practice: Practice, text: str) -> Refusal | None:
+    """The practice's time zone (an IANA name); None when saved, else the Refusal (invalid_choice), nothing saved."""
+    try:
+        name = parse_time_zone(text)
+    except TimeZoneError as exc:
+        return _bad_input(practice, "invalid_choice", exc.message)
+    with change_lock():
+        old = Practice.get_by_id(practice.id).time_zone
+        Practice.update(time_zone=name).where(Practice.id == practice.id).execute()
+        practice.time_zone = name
+        audit.record_by(visit, "settings_changed", practice=practice, target="Time zone", detail=f"{old} -> {name}")
     return None
 
 

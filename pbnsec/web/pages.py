@@ -6,11 +6,13 @@ from urllib.parse import urlsplit
 from flask import current_app, flash, g, redirect, render_template, request, url_for
 from flask.globals import request_ctx
 from htmx_flask import make_response as htmx_response
+from markupsafe import Markup
 from werkzeug.routing import IntegerConverter
 
 from pbnsec.core.decision import STATUS_LABELS
 from pbnsec.core.durations import DURATIONS, is_expired, relative_expiry
 from pbnsec.core.text import MAX_ID
+from pbnsec.core.timezones import abbreviation, to_local
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -86,17 +88,39 @@ def init_app(app) -> None:
             "practice": g.get("practice"),
             "practice_switcher": _practice_switcher,
             "local_warning": _local_warning,
+            "zone_of": zone_of,
         }
 
     @app.template_filter("status_label")
     def _status_label(status: str) -> str:
         return STATUS_LABELS.get(status, status)
 
-    # Every time a person reads goes through these, so showing the practice's local time is a change here only.
+    # Every time a person reads goes through this one filter: local to the practice, with UTC underneath.
     @app.template_filter("when")
-    def _when(at) -> str:
-        """A stored (UTC) time as people read it."""
-        return f"{at:%Y-%m-%d %H:%M} UTC" if at is not None else ""
+    def _when(at, where=None, text=None, seconds: bool = False, since=None, abbr: bool = True,
+              field: bool = False) -> Markup | str:
+        """A stored (UTC) time as people at the practice read it, in a <time> holding the UTC instant.
+
+        where: the row's practice (or its id), else the practice being worked in, else UTC. text replaces the shown
+        time ("expires in 6 h"); since (a UTC time) shows only the clock when both fall on the same local day;
+        field gives the bare local value a datetime-local input holds.
+        """
+        if at is None:
+            return ""
+        zone = zone_of(where)
+        local = to_local(at, zone)
+        if field:
+            return local.strftime("%Y-%m-%dT%H:%M")
+        clock = "%H:%M:%S" if seconds else "%H:%M"
+        same_day = since is not None and to_local(since, zone).date() == local.date()
+        shown = local.strftime(clock if same_day else f"%Y-%m-%d {clock}")
+        if abbr:
+            shown += f" {abbreviation(local)}"
+        full = local.strftime(f"%Y-%m-%d {clock}") + f" {abbreviation(local)}"
+        utc = at.strftime(f"%Y-%m-%d {clock}") + " UTC"
+        title = utc if full == utc else f"{full} ({zone}) = {utc}"
+        return Markup('<time datetime="{}Z" title="{}">{}</time>').format(
+            at.isoformat(), title, shown if text is None else text)
 
     @app.template_filter("expiry")
     def _expiry(expires_at) -> str:
@@ -115,6 +139,24 @@ def init_app(app) -> None:
 
     for code in (400, 403, 404, 405, 413, 429, 500):
         app.register_error_handler(code, _error_page)
+
+
+def zone_of(where=None) -> str:
+    """The time zone to show a time in: the given practice's (a Practice or its id), else the practice being worked
+    in, else UTC."""
+    from pbnsec.models import Practice
+
+    working = g.get("visit").practice if g.get("visit") is not None else None
+    if isinstance(where, Practice):
+        return where.time_zone
+    if isinstance(where, int) and not isinstance(where, bool):
+        if working is not None and working.id == where:
+            return working.time_zone
+        zones = g.setdefault("practice_zones", {})
+        if where not in zones:
+            zones[where] = Practice.select(Practice.time_zone).where(Practice.id == where).scalar() or "UTC"
+        return zones[where]
+    return working.time_zone if working is not None else "UTC"
 
 
 def _practice_switcher():

@@ -66,3 +66,42 @@ def test_hosts_setting(tmp_path):
     assert load_config({}, tmp_path)["TRUSTED_HOSTS"] is None
     assert load_config({"PBNSEC_HOSTS": "PBNSEC.example.org, localhost"}, tmp_path)["TRUSTED_HOSTS"] == [
         "pbnsec.example.org", "localhost", "127.0.0.1"]  # this machine's names stay allowed
+
+
+# --- the time zone practices start in ---
+
+def test_default_time_zone_is_the_setting_when_given(tmp_path):
+    from pbnsec.config import default_time_zone
+
+    assert default_time_zone({"PBNSEC_DEFAULT_TIME_ZONE": "america/denver"}, etc=tmp_path) == "America/Denver"
+    assert load_config({"PBNSEC_DEFAULT_TIME_ZONE": "Europe/Paris"}, tmp_path)["DEFAULT_TIME_ZONE"] == "Europe/Paris"
+
+
+def test_a_bad_default_time_zone_stops_the_start(tmp_path):
+    with pytest.raises(ConfigError, match="PBNSEC_DEFAULT_TIME_ZONE: 'Denver' is not a time zone"):
+        load_config({"PBNSEC_DEFAULT_TIME_ZONE": "Denver"}, tmp_path)
+
+
+def test_default_time_zone_is_the_servers_from_etc_timezone(tmp_path):
+    from pbnsec.config import default_time_zone
+
+    (tmp_path / "timezone").write_text("America/Denver\n")
+    assert default_time_zone({}, etc=tmp_path) == "America/Denver"
+
+
+@pytest.mark.parametrize("target", ["/usr/share/zoneinfo/Asia/Tokyo", "/usr/share/zoneinfo/posix/Asia/Tokyo"])
+def test_default_time_zone_is_the_servers_from_the_localtime_link(tmp_path, target):
+    from pbnsec.config import default_time_zone
+
+    (tmp_path / "localtime").symlink_to(target)
+    assert default_time_zone({}, etc=tmp_path) == "Asia/Tokyo"
+
+
+@pytest.mark.parametrize("timezone_file", [None, "not a zone"])
+def test_default_time_zone_is_utc_when_the_server_says_nothing_usable(tmp_path, timezone_file):
+    from pbnsec.config import default_time_zone
+
+    if timezone_file:
+        (tmp_path / "timezone").write_text(timezone_file)
+    (tmp_path / "localtime").symlink_to(tmp_path / "nowhere")
+    assert default_time_zone({}, etc=tmp_path) == "UTC"

@@ -205,7 +205,7 @@ def test_what_users_typed_is_escaped(app, ann):
 
 # --- CSV ---
 
-HEADER = ["time_utc", "actor", "actor_ip", "practice", "action", "target", "detail", "count", "last_utc"]
+HEADER = ["time_utc", "actor", "actor_ip", "practice", "action", "target", "detail", "count", "last_utc", "time_local"]
 
 
 def test_csv_download_holds_the_filtered_rows_only(app, ann, both_practices_busy):
@@ -216,10 +216,11 @@ def test_csv_download_holds_the_filtered_rows_only(app, ann, both_practices_busy
     table = csv_rows(response)
     assert table[0] == HEADER
     assert len(table) == 2
-    time_utc, *rest = table[1]
+    time_utc, *rest, time_local = table[1]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", time_utc)
     assert rest == ["ann@example.com", "127.0.0.1", "Riverside Dental", "entry_added", "192.0.2.0/24",
                     "label: Riverside office", "1", ""]
+    assert time_local == time_utc[:-1] + "+00:00"  # Riverside keeps the server's zone, UTC in the tests
 
 
 def test_csv_of_nothing_is_just_the_header(app, ann):
@@ -288,9 +289,9 @@ def test_the_page_shows_how_often_and_over_what_time_a_refusal_repeated(app, own
     shown = dict(zip(rows(response), times(response)))
     for practice, (first, last) in hal_guessed_35_times.items():
         row = (HAL, "127.0.0.1", practice, "login failed", HAL, "")
-        assert shown[row] == f"{first:%Y-%m-%d %H:%M:%S} ×35, {first:%H:%M:%S}–{last:%H:%M:%S} UTC"
+        assert shown[row] == f"{first:%Y-%m-%d %H:%M:%S} UTC ×35, {first:%H:%M:%S}–{last:%H:%M:%S} UTC"
     single = ("script@example.com", "127.0.0.9", "Riverside Dental", "entry added", "event-00", "")
-    assert shown[single] == "2024-01-01 00:00:00"
+    assert shown[single] == "2024-01-01 00:00:00 UTC"
 
 
 def test_the_event_total_counts_every_repeat(app, owner, ann, hal_guessed_35_times):
@@ -306,7 +307,7 @@ def test_a_repeat_that_spans_midnight_shows_both_dates(app, ann):
                           actor_label=HAL, actor_ip="127.0.0.1", target=HAL, action="login_failed",
                           practice=Practice.get(Practice.name == "Riverside Dental"))
     assert times(ann.get("/security/audit?action=login_failed")) == [
-        "2024-01-01 23:59:30 ×9, 23:59:30–2024-01-02 00:04:10 UTC"]
+        "2024-01-01 23:59:30 UTC ×9, 23:59:30–2024-01-02 00:04:10 UTC"]
 
 
 def test_the_csv_has_each_rows_count_and_last_time(app, ann, hal_guessed_35_times):
@@ -316,8 +317,9 @@ def test_the_csv_has_each_rows_count_and_last_time(app, ann, hal_guessed_35_time
     first, last = hal_guessed_35_times["Riverside Dental"]
     by_action = {row[4]: row for row in table[1:]}
     assert by_action["login_failed"] == [first.isoformat() + "Z", HAL, "127.0.0.1", "Riverside Dental",
-                                         "login_failed", HAL, "", "35", last.isoformat() + "Z"]
-    assert by_action["entry_added"][7:] == ["1", ""]
+                                         "login_failed", HAL, "", "35", last.isoformat() + "Z",
+                                         first.isoformat() + "+00:00"]
+    assert by_action["entry_added"][7:9] == ["1", ""]
     assert sum(int(row[7]) for row in table[1:]) == 35 + 1 + 1  # Hal's guesses, Ann's sign-in, the script's event
 
 
@@ -342,5 +344,5 @@ def test_wrong_current_passwords_can_be_filtered_and_are_counted(app, ann):
     assert '<option value="password_change_failed" selected>' in response.text
     assert rows(response) == [(PEOPLE["ann"][0], "127.0.0.1", "Riverside Dental", "password change failed",
                                PEOPLE["ann"][0], "wrong current password")]
-    assert times(response)[0].split(" ", 2)[2].startswith("×3, ")
+    assert times(response)[0].split(" ", 3)[3].startswith("×3, ")  # date, time, zone, then the repeats
     assert "3 events in 1 row." in response.text

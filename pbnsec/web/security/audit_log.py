@@ -11,6 +11,7 @@ from pbnsec.domain.audit import (
     filtered_events,
     totals,
 )
+from pbnsec.web.pages import zone_of
 from pbnsec.web.security import (
     administered_ids,
     administered_practices,
@@ -49,6 +50,6 @@ def audit_csv():
     f, _ = _filter()
     if f.error:
         return Response(f.error + "\n", status=400, mimetype="text/plain")
-    lines = csv_lines(filtered_events(f, administered_ids(), manages_every_practice()))
+    lines = csv_lines(filtered_events(f, administered_ids(), manages_every_practice()), time_zone=zone_of())
     return Response(stream_with_context(lines), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="pbnsec-audit.csv"'})

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import g, render_template, request
 
 from pbnsec.core.decision import Settings
+from pbnsec.core.timezones import zone_names
 from pbnsec.core.text import parse_id
 from pbnsec.domain import restrictions
 from pbnsec.domain.access import Refusal
@@ -21,7 +22,7 @@ def _context(practice, control: str | None = None, refusal: Refusal | None = Non
     shown = restrictions.general_settings(practice)
     waiting = refusal is not None and refusal.code == "nothing_selected"
     return {"target": practice, "current": shown.settings, "requests_allowed": shown.requests_allowed,
-            "default_duration": shown.default_duration,
+            "default_duration": shown.default_duration, "time_zones": zone_names(),
             "scope": WAITING_FOR_A_TICK if waiting else shown.settings, "roles": shown.roles,
             "members": shown.members, "practices": administered_practices(), "control": control,
             "refusal": refusal}
@@ -70,3 +71,10 @@ def set_requests_allowed(practice_id: int):
     practice = my_practice_or_404(practice_id)
     restrictions.set_requests_allowed(g.visit, practice, request.form.get("requests_allowed") == "1")
     return _respond(practice, "requests", None)
+
+
+@bp.route("/settings/<int:practice_id>/time-zone", methods=["POST"])
+def set_time_zone(practice_id: int):
+    practice = my_practice_or_404(practice_id)
+    refusal = restrictions.set_time_zone(g.visit, practice, request.form.get("time_zone", "")[:200])
+    return _respond(practice, "time_zone", refusal)
