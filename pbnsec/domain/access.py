@@ -249,10 +249,18 @@ def overview(user: User, ip, now: datetime | None = None) -> AccessOverview:
     for practice in practices:
         decision = decisions[practice.id]
         status = status_of(decision)
-        can_request = (not decision.allowed and status != "pending" and practice.id not in no_requests
-                       and ip is not None)
+        # An access request approves an IP; it does not extend working hours.
+        can_request = (not decision.allowed and status not in ("pending", "outside_hours")
+                       and practice.id not in no_requests and ip is not None)
         rows.append(PracticeAccess(practice, decision, status, can_request))
     return AccessOverview(user, tuple(rows))
+
+
+def why_blocked(decision: Decision, practice: Practice, ip_text: str) -> str:
+    """Which rule blocked a user, in words for them and the audit log."""
+    if decision.reason == "outside_hours":
+        return f"outside your working hours at {practice.name}: {decision.hours}"
+    return f"IP {ip_text} is not approved"
 
 
 def why_allowed(decision: Decision) -> str:
