@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Iterable
 
-from pbnsec.core.windows import DAY_NAMES, Hours, Window, WindowError, describe, parse_clock
+from pbnsec.core.windows import Hours, Window, WindowError, describe, parse_clock
 from pbnsec.db import change_lock
 from pbnsec.domain import audit
 from pbnsec.domain.access import Refusal, lockout_for
@@ -185,7 +185,3 @@ def _bad_input(practice: Practice, code: str, message: str) -> Refusal:
 def _save(visit: Visit, practice: Practice, **fields) -> None:
     row, _ = TimeRule.get_or_create(practice=practice)
     TimeRule.update(updated_at=visit.now, **fields).where(TimeRule.id == row.id).execute()
-
-
-def day_names() -> tuple[str, ...]:
-    return DAY_NAMES

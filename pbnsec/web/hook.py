@@ -102,11 +102,14 @@ def enforce():
     if request.endpoint in EXEMPT_ENDPOINTS:
         return None  # not switched here: these pages are about every practice
     if practice.id != session.get("practice_id"):
+        left = access.row(session.get("practice_id"))
         moved = session.get("practice_id") is not None
         session["practice_id"] = practice.id
         if moved:
             # Do not carry a request meant for the old practice over to this one.
-            flash(f"Your IP is not approved for that practice; you are now working in {practice.name}.", "warning")
+            why = ("It is outside your working hours there" if left is not None and not left.decision.allowed
+                   and left.decision.reason == "outside_hours" else "Your IP is not approved for that practice")
+            flash(f"{why}; you are now working in {practice.name}.", "warning")
             return hx_redirect(url_for("home.index"))
     g.practice = practice
     if user.must_change_password and request.endpoint != "account.password":

@@ -4,7 +4,7 @@ import html
 from datetime import datetime
 
 import pytest
-from conftest import practice_id, user_id
+from conftest import practice_id
 
 from pbnsec.models import AuditEvent, Role, TimeRule, TimeRuleRole, TimeWindow
 
@@ -174,3 +174,48 @@ def test_signing_in_outside_working_hours_shows_the_rule_and_offers_no_access_re
     # Inside the hours Fay signs in as before.
     clock.now = TUESDAY_10
     assert visitor().login("fay@example.com").status_code == 303
+
+
+def test_a_blocked_user_cannot_file_an_access_request_for_a_practice_outside_their_hours(app, clock, visitor):
+    working_hours(app)
+    clock.now = TUESDAY_22
+    v = visitor()
+    v.get(v.login("fay@example.com").headers["Location"])
+    response = v.post("/access-requests", {"practice": [str(practice_id(app))], "note": ""})
+    assert "an access request does not extend working hours" in html.unescape(response.get_data(as_text=True))
+    with app.app_context():
+        from pbnsec.models import AccessRequest
+        assert AccessRequest.select().count() == 0
+
+
+def test_hal_outside_his_hours_at_one_practice_is_moved_to_the_other(app, clock, signed_in):
+    working_hours(app, "Lakeside Dental", roles=("Hygienist",))
+    hal = signed_in("hal")  # Lakeside first by name, inside his hours
+    with hal.client.session_transaction() as session:
+        session["practice_id"] = practice_id(app, "Lakeside Dental")
+    clock.now = TUESDAY_22
+    response = hal.get("/")
+    assert response.status_code in (302, 303)
+    page = html.unescape(hal.get(response.headers["Location"]).get_data(as_text=True))
+    assert "It is outside your working hours there; you are now working in Riverside Dental." in page
+
+
+def test_a_page_costs_the_same_for_one_practice_or_six_with_time_windows_on(app, clock, signed_in,
+                                                                          count_statements):
+    from conftest import restrict
+    from test_query_budgets import join_practices
+
+    def cost(v):
+        seen = count_statements()
+        assert v.get("/").status_code == 200
+        return len(seen.all), repr(seen)
+
+    restrict(app, "Riverside Dental", "127.0.0.0/24")  # as join_practices does for the others
+    working_hours(app, roles=("Front Desk",))
+    fay = signed_in("fay")
+    one, one_log = cost(fay)
+    join_practices(app, "fay@example.com", 5)
+    for n in range(5):
+        working_hours(app, f"Extra Dental {n}", roles=("Front Desk",))
+    six, six_log = cost(fay)
+    assert six == one, f"one practice: {one_log}\nsix practices: {six_log}"
