@@ -71,6 +71,8 @@ def test_add_a_window_without_javascript_redirects_to_the_page(app, clock, ann):
     assert response.status_code == 303 and response.headers["Location"].startswith("/security/windows")
     page = ann.get(response.headers["Location"]).get_data(as_text=True)
     assert "(next day)" in page and stored(app) == [(4, 1320, 120)]
+    assert "Working hours: Fri 22:00–02:00 (UTC). It is now Tue 10:00 (UTC) at Riverside Dental." in page
+    assert 'hx-confirm="Delete the window Fri 22:00–02:00?"' in page
 
 
 @pytest.mark.parametrize("htmx", [True, False])

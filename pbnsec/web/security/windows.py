@@ -5,7 +5,7 @@ from flask import g, render_template, request
 
 from pbnsec.core.decision import Settings
 from pbnsec.core.text import parse_id
-from pbnsec.core.windows import DAY_NAMES
+from pbnsec.core.windows import DAY_NAMES, local_time
 from pbnsec.domain import time_windows
 from pbnsec.domain.access import Refusal
 from pbnsec.web.pages import done, render_page, wants_fragment
@@ -24,7 +24,8 @@ def _context(practice, control: str | None = None, refusal: Refusal | None = Non
             "members": shown.members, "scope": WAITING_FOR_A_TICK if waiting else shown.hours,
             "scope_endpoint": "security.set_windows_scope", "practices": administered_practices(),
             "control": control, "refusal": refusal, "day_names": DAY_NAMES,
-            "typed": typed or {"days": [], "start": "", "end": ""}}
+            "typed": typed or {"days": [], "start": "", "end": ""},
+            "now_local": f"{local_time(g.visit.now, shown.hours.zone):%a %H:%M} ({shown.hours.zone})"}
 
 
 def _respond(practice, control: str, refusal: Refusal | None, typed: dict | None = None):
