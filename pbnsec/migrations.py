@@ -139,6 +139,50 @@ def add_practice_time_zone(migrator: SchemaMigrator) -> None:
         migrator.alter_add_column("practice", "time_zone", field, allow_not_null=True).run()
 
 
+class _PracticeAt9(Model):
+    class Meta:
+        database = database
+        table_name = "practice"
+        legacy_table_names = False
+
+
+class _RoleAt9(Model):
+    class Meta:
+        database = database
+        table_name = "role"
+        legacy_table_names = False
+
+
+def _time_tables_at_9():
+    """The Time Windows tables as migration 9 made them."""
+    def meta(name, indexes=()):
+        return type("Meta", (), {"database": database, "table_name": name, "legacy_table_names": False,
+                                 "indexes": indexes})
+
+    rule = type("_TimeRuleAt9", (Model,), {
+        "practice": ForeignKeyField(_PracticeAt9, unique=True, backref="+", on_delete="CASCADE"),
+        "enabled": BooleanField(default=False), "everyone": BooleanField(default=True),
+        "updated_at": DateTimeField(default=utcnow), "Meta": meta("time_rule")})
+    role = type("_TimeRuleRoleAt9", (Model,), {
+        "practice": ForeignKeyField(_PracticeAt9, backref="+", on_delete="CASCADE"),
+        "role": ForeignKeyField(_RoleAt9, backref="+", on_delete="CASCADE"),
+        "Meta": meta("time_rule_role", ((("practice", "role"), True),))})
+    user = type("_TimeRuleUserAt9", (Model,), {
+        "practice": ForeignKeyField(_PracticeAt9, backref="+", on_delete="CASCADE"),
+        "user": ForeignKeyField(_UserAt4, backref="+", on_delete="CASCADE"),
+        "Meta": meta("time_rule_user", ((("practice", "user"), True),))})
+    window = type("_TimeWindowAt9", (Model,), {
+        "practice": ForeignKeyField(_PracticeAt9, backref="+", on_delete="CASCADE"),
+        "day": IntegerField(), "start_minute": IntegerField(), "end_minute": IntegerField(),
+        "Meta": meta("time_window", ((("practice", "day", "start_minute", "end_minute"), True),))})
+    return [rule, role, user, window]
+
+
+def add_time_windows(migrator: SchemaMigrator) -> None:
+    """time_rule, time_rule_role, time_rule_user and time_window: a practice's Time Windows (off until switched on)."""
+    database.create_tables(_time_tables_at_9())  # safe: only the missing ones
+
+
 MIGRATIONS = [
     index_rate_limit_hits_by_time,
     add_must_change_password,
@@ -148,6 +192,7 @@ MIGRATIONS = [
     add_audit_event_repeats,
     add_expiry,
     add_practice_time_zone,
+    add_time_windows,
 ]
 LATEST = len(MIGRATIONS)
 

@@ -179,6 +179,44 @@ class RestrictedUser(BaseModel):
         indexes = ((("practice", "user"), True),)
 
 
+class TimeRule(BaseModel):
+    """A practice's Time Windows: when on, the people it applies to work only inside its windows.
+    A practice without a row has them off."""
+
+    practice = ForeignKeyField(Practice, unique=True, backref="+", on_delete="CASCADE")
+    enabled = BooleanField(default=False)
+    everyone = BooleanField(default=True)  # False: only the selected roles and users
+    updated_at = DateTimeField(default=utcnow)
+
+
+class TimeRuleRole(BaseModel):
+    practice = ForeignKeyField(Practice, backref="+", on_delete="CASCADE")
+    role = ForeignKeyField(Role, backref="+", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("practice", "role"), True),)
+
+
+class TimeRuleUser(BaseModel):
+    practice = ForeignKeyField(Practice, backref="+", on_delete="CASCADE")
+    user = ForeignKeyField(User, backref="+", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("practice", "user"), True),)
+
+
+class TimeWindow(BaseModel):
+    """One weekly window of a practice, in its local wall-clock time (see core.windows.Window)."""
+
+    practice = ForeignKeyField(Practice, backref="+", on_delete="CASCADE")
+    day = IntegerField()  # 0 = Monday
+    start_minute = IntegerField()
+    end_minute = IntegerField()  # at or before start_minute: overnight into the next day
+
+    class Meta:
+        indexes = ((("practice", "day", "start_minute", "end_minute"), True),)
+
+
 PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
 
 
@@ -253,7 +291,7 @@ class SchemaVersion(BaseModel):
 
 MODELS = [
     Practice, Role, User, SignIn, Membership, AllowlistEntry, IPRestriction, RestrictedRole, RestrictedUser,
-    AccessRequest, Grant, AuditEvent, RateLimitHit, SchemaVersion,
+    AccessRequest, Grant, AuditEvent, RateLimitHit, SchemaVersion, TimeRule, TimeRuleRole, TimeRuleUser, TimeWindow,
 ]
 
 

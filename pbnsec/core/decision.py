@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Callable, Iterable
 
 from pbnsec.core.iprules import IPAddress, IPNetwork, unmap
+from pbnsec.core.windows import Hours
 
 NOT_REQUESTED = "not_requested"
 
@@ -18,12 +19,13 @@ class Subject:
 
 @dataclass(frozen=True)
 class Settings:
-    """A practice's IP restrictions."""
+    """A practice's IP restrictions, and its Time Windows (`hours`, independent of them)."""
 
     enforced: bool = False
     everyone: bool = True
     role_ids: frozenset[int] = frozenset()
     user_ids: frozenset[int] = frozenset()
+    hours: Hours = Hours()
 
     def applies_to(self, user: Subject) -> bool:
         return self.everyone or user.role_id in self.role_ids or user.user_id in self.user_ids
@@ -48,9 +50,10 @@ class Allowed:
 
 @dataclass(frozen=True)
 class Blocked:
-    reason: str  # ip_not_approved | ip_unknown
+    reason: str  # ip_not_approved | ip_unknown | outside_hours
     request_status: str = NOT_REQUESTED
     lapsed: Rule | None = None  # a grant that held this IP but has expired (the user may ask again)
+    hours: Hours | None = None  # outside_hours: the Time Windows rule that blocked
     allowed = False
 
 
@@ -80,7 +83,12 @@ def decide(
     index), so the cost does not grow with the length of the allowlist. `grants` and `request_status` may be
     given as functions: they are called only when the steps before did not already decide, so a caller
     loads them only when they matter.
+
+    Time Windows come first and are independent of IP restrictions: when both apply, both must pass. An access
+    request does not extend working hours, so a user outside them is blocked whatever their IP.
     """
+    if settings.hours.enabled and settings.hours.applies_to(user) and not settings.hours.open_at(now):
+        return Blocked("outside_hours", hours=settings.hours)
     if not settings.enforced:
         return Allowed("restrictions_off")
     if not settings.applies_to(user):
@@ -105,15 +113,17 @@ def _value(given):
 # The words a person sees for a practice's status (the brief's four, and Allowed where no request is needed).
 STATUS_LABELS = {
     "not_requested": "Not Requested", "pending": "Pending", "approved": "Approved", "rejected": "Rejected",
-    "allowed": "Allowed", "expired": "Expired",
+    "allowed": "Allowed", "expired": "Expired", "outside_hours": "Outside working hours",
 }
 
 
 def status_of(decision: Decision) -> str:
     """The status word of a practice for one user and IP: allowed | approved | pending | rejected | expired |
-    not_requested."""
+    not_requested | outside_hours."""
     if decision.allowed:
         return "approved" if decision.reason == "user_grant" else "allowed"
+    if decision.reason == "outside_hours":
+        return "outside_hours"
     if decision.request_status == "approved":
         # The approval no longer lets them in: its grant expired (kept for the record), or was revoked (gone).
         return "expired" if decision.lapsed is not None else NOT_REQUESTED

@@ -22,6 +22,7 @@ from pbnsec.core.decision import (
     status_of,
 )
 from pbnsec.core.iprules import unmap
+from pbnsec.core.windows import Hours, Window, describe, local_time
 from pbnsec.models import (
     ALL_PRACTICES,
     AccessRequest,
@@ -32,17 +33,55 @@ from pbnsec.models import (
     Practice,
     RestrictedRole,
     RestrictedUser,
+    TimeRule,
+    TimeRuleRole,
+    TimeRuleUser,
+    TimeWindow,
     User,
     utcnow,
 )
 
 
-def _settings(practice_ids, rows=None) -> tuple[dict[int, Settings], set[int]]:
-    """Each practice's IP restrictions, and the practices that take no access requests.
+def _hours(practice_ids, rows=None, practices=None) -> dict[int, Hours]:
+    """Each practice's Time Windows. `rows`: the practices' TimeRule rows when the caller has them (else one query
+    here); windows, zones and selected roles and users are loaded only when some practice has them switched on."""
+    hours = {pid: Hours() for pid in practice_ids}
+    if rows is None:
+        rows = list(TimeRule.select().where(TimeRule.practice.in_(list(practice_ids)) & TimeRule.enabled))
+    enabled = [r for r in rows if r.enabled]
+    if not enabled:
+        return hours
+    ids = [r.practice_id for r in enabled]
+    windows: dict[int, list[Window]] = {pid: [] for pid in ids}
+    for w in TimeWindow.select().where(TimeWindow.practice.in_(ids)):
+        windows[w.practice_id].append(Window(w.day, w.start_minute, w.end_minute))
+    if practices is None:
+        practices = {p.id: p for p in Practice.select().where(Practice.id.in_(ids))}
+    scoped = [r.practice_id for r in enabled if not r.everyone]
+    roles: dict[int, set[int]] = {pid: set() for pid in scoped}
+    users: dict[int, set[int]] = {pid: set() for pid in scoped}
+    if scoped:
+        for r in TimeRuleRole.select().where(TimeRuleRole.practice.in_(scoped)):
+            roles[r.practice_id].add(r.role_id)
+        for r in TimeRuleUser.select().where(TimeRuleUser.practice.in_(scoped)):
+            users[r.practice_id].add(r.user_id)
+    for r in enabled:
+        pid = r.practice_id
+        # Until practices have a time zone of their own, their windows are read in UTC.
+        zone = getattr(practices.get(pid), "time_zone", None) or "UTC"
+        hours[pid] = Hours(True, r.everyone, frozenset(roles.get(pid, ())), frozenset(users.get(pid, ())),
+                           tuple(sorted(windows[pid])), zone)
+    return hours
 
-    `rows`: the practices' IPRestriction rows when the caller already has them (else one query here).
+
+def _settings(practice_ids, rows=None, time_rows=None, practices=None) -> tuple[dict[int, Settings], set[int]]:
+    """Each practice's IP restrictions and Time Windows, and the practices that take no access requests.
+
+    `rows`, `time_rows`: the practices' IPRestriction and TimeRule rows when the caller already has them (else a
+    query each here); `practices`: the Practice rows by id, when the caller has them.
     """
-    settings = {pid: Settings() for pid in practice_ids}
+    hours = _hours(practice_ids, time_rows, practices)
+    settings = {pid: Settings(hours=hours[pid]) for pid in practice_ids}
     if rows is None:
         rows = list(IPRestriction.select().where(IPRestriction.practice.in_(list(practice_ids))))
     scoped = [r.practice_id for r in rows if not r.everyone]
@@ -54,14 +93,15 @@ def _settings(practice_ids, rows=None) -> tuple[dict[int, Settings], set[int]]:
         for r in RestrictedUser.select().where(RestrictedUser.practice.in_(scoped)):
             users[r.practice_id].add(r.user_id)
     for r in rows:
-        settings[r.practice_id] = (Settings(enforced=r.enforced) if r.everyone else
+        settings[r.practice_id] = (Settings(enforced=r.enforced, hours=hours[r.practice_id]) if r.everyone else
                                    Settings(r.enforced, False, frozenset(roles[r.practice_id]),
-                                            frozenset(users[r.practice_id])))
+                                            frozenset(users[r.practice_id]), hours[r.practice_id]))
     return settings, {r.practice_id for r in rows if not r.requests_allowed}
 
 
 def settings_for(practice_id: int) -> Settings:
-    return _settings([practice_id])[0][practice_id]
+    """A practice's IP restrictions (its Time Windows left off: see _hours)."""
+    return _settings([practice_id], time_rows=())[0][practice_id]
 
 
 def entries_holding(practice_ids, ip) -> dict[int, list[Rule]]:
@@ -149,7 +189,7 @@ def decide_for(user: User, practice_id: int, ip, settings: Settings | None = Non
                without_entry: int | None = None, without_grant: int | None = None,
                now: datetime | None = None) -> Decision:
     """The decision for one practice as things stand, or as they would be with other settings or one rule gone."""
-    current = {practice_id: settings if settings is not None else settings_for(practice_id)}
+    current = {practice_id: settings if settings is not None else _settings([practice_id])[0][practice_id]}
     ip = unmap(ip) if ip is not None else None
     return _decisions(user, [practice_id], ip, now or utcnow(), current, without_entry, without_grant)[practice_id]
 
@@ -194,22 +234,33 @@ def overview(user: User, ip, now: datetime | None = None) -> AccessOverview:
     """Each of the user's practices as seen from this IP: the same few queries for one practice or twenty."""
     ip = unmap(ip) if ip is not None else None  # ::ffff:a.b.c.d is looked up as the IPv4 address it is
     # The practices and their restrictions in one query: this runs on every request.
-    practices = list(Practice.select(Practice, IPRestriction)
+    practices = list(Practice.select(Practice, IPRestriction, TimeRule)
                      .join(Membership).switch(Practice)
                      .join(IPRestriction, JOIN.LEFT_OUTER, on=(IPRestriction.practice == Practice.id),
-                           attr="restriction")
+                           attr="restriction").switch(Practice)
+                     .join(TimeRule, JOIN.LEFT_OUTER, on=(TimeRule.practice == Practice.id), attr="time_rule")
                      .where(Membership.user == user).order_by(Practice.name))
     ids = [p.id for p in practices]
-    settings, no_requests = _settings(ids, [p.restriction for p in practices if p.restriction is not None])
+    settings, no_requests = _settings(ids, [p.restriction for p in practices if p.restriction is not None],
+                                      [p.time_rule for p in practices if p.time_rule is not None],
+                                      {p.id: p for p in practices})
     decisions = _decisions(user, ids, ip, now or utcnow(), settings)
     rows = []
     for practice in practices:
         decision = decisions[practice.id]
         status = status_of(decision)
-        can_request = (not decision.allowed and status != "pending" and practice.id not in no_requests
-                       and ip is not None)
+        # An access request approves an IP; it does not extend working hours.
+        can_request = (not decision.allowed and status not in ("pending", "outside_hours")
+                       and practice.id not in no_requests and ip is not None)
         rows.append(PracticeAccess(practice, decision, status, can_request))
     return AccessOverview(user, tuple(rows))
+
+
+def why_blocked(decision: Decision, practice: Practice, ip_text: str) -> str:
+    """Which rule blocked a user, in words for them and the audit log."""
+    if decision.reason == "outside_hours":
+        return f"outside your working hours at {practice.name}: {decision.hours}"
+    return f"IP {ip_text} is not approved"
 
 
 def why_allowed(decision: Decision) -> str:
@@ -229,7 +280,7 @@ def why_allowed(decision: Decision) -> str:
 class Refusal:
     """A refused security change, with a code for code and a message for people.
 
-    Codes: lockout (it would block the admin making it), last_entry (it would empty an enforced allowlist),
+    Codes: lockout (it would block the admin making it), lockout_time (it would, by Time Windows), last_entry (it would empty an enforced allowlist),
     covers_everything (the active entries would allow every address).
     """
 
@@ -248,7 +299,7 @@ LOCKOUT_MARGIN = timedelta(minutes=15)
 def lockout_for(user: User, practice_ids, ip, without: str = "", settings: Settings | None = None,
                 without_entry: int | None = None, without_grant: int | None = None,
                 now: datetime | None = None, entry_expiry: tuple[int, datetime | None] | None = None,
-                lapse: str = "") -> Refusal | None:
+                lapse: str = "", hours: Hours | None = None) -> Refusal | None:
     """The Refusal a change would cause (other settings for one practice, an entry or grant gone, an entry's
     expiry moved), now or within LOCKOUT_MARGIN, else None.
 
@@ -256,13 +307,14 @@ def lockout_for(user: User, practice_ids, ip, without: str = "", settings: Setti
     not grow with the number of practices an All practices entry reaches. Two more only when what would let the
     admin in expires within the margin: then it is refused unless something else would still let them in (a
     lapse that happens whether or not the change is made is not the change's doing). `lapse` says what expires.
+    `settings` are IP restrictions only (the practice keeps its Time Windows); `hours`: other Time Windows.
     """
     practice_ids, now, ip = list(practice_ids), now or utcnow(), unmap(ip) if ip is not None else None
     current, _ = _settings(practice_ids)
     changed = dict(current)
-    if settings is not None:
+    if settings is not None or hours is not None:
         (only,) = practice_ids  # other settings are for one practice
-        changed[only] = settings
+        changed[only] = replace(settings or current[only], hours=hours or current[only].hours)
     before = _decisions(user, practice_ids, ip, now, current)
     after = _decisions(user, practice_ids, ip, now, changed, without_entry, without_grant, entry_expiry)
     soon = now + LOCKOUT_MARGIN
@@ -282,6 +334,11 @@ def lockout_for(user: User, practice_ids, ip, without: str = "", settings: Setti
             can_add_ip = ip is not None and not AllowlistEntry.select().where(
                 (AllowlistEntry.scope == practice_id) & (AllowlistEntry.network == str(ip_network(ip)))
             ).exists()
+            if blocked_now and after[practice_id].reason == "outside_hours":
+                rule = after[practice_id].hours
+                return Refusal(f"This would block you: it is {local_time(now, rule.zone):%a %H:%M} ({rule.zone}), "
+                               f"outside the windows {describe(rule.windows)}.", practice_id, False,
+                               "Add a window that covers now first, or leave Time Windows off.", code="lockout_time")
             if blocked_now:
                 prefix = f"without {without}, " if without else ""
                 message = f"This would block you: {prefix}your IP {ip or '(unknown)'} is not on the allowlist."

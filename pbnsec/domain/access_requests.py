@@ -88,6 +88,9 @@ def _why_not(row, ip_text: str) -> str | None:
         return f"Your request for {row.practice.name} from {ip_text} is already pending."
     if row.decision.allowed:
         return f"You already have access to {row.practice.name} from {ip_text}."
+    if row.status == "outside_hours":
+        return (f"You are outside your working hours at {row.practice.name}: an access request does not extend "
+                "working hours.")
     if not row.can_request:
         return f"{row.practice.name} does not take access requests from you right now."
     return None

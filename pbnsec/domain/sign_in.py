@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pbnsec.core.text import has_control_characters, without_control_characters
 from pbnsec.domain import audit, signin_limits
-from pbnsec.domain.access import AccessOverview, overview, why_allowed
+from pbnsec.domain.access import AccessOverview, overview, why_allowed, why_blocked
 from pbnsec.domain.users import authenticate
 from pbnsec.domain.visit import Visit
 from pbnsec.logs import security_event
@@ -68,7 +68,8 @@ def attempt(visit: Visit, email: str, password: str) -> SignInResult:
     for row in access.rows:
         if not row.decision.allowed:
             audit.record_by(visit, "login_blocked", actor=user, practice=row.practice, target=user.email,
-                            detail=f"{row.decision.reason}: IP {visit.ip_text} is not approved")
+                            detail=f"{row.decision.reason}: "
+                                   f"{why_blocked(row.decision, row.practice, visit.ip_text)}")
             security_event("login_blocked", email=user.email, practice=row.practice.name,
                            reason=row.decision.reason, ip=visit.ip)
     return result

@@ -7,7 +7,7 @@ from flask_login import current_user, logout_user
 
 from pbnsec.core.clientip import resolve_client_ip
 from pbnsec.domain import audit, sessions
-from pbnsec.domain.access import AccessOverview, overview
+from pbnsec.domain.access import AccessOverview, overview, why_blocked
 from pbnsec.domain.visit import Visit
 from pbnsec.logs import security_event
 from pbnsec.web.pages import hx_redirect
@@ -80,28 +80,36 @@ def enforce():
     access = access_of(user)
     practice = access.first_allowed(session.get("practice_id"))
     if practice is None and request.endpoint != "auth.logout":
-        audit.record_by(g.visit, "session_blocked", actor=user, target=user.email,
-                        practice=session.get("practice_id"),
-                        detail=f"IP {g.visit.ip_text} is not approved for any of the user's practices")
         active = access.row(session.get("practice_id"))
+        by_hours = active is not None and active.decision.reason == "outside_hours"
+        reason = (why_blocked(active.decision, active.practice, g.visit.ip_text) if by_hours else
+                  f"IP {g.visit.ip_text} is not approved for any of the user's practices")
+        audit.record_by(g.visit, "session_blocked", actor=user, target=user.email,
+                        practice=session.get("practice_id"), detail=reason)
         security_event("session_blocked", email=user.email, practice=active.practice.name if active else None,
-                       reason="ip_not_approved", ip=g.client_ip)
+                       reason=active.decision.reason if by_hours else "ip_not_approved", ip=g.client_ip)
         # The sign-in ends and needs the password again: a cookie alone, replayed from elsewhere, must not be
         # enough to file access requests in its owner's name. The real user signs in and gets the blocked page.
         end_sign_in()
-        flash(f"You were signed out: your IP address {g.client_ip or '(unknown)'} is not approved for your "
-              "practices. Sign in again to ask for access.", "warning")
+        if by_hours:
+            flash(f"You were signed out: {reason}.", "warning")
+        else:
+            flash(f"You were signed out: your IP address {g.client_ip or '(unknown)'} is not approved for your "
+                  "practices. Sign in again to ask for access.", "warning")
         return hx_redirect(url_for("auth.login"))
     g.visit = Visit(user, g.client_ip, practice, g.visit.now)
     g.practice = practice  # the header shows it on every page
     if request.endpoint in EXEMPT_ENDPOINTS:
         return None  # not switched here: these pages are about every practice
     if practice.id != session.get("practice_id"):
+        left = access.row(session.get("practice_id"))
         moved = session.get("practice_id") is not None
         session["practice_id"] = practice.id
         if moved:
             # Do not carry a request meant for the old practice over to this one.
-            flash(f"Your IP is not approved for that practice; you are now working in {practice.name}.", "warning")
+            why = ("It is outside your working hours there" if left is not None and not left.decision.allowed
+                   and left.decision.reason == "outside_hours" else "Your IP is not approved for that practice")
+            flash(f"{why}; you are now working in {practice.name}.", "warning")
             return hx_redirect(url_for("home.index"))
     g.practice = practice
     if user.must_change_password and request.endpoint != "account.password":

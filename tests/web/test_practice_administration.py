@@ -13,6 +13,8 @@ from pbnsec.models import (
     Grant,
     IPRestriction,
     Practice,
+    TimeRule,
+    TimeWindow,
     User,
 )
 
@@ -32,7 +34,9 @@ def riverside(app):
         request = AccessRequest.create(user=hal, practice=practice, ip="127.0.0.77", note=SECRETS[1])
         grant = Grant.create(user=hal, practice=practice, ip="127.0.0.78")
         AuditEvent.create(action="settings_changed", practice=practice, actor_label="x", detail=SECRETS[2])
-        return {"practice_id": practice.id, "entry_id": entry.id, "request_id": request.id, "grant_id": grant.id}
+        window = TimeWindow.create(practice=practice, day=1, start_minute=420, end_minute=1080)
+        return {"practice_id": practice.id, "entry_id": entry.id, "request_id": request.id, "grant_id": grant.id,
+                "window_id": window.id}
 
 
 def snapshot(app, practice_id):
@@ -42,6 +46,8 @@ def snapshot(app, practice_id):
             sorted((e.network, e.label, e.active, e.scope) for e in AllowlistEntry.select()),
             sorted((r.id, r.status) for r in AccessRequest.select()),
             sorted((g.user_id, g.ip) for g in Grant.select()),
+            sorted((w.practice_id, w.day, w.start_minute, w.end_minute) for w in TimeWindow.select()),
+            sorted((r.practice_id, r.enabled, r.everyone) for r in TimeRule.select()),
         )
 
 
@@ -96,7 +102,8 @@ def test_sweep_no_security_route_reads_or_changes_a_practice_that_blocks_this_ip
     rid = riverside["practice_id"]
     before = snapshot(app, rid)
     form = {"practice": str(rid), "address": ELSEWHERE, "label": "sweep", "enforced": "0", "active": "0",
-            "requests_allowed": "0", "applies_to": "selected", "roles": "1"}
+            "requests_allowed": "0", "applies_to": "selected", "roles": "1", "enabled": "1", "days": "1",
+            "start": "01:00", "end": "02:00"}
     tried = 0
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/security"):

@@ -1,4 +1,4 @@
-"""Security Management: IP Allowlist, General Settings, IP Access Requests, Audit log, Why blocked?."""
+"""Security Management: IP Allowlist, General Settings, Time Windows, IP Access Requests, Audit log, Why blocked?."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, g, request
@@ -56,8 +56,8 @@ def my_practice_or_404(practice_id) -> Practice:
 
 # The tabs of Security Management, each the module its views live in.
 TABS = (("allowlist", "security.allowlist", "IP Allowlist"), ("settings", "security.settings", "General Settings"),
-        ("requests", "security.requests_page", "IP Access Requests"), ("audit_log", "security.audit_log", "Audit log"),
-        ("why", "security.why", "Why blocked?"))
+        ("windows", "security.windows", "Time Windows"), ("requests", "security.requests_page", "IP Access Requests"),
+        ("audit_log", "security.audit_log", "Audit log"), ("why", "security.why", "Why blocked?"))
 
 
 @bp.context_processor
@@ -70,4 +70,4 @@ def _security_globals():
     return {"pending_requests": pending_count, "tabs": TABS, "active_tab": active}
 
 
-from pbnsec.web.security import allowlist, audit_log, requests, settings, why  # noqa: E402,F401  (routes register on bp)
+from pbnsec.web.security import allowlist, audit_log, requests, settings, why, windows  # noqa: E402,F401  (routes register on bp)

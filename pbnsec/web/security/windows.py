@@ -1,0 +1,75 @@
+"""Security Management › Time Windows: a practice's weekly working hours, each control saving itself."""
+from __future__ import annotations
+
+from flask import g, render_template, request
+
+from pbnsec.core.decision import Settings
+from pbnsec.core.text import parse_id
+from pbnsec.core.windows import DAY_NAMES, local_time
+from pbnsec.domain import time_windows
+from pbnsec.domain.access import Refusal
+from pbnsec.web.pages import done, render_page, wants_fragment
+from pbnsec.web.security import administered_practices, bp, my_practice_or_404
+
+STATUS_OF_REFUSAL = {"invalid_choice": 422, "invalid_window": 422, "nothing_selected": 200}
+WAITING_FOR_A_TICK = Settings(everyone=False)
+FRAGMENTS = {"windows_enabled": "security/_windows_enabled.html", "scope": "security/_setting_scope.html",
+             "windows": "security/_windows_list.html"}
+
+
+def _context(practice, control: str | None = None, refusal: Refusal | None = None, typed: dict | None = None):
+    shown = time_windows.time_windows(practice)
+    waiting = refusal is not None and refusal.code == "nothing_selected"
+    return {"target": practice, "hours": shown.hours, "rows": shown.rows, "roles": shown.roles,
+            "members": shown.members, "scope": WAITING_FOR_A_TICK if waiting else shown.hours,
+            "scope_endpoint": "security.set_windows_scope", "practices": administered_practices(),
+            "control": control, "refusal": refusal, "day_names": DAY_NAMES,
+            "typed": typed or {"days": [], "start": "", "end": ""},
+            "now_local": f"{local_time(g.visit.now, shown.hours.zone):%a %H:%M} ({shown.hours.zone})"}
+
+
+def _respond(practice, control: str, refusal: Refusal | None, typed: dict | None = None):
+    """htmx gets the control re-rendered with its saved or refused state; a plain form the page, or a 303 if saved."""
+    if refusal is None and not wants_fragment():
+        return done("security.windows", message="Saved.", endpoint_args={"practice": practice.id})
+    code = STATUS_OF_REFUSAL.get(refusal.code, 409) if refusal else 200
+    return render_page("security/windows.html", FRAGMENTS[control], code,
+                       **_context(practice, control, refusal, typed if refusal else None))
+
+
+@bp.route("/windows")
+def windows():
+    practice = my_practice_or_404(request.args.get("practice", g.practice.id))
+    return render_template("security/windows.html", **_context(practice))
+
+
+@bp.route("/windows/<int:practice_id>/enabled", methods=["POST"])
+def set_windows_enabled(practice_id: int):
+    practice = my_practice_or_404(practice_id)
+    refusal = time_windows.set_enabled(g.visit, practice, request.form.get("enabled") == "1")
+    return _respond(practice, "windows_enabled", refusal)
+
+
+@bp.route("/windows/<int:practice_id>/scope", methods=["POST"])
+def set_windows_scope(practice_id: int):
+    practice = my_practice_or_404(practice_id)
+    role_ids, user_ids = ([parse_id(v) for v in request.form.getlist(f)] for f in ("roles", "users"))
+    refusal = time_windows.set_scope(g.visit, practice, request.form.get("applies_to", time_windows.EVERYONE),
+                                     role_ids, user_ids)
+    return _respond(practice, "scope", refusal)
+
+
+@bp.route("/windows/<int:practice_id>/add", methods=["POST"])
+def add_window(practice_id: int):
+    practice = my_practice_or_404(practice_id)
+    typed = {"days": request.form.getlist("days")[:7], "start": request.form.get("start", "")[:10],
+             "end": request.form.get("end", "")[:10]}
+    refusal = time_windows.add_windows(g.visit, practice, typed["days"], typed["start"], typed["end"])
+    return _respond(practice, "windows", refusal, typed)
+
+
+@bp.route("/windows/<int:practice_id>/<int:window_id>/delete", methods=["POST"])
+def delete_window(practice_id: int, window_id: int):
+    practice = my_practice_or_404(practice_id)
+    refusal = time_windows.delete_window(g.visit, practice, window_id)
+    return _respond(practice, "windows", refusal)
