@@ -82,6 +82,17 @@ def set_scope(visit: Visit, practice: Practice, applies_to: str, role_ids: Itera
     The ids are those the admin ticked; one not offered (a member of another practice, a number that is no role,
     None for what was not a number at all) refuses the whole change, even with everyone chosen.
     """
+    return save_scope(visit, practice, applies_to, role_ids, user_ids, target="IP restrictions",
+                      nothing_selected=NOTHING_SELECTED, role_model=RestrictedRole, user_model=RestrictedUser,
+                      refusal=lambda chosen: _refusal(visit, practice, replace(settings_for(practice.id), **chosen)),
+                      save=lambda everyone: _save(visit, practice, everyone=everyone))
+
+
+def save_scope(visit: Visit, practice: Practice, applies_to: str, role_ids: Iterable[int | None],
+               user_ids: Iterable[int | None], *, target: str, nothing_selected: str, role_model, user_model,
+               refusal, save) -> Refusal | None:
+    """Whom a rule applies to (IP restrictions, Time Windows): check the choice, ask `refusal(chosen)` under the
+    change lock, then save the selection (role_model and user_model rows) and audit it."""
     role_ids, user_ids = frozenset(role_ids), frozenset(user_ids)
     if applies_to not in (EVERYONE, SELECTED):
         return _bad_input(practice, "invalid_choice", NOT_A_SCOPE)
@@ -94,22 +105,21 @@ def set_scope(visit: Visit, practice: Practice, applies_to: str, role_ids: Itera
             role_ids = user_ids = frozenset()
         elif not role_ids and not user_ids:
             # Saving it would restrict nobody, which no admin who chose "selected" means.
-            return _bad_input(practice, "nothing_selected", NOTHING_SELECTED)
-        refusal = _refusal(visit, practice, replace(settings_for(practice.id), everyone=everyone,
-                                                    role_ids=role_ids, user_ids=user_ids))
-        if refusal is None:
-            _save(visit, practice, everyone=everyone)
-            RestrictedRole.delete().where(RestrictedRole.practice == practice).execute()
-            RestrictedUser.delete().where(RestrictedUser.practice == practice).execute()
+            return _bad_input(practice, "nothing_selected", nothing_selected)
+        refused = refusal({"everyone": everyone, "role_ids": role_ids, "user_ids": user_ids})
+        if refused is None:
+            save(everyone)
+            role_model.delete().where(role_model.practice == practice).execute()
+            user_model.delete().where(user_model.practice == practice).execute()
             if role_ids:
-                RestrictedRole.insert_many([{"practice": practice, "role": r} for r in sorted(role_ids)]).execute()
+                role_model.insert_many([{"practice": practice, "role": r} for r in sorted(role_ids)]).execute()
             if user_ids:
-                RestrictedUser.insert_many([{"practice": practice, "user": u} for u in sorted(user_ids)]).execute()
+                user_model.insert_many([{"practice": practice, "user": u} for u in sorted(user_ids)]).execute()
             names = [r.name for r in Role.select().where(Role.id.in_(role_ids))]
             names += [u.email for u in User.select().where(User.id.in_(user_ids))]
-            audit.record_by(visit, "settings_changed", practice=practice, target="IP restrictions",
+            audit.record_by(visit, "settings_changed", practice=practice, target=target,
                             detail="applies to: " + (EVERYONE if everyone else ", ".join(names)))
-    return refusal
+    return refused
 
 
 def set_requests_allowed(visit: Visit, practice: Practice, on: bool) -> None:

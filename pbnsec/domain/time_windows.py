@@ -18,7 +18,7 @@ from pbnsec.core.windows import Hours, Window, WindowError, describe, parse_cloc
 from pbnsec.db import change_lock
 from pbnsec.domain import audit
 from pbnsec.domain.access import Refusal, lockout_for
-from pbnsec.domain.restrictions import EVERYONE, NOT_A_SCOPE, NOT_OFFERED, SELECTED
+from pbnsec.domain.restrictions import EVERYONE, save_scope  # noqa: F401  (EVERYONE: the views use it from here)
 from pbnsec.domain.visit import Visit
 from pbnsec.models import (
     Membership,
@@ -90,33 +90,10 @@ def set_enabled(visit: Visit, practice: Practice, on: bool) -> Refusal | None:
 def set_scope(visit: Visit, practice: Practice, applies_to: str, role_ids: Iterable[int | None],
               user_ids: Iterable[int | None]) -> Refusal | None:
     """Apply Time Windows to everyone or to the selected roles and members; None when saved, else the Refusal."""
-    role_ids, user_ids = frozenset(role_ids), frozenset(user_ids)
-    if applies_to not in (EVERYONE, SELECTED):
-        return _bad_input(practice, "invalid_choice", NOT_A_SCOPE)
-    with change_lock():
-        members = {m.user_id for m in Membership.select(Membership.user).where(Membership.practice == practice)}
-        if not role_ids <= {r.id for r in Role.select(Role.id)} or not user_ids <= members:
-            return _bad_input(practice, "invalid_choice", NOT_OFFERED)
-        everyone = applies_to == EVERYONE
-        if everyone:
-            role_ids = user_ids = frozenset()
-        elif not role_ids and not user_ids:
-            return _bad_input(practice, "nothing_selected", NOTHING_SELECTED)
-        refusal = _refusal(visit, practice, replace(hours_of(practice), everyone=everyone, role_ids=role_ids,
-                                                    user_ids=user_ids))
-        if refusal is None:
-            _save(visit, practice, everyone=everyone)
-            TimeRuleRole.delete().where(TimeRuleRole.practice == practice).execute()
-            TimeRuleUser.delete().where(TimeRuleUser.practice == practice).execute()
-            if role_ids:
-                TimeRuleRole.insert_many([{"practice": practice, "role": r} for r in sorted(role_ids)]).execute()
-            if user_ids:
-                TimeRuleUser.insert_many([{"practice": practice, "user": u} for u in sorted(user_ids)]).execute()
-            names = [r.name for r in Role.select().where(Role.id.in_(role_ids))]
-            names += [u.email for u in User.select().where(User.id.in_(user_ids))]
-            audit.record_by(visit, "settings_changed", practice=practice, target="Time Windows",
-                            detail="applies to: " + (EVERYONE if everyone else ", ".join(names)))
-    return refusal
+    return save_scope(visit, practice, applies_to, role_ids, user_ids, target="Time Windows",
+                      nothing_selected=NOTHING_SELECTED, role_model=TimeRuleRole, user_model=TimeRuleUser,
+                      refusal=lambda chosen: _refusal(visit, practice, replace(hours_of(practice), **chosen)),
+                      save=lambda everyone: _save(visit, practice, everyone=everyone))
 
 
 def parse_windows(days: Iterable[str | int | None], start: str, end: str) -> list[Window]:
