@@ -290,6 +290,11 @@ class Refusal:
     advice: str = "Add another entry that covers your IP first, or switch IP restrictions off in General Settings."
     code: str = "lockout"
 
+    @classmethod
+    def bad_input(cls, practice, code: str, message: str) -> "Refusal":
+        """A change refused for what was typed or chosen: nothing to add, no advice beyond the message."""
+        return cls(message, practice.id, False, advice="", code=code)
+
 
 # A change that lets the admin in now but not in this long (the rule letting them in expires) is refused too:
 # they would be locked out before they noticed.

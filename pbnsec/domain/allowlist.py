@@ -22,7 +22,6 @@ from peewee import JOIN, IntegrityError
 
 from pbnsec.core.clientip import Proxies, local_reason
 from pbnsec.core.durations import UntilError, is_expired, parse_until
-from pbnsec.core.timezones import local_text
 from pbnsec.core.iprules import (
     EntryError,
     IPAddress,
@@ -38,6 +37,7 @@ from pbnsec.core.text import (
     has_control_characters,
     without_control_characters,
 )
+from pbnsec.core.timezones import local_text
 from pbnsec.db import change_lock, database
 from pbnsec.domain import audit
 from pbnsec.domain.access import (

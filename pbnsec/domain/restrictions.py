@@ -95,17 +95,17 @@ def save_scope(visit: Visit, practice: Practice, applies_to: str, role_ids: Iter
     change lock, then save the selection (role_model and user_model rows) and audit it."""
     role_ids, user_ids = frozenset(role_ids), frozenset(user_ids)
     if applies_to not in (EVERYONE, SELECTED):
-        return _bad_input(practice, "invalid_choice", NOT_A_SCOPE)
+        return Refusal.bad_input(practice, "invalid_choice", NOT_A_SCOPE)
     with change_lock():
         members = {m.user_id for m in Membership.select(Membership.user).where(Membership.practice == practice)}
         if not role_ids <= {r.id for r in Role.select(Role.id)} or not user_ids <= members:
-            return _bad_input(practice, "invalid_choice", NOT_OFFERED)
+            return Refusal.bad_input(practice, "invalid_choice", NOT_OFFERED)
         everyone = applies_to == EVERYONE
         if everyone:
             role_ids = user_ids = frozenset()
         elif not role_ids and not user_ids:
             # Saving it would restrict nobody, which no admin who chose "selected" means.
-            return _bad_input(practice, "nothing_selected", nothing_selected)
+            return Refusal.bad_input(practice, "nothing_selected", nothing_selected)
         refused = refusal({"everyone": everyone, "role_ids": role_ids, "user_ids": user_ids})
         if refused is None:
             save(everyone)
@@ -135,7 +135,7 @@ def set_default_duration(visit: Visit, practice: Practice, text: str) -> Refusal
     try:
         duration = parse_duration(text)
     except DurationError as exc:
-        return _bad_input(practice, "invalid_choice", exc.message)
+        return Refusal.bad_input(practice, "invalid_choice", exc.message)
     with change_lock():
         _save(visit, practice, default_duration=duration)
         audit.record_by(visit, "settings_changed", practice=practice, target="IP restrictions",
@@ -148,7 +148,7 @@ def set_time_zone(visit: Visit, practice: Practice, text: str) -> Refusal | None
     try:
         name = parse_time_zone(text)
     except TimeZoneError as exc:
-        return _bad_input(practice, "invalid_choice", exc.message)
+        return Refusal.bad_input(practice, "invalid_choice", exc.message)
     with change_lock():
         old = Practice.get_by_id(practice.id).time_zone
         Practice.update(time_zone=name).where(Practice.id == practice.id).execute()
@@ -162,12 +162,9 @@ def _refusal(visit: Visit, practice: Practice, new: Settings) -> Refusal | None:
     if new.enforced and not AllowlistEntry.select().where(
         AllowlistEntry.scope.in_([practice.id, ALL_PRACTICES]) & AllowlistEntry.live(visit.now)
     ).exists():
-        return Refusal(EMPTY_ALLOWLIST, practice.id, False, advice="", code="empty_allowlist")
+        return Refusal.bad_input(practice, "empty_allowlist", EMPTY_ALLOWLIST)
     return lockout_for(visit.user, [practice.id], visit.ip, settings=new, now=visit.now)
 
-
-def _bad_input(practice: Practice, code: str, message: str) -> Refusal:
-    return Refusal(message, practice.id, False, advice="", code=code)
 
 
 def _save(visit: Visit, practice: Practice, **fields) -> None:

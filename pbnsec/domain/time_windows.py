@@ -119,11 +119,11 @@ def add_windows(visit: Visit, practice: Practice, days: Iterable[str | int | Non
     try:
         windows = parse_windows(days, start, end)
     except WindowError as exc:
-        return _bad_input(practice, "invalid_window", str(exc))
+        return Refusal.bad_input(practice, "invalid_window", str(exc))
     with change_lock():
         have = set(hours_of(practice).windows)
         if all(w in have for w in windows):
-            return _bad_input(practice, "invalid_window", f"{describe(windows)} is already a window.")
+            return Refusal.bad_input(practice, "invalid_window", f"{describe(windows)} is already a window.")
         new = [w for w in windows if w not in have]
         TimeWindow.insert_many([{"practice": practice, "day": w.day, "start_minute": w.start, "end_minute": w.end}
                                 for w in new]).execute()
@@ -151,12 +151,9 @@ def delete_window(visit: Visit, practice: Practice, window_id: int | None) -> Re
 def _refusal(visit: Visit, practice: Practice, new: Hours) -> Refusal | None:
     """Why the practice may not have these Time Windows (none while on, lockout), else None."""
     if new.enabled and not new.windows:
-        return _bad_input(practice, "no_windows", NO_WINDOWS)
+        return Refusal.bad_input(practice, "no_windows", NO_WINDOWS)
     return lockout_for(visit.user, [practice.id], visit.ip, hours=new, now=visit.now)
 
-
-def _bad_input(practice: Practice, code: str, message: str) -> Refusal:
-    return Refusal(message, practice.id, False, advice="", code=code)
 
 
 def _save(visit: Visit, practice: Practice, **fields) -> None:

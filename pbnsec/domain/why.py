@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Collection
 
-from pbnsec.core.decision import STATUS_LABELS, Decision, Rule, Settings, Subject, status_of
+from pbnsec.core.decision import (
+    STATUS_LABELS,
+    Decision,
+    Rule,
+    Settings,
+    Subject,
+    status_of,
+)
 from pbnsec.core.iprules import EntryError, IPAddress, parse_address
 from pbnsec.core.text import parse_id
 from pbnsec.domain.access import _decisions, _grants, _settings, entries_holding

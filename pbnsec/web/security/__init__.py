@@ -8,6 +8,7 @@ from pbnsec.core.text import parse_id
 from pbnsec.domain.allowlist import administers_every_practice
 from pbnsec.models import Practice
 from pbnsec.web.hook import access_of
+from pbnsec.web.pages import done, render_page, wants_fragment
 
 bp = Blueprint("security", __name__, url_prefix="/security")
 
@@ -34,6 +35,20 @@ def administered_ids() -> set[int]:
 def manages_every_practice() -> bool:
     """An "All practices" entry reaches every practice, so only an administrator of each (from here) may change one."""
     return administers_every_practice(administered_ids())
+
+
+# What a refused control answers: a choice that was not offered is bad input; "selected" with nothing ticked is
+# simply shown waiting for its first tick; anything else (lockout, empty allowlist) is a conflict with the state.
+STATUS_OF_REFUSAL = {"invalid_choice": 422, "invalid_window": 422, "nothing_selected": 200}
+
+
+def control_response(page_endpoint: str, page: str, fragment: str, practice, refusal, context: dict):
+    """After a control saves itself: htmx gets the control re-rendered with its saved or refused state; a plain
+    form gets the page with the refusal, or a 303 to the page when saved."""
+    if refusal is None and not wants_fragment():
+        return done(page_endpoint, message="Saved.", endpoint_args={"practice": practice.id})
+    code = STATUS_OF_REFUSAL.get(refusal.code, 409) if refusal else 200
+    return render_page(page, fragment, code, **context)
 
 
 def my_practice(practice_id) -> Practice | None:

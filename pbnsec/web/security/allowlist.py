@@ -10,7 +10,13 @@ from pbnsec.core.clientip import trace_client_ip
 from pbnsec.core.text import parse_id
 from pbnsec.domain import allowlist as domain
 from pbnsec.domain.access import Refusal
-from pbnsec.domain.allowlist import ALL, EntryInput, EntryRefused, LabelRefused, UntilRefused
+from pbnsec.domain.allowlist import (
+    ALL,
+    EntryInput,
+    EntryRefused,
+    LabelRefused,
+    UntilRefused,
+)
 from pbnsec.models import AllowlistEntry
 from pbnsec.web.pages import done, render_page, wants_fragment
 from pbnsec.web.security import (

@@ -4,16 +4,19 @@ from __future__ import annotations
 from flask import g, render_template, request
 
 from pbnsec.core.decision import Settings
-from pbnsec.core.timezones import zone_names
 from pbnsec.core.text import parse_id
+from pbnsec.core.timezones import zone_names
 from pbnsec.domain import restrictions
 from pbnsec.domain.access import Refusal
-from pbnsec.web.pages import done, render_page, wants_fragment
-from pbnsec.web.security import administered_practices, bp, my_practice_or_404
+from pbnsec.web.security import (
+    administered_practices,
+    bp,
+    control_response,
+    my_practice_or_404,
+)
 
 # A choice that was not offered is bad input; a change the rules refuse conflicts with how things stand; and
 # "selected" with nothing ticked is not refused at all, only not saved yet. Every other refusal is a 409.
-STATUS_OF_REFUSAL = {"invalid_choice": 422, "nothing_selected": 200}
 # What the scope control shows while it waits for the first tick: "selected", nothing ticked.
 WAITING_FOR_A_TICK = Settings(everyone=False)
 
@@ -29,12 +32,8 @@ def _context(practice, control: str | None = None, refusal: Refusal | None = Non
 
 
 def _respond(practice, control: str, refusal: Refusal | None):
-    """htmx gets the control re-rendered with its saved or refused state; a plain form the page, or a 303 if saved."""
-    if refusal is None and not wants_fragment():
-        return done("security.settings", message="Saved.", endpoint_args={"practice": practice.id})
-    code = STATUS_OF_REFUSAL.get(refusal.code, 409) if refusal else 200
-    return render_page("security/settings.html", f"security/_setting_{control}.html", code,
-                       **_context(practice, control, refusal))
+    return control_response("security.settings", "security/settings.html", f"security/_setting_{control}.html",
+                            practice, refusal, _context(practice, control, refusal))
 
 
 @bp.route("/settings")

@@ -8,10 +8,13 @@ from pbnsec.core.text import parse_id
 from pbnsec.core.windows import DAY_NAMES, local_time
 from pbnsec.domain import time_windows
 from pbnsec.domain.access import Refusal
-from pbnsec.web.pages import done, render_page, wants_fragment
-from pbnsec.web.security import administered_practices, bp, my_practice_or_404
+from pbnsec.web.security import (
+    administered_practices,
+    bp,
+    control_response,
+    my_practice_or_404,
+)
 
-STATUS_OF_REFUSAL = {"invalid_choice": 422, "invalid_window": 422, "nothing_selected": 200}
 WAITING_FOR_A_TICK = Settings(everyone=False)
 FRAGMENTS = {"windows_enabled": "security/_windows_enabled.html", "scope": "security/_setting_scope.html",
              "windows": "security/_windows_list.html"}
@@ -29,12 +32,8 @@ def _context(practice, control: str | None = None, refusal: Refusal | None = Non
 
 
 def _respond(practice, control: str, refusal: Refusal | None, typed: dict | None = None):
-    """htmx gets the control re-rendered with its saved or refused state; a plain form the page, or a 303 if saved."""
-    if refusal is None and not wants_fragment():
-        return done("security.windows", message="Saved.", endpoint_args={"practice": practice.id})
-    code = STATUS_OF_REFUSAL.get(refusal.code, 409) if refusal else 200
-    return render_page("security/windows.html", FRAGMENTS[control], code,
-                       **_context(practice, control, refusal, typed if refusal else None))
+    return control_response("security.windows", "security/windows.html", FRAGMENTS[control], practice, refusal,
+                            _context(practice, control, refusal, typed if refusal else None))
 
 
 @bp.route("/windows")
