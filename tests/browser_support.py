@@ -134,3 +134,11 @@ def chromium_pages(count: int, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Iterator
                     context.close()
         finally:
             browser.close()
+
+
+def sign_in(page: Page, base_url: str, email: str, password: str) -> None:
+    """Sign in through the form, as a person does."""
+    page.goto(base_url + "/login")
+    page.locator("#email").fill(email)
+    page.locator("#password").fill(password)
+    page.get_by_role("button", name="Sign in").click()

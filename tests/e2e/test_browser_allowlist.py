@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from browser_support import chromium_page, live_app, stays_in_place
+from browser_support import chromium_page, live_app, sign_in, stays_in_place
 from playwright.sync_api import expect
 
 from pbnsec.models import AllowlistEntry
@@ -34,10 +34,7 @@ def test_admin_builds_the_allowlist_in_the_browser_without_reloading_the_page(tm
         page.on("framenavigated", lambda f: navigations.append(f.url) if f == page.main_frame else None)
 
         # Sign in through the form and land on the practice home.
-        page.goto(base_url + "/login")
-        page.locator("#email").fill(EMAIL)
-        page.locator("#password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        sign_in(page, base_url, EMAIL, PASSWORD)
         expect(page).to_have_url(base_url + "/")
         expect(page.get_by_role("heading", name="Riverside Dental")).to_be_visible()
 

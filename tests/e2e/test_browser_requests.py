@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from ipaddress import ip_network
 
-from browser_support import chromium_pages, live_app, stays_in_place
+from browser_support import chromium_pages, live_app, sign_in, stays_in_place
 from playwright.sync_api import Page, expect
 
 from pbnsec.models import AccessRequest, Grant
@@ -45,11 +45,6 @@ def watch(page: Page, who: str, errors: list[str]) -> list[str]:
     return navigations
 
 
-def sign_in(page: Page, base_url: str, email: str) -> None:
-    page.goto(base_url + "/login")
-    page.locator("#email").fill(email)
-    page.locator("#password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def status_badge(page: Page, practice: str):
@@ -75,12 +70,12 @@ def test_blocked_hygienist_requests_access_and_admin_decides_in_place(tmp_path):
         ann_navigations = watch(ann, "Ann", errors)
 
         # Ann, not restricted, signs in from the same 127.0.0.1 and works as usual.
-        sign_in(ann, base_url, ADMIN)
+        sign_in(ann, base_url, ADMIN, PASSWORD)
         expect(ann).to_have_url(base_url + "/")
         expect(ann.get_by_role("heading", level=1)).to_have_text(LAKESIDE)  # her first practice by name
 
         # Hal's password is right, but his IP is approved nowhere: the blocked-login page, not signed in.
-        sign_in(hal, base_url, HYGIENIST)
+        sign_in(hal, base_url, HYGIENIST, PASSWORD)
         expect(hal).to_have_url(base_url + "/blocked")
         expect(hal.get_by_role("heading", level=1)).to_have_text("Your IP address 127.0.0.1 requires approval")
         expect(status_badge(hal, RIVERSIDE)).to_have_text("Not Requested")

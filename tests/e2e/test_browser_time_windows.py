@@ -5,7 +5,7 @@ import re
 from datetime import datetime, timezone
 
 import pytest
-from browser_support import chromium_page, live_app, stays_in_place
+from browser_support import chromium_page, live_app, sign_in, stays_in_place
 from playwright.sync_api import expect
 
 from pbnsec.models import TimeRule, TimeWindow
@@ -36,10 +36,7 @@ def test_admin_sets_time_windows_in_the_browser_and_cannot_delete_the_one_she_wo
         navigations: list[str] = []
         page.on("framenavigated", lambda f: navigations.append(f.url) if f == page.main_frame else None)
 
-        page.goto(base_url + "/login")
-        page.locator("#email").fill(EMAIL)
-        page.locator("#password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        sign_in(page, base_url, EMAIL, PASSWORD)
         expect(page).to_have_url(base_url + "/")
         page.goto(base_url + "/security/allowlist")
         page.get_by_role("link", name="Time Windows").click()
