@@ -164,3 +164,14 @@ def test_following_the_readme_behind_nginx(tmp_path, command):
         assert colleague.sign_in(proxy, "fay@example.com", PASSWORD) == "/blocked"
         assert "Your IP address 127.0.0.72 requires approval" in colleague.request(proxy, "GET", "/blocked")[2]
         assert owner.request(proxy, "GET", "/")[0] == 200  # and the Owner is still in
+
+
+def test_pbnsec_hosts_behind_nginx_refuses_other_host_names_and_keeps_health_checks(tmp_path, database):
+    with app_server(tmp_path, database, proxies=1, PBNSEC_HOSTS="pbnsec.example.org") as app, \
+            nginx(tmp_path, site_location_block(app.port)) as proxy:
+        visitor = HttpVisitor("127.0.0.81")
+        status, _, page = visitor.request(proxy, "GET", "/login", headers={"Host": "pbnsec.example.org"})
+        assert status == 200 and 'name="password"' in page
+        assert visitor.request(proxy, "GET", "/login", headers={"Host": "evil.example"})[0] == 400
+        # A health check on this machine reaches the app port by its own address.
+        assert HttpVisitor("127.0.0.1").request(app.port, "GET", "/healthz")[:3:2] == (200, "ok")

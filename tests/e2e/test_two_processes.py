@@ -63,3 +63,33 @@ def test_servers_starting_together_on_an_empty_database_all_come_up_and_create_i
     assert con.execute("SELECT version FROM schema_version").fetchall() == [(LATEST,)]
     assert con.execute('SELECT email FROM "user"').fetchall() == [("owner@example.com",)]
     con.close()
+
+
+def test_an_approval_given_in_one_process_expires_in_the_other(two_servers):
+    from datetime import timedelta
+
+    from pbnsec.models import AccessRequest, utcnow
+
+    app, (port_a, port_b) = two_servers
+    restrict(app, "Riverside Dental", "127.0.0.1")  # Ann's desk
+    with app.app_context():
+        request = AccessRequest.create(user=User.get(User.email == "fay@example.com"),
+                                       practice=Practice.get(Practice.name == "Riverside Dental"), ip="127.0.0.5")
+    ann, fay = HttpVisitor("127.0.0.1"), HttpVisitor("127.0.0.5")
+    ann.sign_in(port_b, "ann@example.com", PASSWORD)
+    ann.request(port_b, "GET", "/security/requests")
+    status, _, _ = ann.request(port_b, "POST", f"/security/requests/{request.id}/approve", {"duration": "8h"})
+    assert status == 303
+    with app.app_context():
+        grant = Grant.get(Grant.request == request.id)
+        assert timedelta(hours=7, minutes=59) < grant.expires_at - utcnow() <= timedelta(hours=8)
+
+    assert fay.sign_in(port_a, "fay@example.com", PASSWORD) == "/"
+    with app.app_context():  # eight hours pass
+        Grant.update(expires_at=utcnow() - timedelta(seconds=1)).where(Grant.id == grant.id).execute()
+    assert fay.request(port_b, "GET", "/")[:2] == (303, "/login")  # the other process stops her at once
+    assert fay.sign_in(port_a, "fay@example.com", PASSWORD) == "/blocked"
+    page = fay.request(port_a, "GET", "/blocked")[2]
+    assert "Expired" in page and 'id="request-form"' in page  # she may ask again
+    with app.app_context():
+        assert Grant.select().where(Grant.id == grant.id).exists()  # kept for the record
