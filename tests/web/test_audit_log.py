@@ -22,7 +22,7 @@ def rows(response):
     """The audit table as a user reads it: (actor, ip, practice, action, target, detail) per row."""
     body = response.text.split('<tbody>', 1)[1].split('</tbody>', 1)[0]
     found = []
-    for row in re.findall(r"<tr><td><time.*?</tr>", body, re.S):
+    for row in re.findall(r"<tr><td[^>]*>(?:<span>)?<time.*?</tr>", body, re.S):
         cells = [html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
         found.append(tuple(cells[1:]))
     return found
@@ -32,7 +32,7 @@ def times(response):
     """The time cell of each row as a user reads it."""
     body = response.text.split('<tbody>', 1)[1].split('</tbody>', 1)[0]
     return [" ".join(html.unescape(re.sub(r"<[^>]+>", "", cell)).split())
-            for cell in re.findall(r"<tr><td>(<time.*?)</td>", body, re.S)]
+            for cell in re.findall(r"<tr><td[^>]*>(?:<span>)?(<time.*?)</td>", body, re.S)]
 
 
 def csv_rows(response):

@@ -100,7 +100,7 @@ def test_after_unlock_a_blocked_admin_can_sign_in_again(app, runner, visitor, lo
     assert settings.status_code == 200 and 'id="enforced" checked' not in settings.text
     # and she finds the unlock in the audit log
     log = ann.get("/security/audit?action=security_unlock")
-    assert "enforced: on -&gt; off" in log.text and "<td>cli</td>" in log.text
+    assert "enforced: on -&gt; off" in log.text and '<td data-label="Actor">cli</td>' in log.text
 
 
 def test_a_session_blocked_before_the_unlock_is_let_in_after_it(app, runner, visitor, locked):
