@@ -114,7 +114,11 @@ def ipv6_privacy_network(ip: IPAddress) -> IPv6Network | None:
 
 
 class NetworkMatcher(Generic[T]):
-    """Find every value whose network contains an address, one dict probe per prefix length in use."""
+    """Find every value whose network contains an address, one dict probe per prefix length in use.
+
+    Not on the request path yet: access is decided by the indexed database probe (domain.access.entries_holding);
+    `make bench` measures this in-memory matcher beside it for a per-process compiled policy.
+    """
 
     def __init__(self, items: Iterable[tuple[IPNetwork, T]] = ()) -> None:
         # (version, prefixlen) -> {network address >> host bit count: values}

@@ -14,10 +14,9 @@ def retry_after(limits: list[tuple[str, int]], window: timedelta) -> int:
     since = utcnow() - window
     wait = 0
     for key, limit in limits:
-        hits = RateLimitHit.select(fn.COUNT(RateLimitHit.id), fn.MIN(RateLimitHit.at)).where(
+        count = RateLimitHit.select(fn.COUNT(RateLimitHit.id)).where(
             (RateLimitHit.key == key) & (RateLimitHit.at > since)
-        )
-        count, oldest = hits.scalar(as_tuple=True)
+        ).scalar()
         if count >= limit:
             # The window has to slide past enough old hits to bring the count under the limit.
             times = (
