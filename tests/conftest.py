@@ -280,6 +280,15 @@ def visit_of(who: str, ip: str | None = OFFICE_IP, practice: str | None = None):
                  practice_named(practice) if practice else None)
 
 
+def signed_in_earlier(who: str, ip: str, at) -> None:
+    """Record that a seeded person signed in from ip at `at` (UTC), as a successful sign-in audits it."""
+    from pbnsec.models import AuditEvent
+
+    user = person(who)
+    AuditEvent.create(action="login_allowed", actor=user, actor_label=user.email, actor_ip=ip, at=at,
+                      target=user.email, detail="allowed by IP restrictions are off")
+
+
 class Statements:
     """The SQL statements run since counting began; `of_view` those run once the view itself was called."""
 

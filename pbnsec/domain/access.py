@@ -104,6 +104,11 @@ def settings_for(practice_id: int) -> Settings:
     return _settings([practice_id], time_rows=())[0][practice_id]
 
 
+def practice_settings(practice_id: int) -> Settings:
+    """A practice's IP restrictions with its Time Windows: everything its decisions depend on but entries and grants."""
+    return _settings([practice_id])[0][practice_id]
+
+
 def entries_holding(practice_ids, ip) -> dict[int, list[Rule]]:
     """Per practice, the entries (its own and All practices', switched off or not) whose network holds ip: indexed
     probes, no scan. The one matcher: access is decided on it and the allowlist's banner shows it."""
@@ -280,8 +285,9 @@ def why_allowed(decision: Decision) -> str:
 class Refusal:
     """A refused security change, with a code for code and a message for people.
 
-    Codes: lockout (it would block the admin making it), lockout_time (it would, by Time Windows), last_entry (it would empty an enforced allowlist),
-    covers_everything (the active entries would allow every address).
+    Codes: lockout (it would block the admin making it), lockout_time (it would, by Time Windows), last_entry (it
+    would empty an enforced allowlist), covers_everything (the active entries would allow every address), impact
+    (it would block people who signed in recently: saved only when the administrator confirms; see `impact`).
     """
 
     message: str
@@ -289,6 +295,7 @@ class Refusal:
     can_add_ip: bool  # False when that IP is already an entry there (it is the one being removed)
     advice: str = "Add another entry that covers your IP first, or switch IP restrictions off in General Settings."
     code: str = "lockout"
+    impact: object = None  # code impact: the domain.impact.Impact to show before the administrator confirms
 
     @classmethod
     def bad_input(cls, practice, code: str, message: str) -> "Refusal":

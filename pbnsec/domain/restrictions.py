@@ -20,7 +20,8 @@ from pbnsec.core.durations import DurationError, duration_words, parse_duration
 from pbnsec.core.timezones import TimeZoneError, parse_time_zone
 from pbnsec.db import change_lock
 from pbnsec.domain import audit
-from pbnsec.domain.access import Refusal, lockout_for, settings_for
+from pbnsec.domain.access import Refusal, lockout_for, practice_settings, settings_for
+from pbnsec.domain.impact import confirmation
 from pbnsec.domain.visit import Visit
 from pbnsec.models import (
     ALL_PRACTICES,
@@ -64,19 +65,23 @@ def general_settings(practice: Practice) -> GeneralSettings:
                            row.default_duration if row else "forever", tuple(Role.select().order_by(Role.position)), tuple(members))
 
 
-def set_enforced(visit: Visit, practice: Practice, on: bool) -> Refusal | None:
-    """Switch IP restrictions on or off; None when saved, else the Refusal (empty allowlist, lockout)."""
+def set_enforced(visit: Visit, practice: Practice, on: bool, confirmed: bool = False) -> Refusal | None:
+    """Switch IP restrictions on or off; None when saved, else the Refusal (empty allowlist, lockout, and impact
+    until `confirmed`: switching on would block people who signed in recently)."""
     with change_lock():
-        refusal = _refusal(visit, practice, replace(settings_for(practice.id), enforced=on))
+        before = practice_settings(practice.id)
+        refusal, note = _refusal(visit, practice, replace(settings_for(practice.id), enforced=on)), ""
+        if refusal is None and on and not before.enforced:
+            refusal, note = confirmation(practice, before, replace(before, enforced=True), visit.now, confirmed)
         if refusal is None:
             _save(visit, practice, enforced=on)
             audit.record_by(visit, "settings_changed", practice=practice, target="IP restrictions",
-                            detail="enforced: " + ("on" if on else "off"))
+                            detail="enforced: " + ("on" if on else "off") + note)
     return refusal
 
 
 def set_scope(visit: Visit, practice: Practice, applies_to: str, role_ids: Iterable[int | None],
-              user_ids: Iterable[int | None]) -> Refusal | None:
+              user_ids: Iterable[int | None], confirmed: bool = False) -> Refusal | None:
     """Apply IP restrictions to everyone or to the selected roles and members; None when saved, else the Refusal.
 
     The ids are those the admin ticked; one not offered (a member of another practice, a number that is no role,
@@ -85,14 +90,17 @@ def set_scope(visit: Visit, practice: Practice, applies_to: str, role_ids: Itera
     return save_scope(visit, practice, applies_to, role_ids, user_ids, target="IP restrictions",
                       nothing_selected=NOTHING_SELECTED, role_model=RestrictedRole, user_model=RestrictedUser,
                       refusal=lambda chosen: _refusal(visit, practice, replace(settings_for(practice.id), **chosen)),
-                      save=lambda everyone: _save(visit, practice, everyone=everyone))
+                      save=lambda everyone: _save(visit, practice, everyone=everyone),
+                      after=lambda before, chosen: replace(before, **chosen), confirmed=confirmed)
 
 
 def save_scope(visit: Visit, practice: Practice, applies_to: str, role_ids: Iterable[int | None],
                user_ids: Iterable[int | None], *, target: str, nothing_selected: str, role_model, user_model,
-               refusal, save) -> Refusal | None:
+               refusal, save, after, confirmed: bool) -> Refusal | None:
     """Whom a rule applies to (IP restrictions, Time Windows): check the choice, ask `refusal(chosen)` under the
-    change lock, then save the selection (role_model and user_model rows) and audit it."""
+    change lock, then what the change would do to the people who signed in recently (`after(settings, chosen)`:
+    the practice's settings with the choice made; refused until `confirmed` when it would block some of them),
+    then save the selection (role_model and user_model rows) and audit it."""
     role_ids, user_ids = frozenset(role_ids), frozenset(user_ids)
     if applies_to not in (EVERYONE, SELECTED):
         return Refusal.bad_input(practice, "invalid_choice", NOT_A_SCOPE)
@@ -106,7 +114,11 @@ def save_scope(visit: Visit, practice: Practice, applies_to: str, role_ids: Iter
         elif not role_ids and not user_ids:
             # Saving it would restrict nobody, which no admin who chose "selected" means.
             return Refusal.bad_input(practice, "nothing_selected", nothing_selected)
-        refused = refusal({"everyone": everyone, "role_ids": role_ids, "user_ids": user_ids})
+        chosen = {"everyone": everyone, "role_ids": role_ids, "user_ids": user_ids}
+        refused, note = refusal(chosen), ""
+        if refused is None:
+            before = practice_settings(practice.id)
+            refused, note = confirmation(practice, before, after(before, chosen), visit.now, confirmed)
         if refused is None:
             save(everyone)
             role_model.delete().where(role_model.practice == practice).execute()
@@ -118,7 +130,7 @@ def save_scope(visit: Visit, practice: Practice, applies_to: str, role_ids: Iter
             names = [r.name for r in Role.select().where(Role.id.in_(role_ids))]
             names += [u.email for u in User.select().where(User.id.in_(user_ids))]
             audit.record_by(visit, "settings_changed", practice=practice, target=target,
-                            detail="applies to: " + (EVERYONE if everyone else ", ".join(names)))
+                            detail="applies to: " + (EVERYONE if everyone else ", ".join(names)) + note)
     return refused
 
 

@@ -17,7 +17,8 @@ from typing import Iterable
 from pbnsec.core.windows import Hours, Window, WindowError, describe, parse_clock
 from pbnsec.db import change_lock
 from pbnsec.domain import audit
-from pbnsec.domain.access import Refusal, lockout_for
+from pbnsec.domain.access import Refusal, lockout_for, practice_settings
+from pbnsec.domain.impact import confirmation
 from pbnsec.domain.restrictions import EVERYONE, save_scope  # noqa: F401  (EVERYONE: the views use it from here)
 from pbnsec.domain.visit import Visit
 from pbnsec.models import (
@@ -75,25 +76,30 @@ def time_windows(practice: Practice) -> TimeWindowsView:
                            tuple(Role.select().order_by(Role.position)), tuple(members))
 
 
-def set_enabled(visit: Visit, practice: Practice, on: bool) -> Refusal | None:
-    """Switch Time Windows on or off; None when saved, else the Refusal (no windows, lockout)."""
+def set_enabled(visit: Visit, practice: Practice, on: bool, confirmed: bool = False) -> Refusal | None:
+    """Switch Time Windows on or off; None when saved, else the Refusal (no windows, lockout, and impact until
+    `confirmed`: switching on would block people who signed in recently)."""
     with change_lock():
         hours = hours_of(practice)
-        refusal = _refusal(visit, practice, replace(hours, enabled=on))
+        refusal, note = _refusal(visit, practice, replace(hours, enabled=on)), ""
+        if refusal is None and on and not hours.enabled:
+            refusal, note = _confirmation(visit, practice, replace(hours, enabled=True), confirmed)
         if refusal is None:
             _save(visit, practice, enabled=on)
             audit.record_by(visit, "settings_changed", practice=practice, target="Time Windows",
-                            detail="enabled: " + ("on" if on else "off"))
+                            detail="enabled: " + ("on" if on else "off") + note)
     return refusal
 
 
 def set_scope(visit: Visit, practice: Practice, applies_to: str, role_ids: Iterable[int | None],
-              user_ids: Iterable[int | None]) -> Refusal | None:
+              user_ids: Iterable[int | None], confirmed: bool = False) -> Refusal | None:
     """Apply Time Windows to everyone or to the selected roles and members; None when saved, else the Refusal."""
     return save_scope(visit, practice, applies_to, role_ids, user_ids, target="Time Windows",
                       nothing_selected=NOTHING_SELECTED, role_model=TimeRuleRole, user_model=TimeRuleUser,
                       refusal=lambda chosen: _refusal(visit, practice, replace(hours_of(practice), **chosen)),
-                      save=lambda everyone: _save(visit, practice, everyone=everyone))
+                      save=lambda everyone: _save(visit, practice, everyone=everyone),
+                      after=lambda before, chosen: replace(before, hours=replace(before.hours, **chosen)),
+                      confirmed=confirmed)
 
 
 def parse_windows(days: Iterable[str | int | None], start: str, end: str) -> list[Window]:
@@ -132,19 +138,23 @@ def add_windows(visit: Visit, practice: Practice, days: Iterable[str | int | Non
     return None
 
 
-def delete_window(visit: Visit, practice: Practice, window_id: int | None) -> Refusal | None:
-    """Delete one of the practice's windows; None when deleted (or already gone), else the Refusal."""
+def delete_window(visit: Visit, practice: Practice, window_id: int | None, confirmed: bool = False) -> Refusal | None:
+    """Delete one of the practice's windows; None when deleted (or already gone), else the Refusal (lockout, and
+    impact until `confirmed` while Time Windows are on: it would block people who signed in recently)."""
     with change_lock():
         row = TimeWindow.get_or_none((TimeWindow.id == window_id) & (TimeWindow.practice == practice))
         if row is None:
             return None
         gone = Window(row.day, row.start_minute, row.end_minute)
         hours = hours_of(practice)
-        refusal = _refusal(visit, practice, replace(hours, windows=tuple(w for w in hours.windows if w != gone)))
+        fewer = replace(hours, windows=tuple(w for w in hours.windows if w != gone))
+        refusal, note = _refusal(visit, practice, fewer), ""
+        if refusal is None and hours.enabled:
+            refusal, note = _confirmation(visit, practice, fewer, confirmed)
         if refusal is None:
             row.delete_instance()
             audit.record_by(visit, "settings_changed", practice=practice, target="Time Windows",
-                            detail=f"window deleted: {gone}")
+                            detail=f"window deleted: {gone}{note}")
     return refusal
 
 
@@ -154,6 +164,12 @@ def _refusal(visit: Visit, practice: Practice, new: Hours) -> Refusal | None:
         return Refusal.bad_input(practice, "no_windows", NO_WINDOWS)
     return lockout_for(visit.user, [practice.id], visit.ip, hours=new, now=visit.now)
 
+
+
+def _confirmation(visit: Visit, practice: Practice, new: Hours, confirmed: bool) -> tuple[Refusal | None, str]:
+    """What going to these Time Windows would do to the people who signed in recently (see impact.confirmation)."""
+    before = practice_settings(practice.id)
+    return confirmation(practice, before, replace(before, hours=new), visit.now, confirmed)
 
 
 def _save(visit: Visit, practice: Practice, **fields) -> None:

@@ -42,6 +42,11 @@ def manages_every_practice() -> bool:
 STATUS_OF_REFUSAL = {"invalid_choice": 422, "invalid_window": 422, "nothing_selected": 200}
 
 
+def confirmed() -> bool:
+    """Whether the administrator confirmed a change after its impact preview ("Save anyway")."""
+    return request.form.get("confirm_impact") == "1"
+
+
 def control_response(page_endpoint: str, page: str, fragment: str, practice, refusal, context: dict):
     """After a control saves itself: htmx gets the control re-rendered with its saved or refused state; a plain
     form gets the page with the refusal, or a 303 to the page when saved."""

@@ -11,6 +11,7 @@ from pbnsec.domain.access import Refusal
 from pbnsec.web.security import (
     administered_practices,
     bp,
+    confirmed,
     control_response,
     my_practice_or_404,
 )
@@ -45,7 +46,7 @@ def settings():
 @bp.route("/settings/<int:practice_id>/enforced", methods=["POST"])
 def set_enforced(practice_id: int):
     practice = my_practice_or_404(practice_id)
-    refusal = restrictions.set_enforced(g.visit, practice, request.form.get("enforced") == "1")
+    refusal = restrictions.set_enforced(g.visit, practice, request.form.get("enforced") == "1", confirmed())
     return _respond(practice, "enforced", refusal)
 
 
@@ -54,7 +55,7 @@ def set_scope(practice_id: int):
     practice = my_practice_or_404(practice_id)
     role_ids, user_ids = ([parse_id(v) for v in request.form.getlist(f)] for f in ("roles", "users"))
     refusal = restrictions.set_scope(g.visit, practice, request.form.get("applies_to", restrictions.EVERYONE),
-                                     role_ids, user_ids)
+                                     role_ids, user_ids, confirmed())
     return _respond(practice, "scope", refusal)
 
 

@@ -11,6 +11,7 @@ from pbnsec.domain.access import Refusal
 from pbnsec.web.security import (
     administered_practices,
     bp,
+    confirmed,
     control_response,
     my_practice_or_404,
 )
@@ -45,7 +46,7 @@ def windows():
 @bp.route("/windows/<int:practice_id>/enabled", methods=["POST"])
 def set_windows_enabled(practice_id: int):
     practice = my_practice_or_404(practice_id)
-    refusal = time_windows.set_enabled(g.visit, practice, request.form.get("enabled") == "1")
+    refusal = time_windows.set_enabled(g.visit, practice, request.form.get("enabled") == "1", confirmed())
     return _respond(practice, "windows_enabled", refusal)
 
 
@@ -54,7 +55,7 @@ def set_windows_scope(practice_id: int):
     practice = my_practice_or_404(practice_id)
     role_ids, user_ids = ([parse_id(v) for v in request.form.getlist(f)] for f in ("roles", "users"))
     refusal = time_windows.set_scope(g.visit, practice, request.form.get("applies_to", time_windows.EVERYONE),
-                                     role_ids, user_ids)
+                                     role_ids, user_ids, confirmed())
     return _respond(practice, "scope", refusal)
 
 
@@ -70,5 +71,5 @@ def add_window(practice_id: int):
 @bp.route("/windows/<int:practice_id>/<int:window_id>/delete", methods=["POST"])
 def delete_window(practice_id: int, window_id: int):
     practice = my_practice_or_404(practice_id)
-    refusal = time_windows.delete_window(g.visit, practice, window_id)
+    refusal = time_windows.delete_window(g.visit, practice, window_id, confirmed())
     return _respond(practice, "windows", refusal)
