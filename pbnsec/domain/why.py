@@ -7,7 +7,7 @@ ones included) and refuses questions it may not answer.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Collection
 
@@ -21,11 +21,14 @@ from pbnsec.core.decision import (
 )
 from pbnsec.core.iprules import EntryError, IPAddress, parse_address
 from pbnsec.core.text import parse_id
+from pbnsec.core.timezones import to_utc
+from pbnsec.core.windows import Hours, describe, local_time
 from pbnsec.domain.access import _decisions, _grants, _settings, entries_holding
 from pbnsec.domain.visit import Visit
-from pbnsec.models import ALL_PRACTICES, Membership, Practice, User
+from pbnsec.models import ALL_PRACTICES, Membership, Practice, Role, User
 
-AT_EXAMPLE = "2026-12-01T08:30 or 2026-12-01T08:30:00Z"
+AT_EXAMPLE = "2026-12-01T08:30 or 2026-12-01T15:30:00Z"
+NOBODY = 0  # the id of the someone a role is tested with: no grants, no requests, selected by role only
 
 # The reasons of the decision in words; a reason not listed here (a newer kind of block) is shown as it is named.
 REASON_WORDS = {
@@ -35,9 +38,10 @@ REASON_WORDS = {
     "user_grant": "Allowed by a user grant (an approved access request).",
     "ip_not_approved": "Blocked: the IP is not approved.",
     "ip_unknown": "Blocked: the IP cannot be determined.",
+    "outside_hours": "Blocked: outside the working hours (Time Windows).",
 }
-# What every decision carries; anything else a decision carries (a time window, say) is listed as it is.
-_KNOWN_FIELDS = {"reason", "rule", "request_status", "lapsed"}
+# What every decision carries; anything else a decision carries (a newer kind of block) is listed as it is.
+_KNOWN_FIELDS = {"reason", "rule", "request_status", "lapsed", "hours"}
 
 
 @dataclass(frozen=True)
@@ -66,30 +70,37 @@ class PracticeWhy:
 
 @dataclass(frozen=True)
 class Explanation:
-    user: User
+    user: User  # for a role: an unsaved someone with that role (id NOBODY)
     ip: IPAddress
     at: datetime  # UTC, naive like every stored time
     practices: tuple[PracticeWhy, ...]
+    zone: str = "UTC"  # where a time typed without an offset was read
+
+    @property
+    def for_role(self) -> bool:
+        return self.user.id == NOBODY
 
 
-def parse_at(text: str | None, now: datetime) -> datetime:
-    """An ISO 8601 time (UTC unless it names an offset) as naive UTC; `now` when blank. ValueError otherwise."""
+def parse_at(text: str | None, now: datetime, zone: str = "UTC") -> datetime:
+    """An ISO 8601 time (local to `zone` unless it names an offset) as naive UTC; `now` when blank. ValueError
+    otherwise. A local time that a clock change skips or repeats is read as the clocks showed it first (fold 0)."""
     text = (text or "").strip()
     if not text:
         return now
     if len(text) > 40:
-        raise ValueError(f"Enter the time as ISO 8601, such as {AT_EXAMPLE} (UTC unless an offset is given).")
+        raise ValueError(f"Enter the time as ISO 8601, such as {AT_EXAMPLE} (the practice's time unless an offset "
+                         "is given).")
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"“{text}” is not a time: enter it as ISO 8601, such as {AT_EXAMPLE} "
-                         "(UTC unless an offset is given).") from None
-    if at.tzinfo is not None:
-        try:
-            at = at.astimezone(timezone.utc).replace(tzinfo=None)
-        except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable instant
-            raise ValueError(f"“{text}” is out of range: enter a time between the years 1 and 9999.") from None
-    return at
+                         "(the practice's time unless an offset is given).") from None
+    try:
+        if at.tzinfo is None:
+            return to_utc(at, zone)
+        return at.astimezone(timezone.utc).replace(tzinfo=None)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable instant
+        raise ValueError(f"“{text}” is out of range: enter a time between the years 1 and 9999.") from None
 
 
 def _find_user(text: str) -> User | None:
@@ -99,24 +110,41 @@ def _find_user(text: str) -> User | None:
     return User.get_or_none(User.email == text.strip().lower())
 
 
+def _find_role(text: str) -> Role | None:
+    role_id = parse_id(text)
+    if role_id is not None:
+        return Role.get_or_none(Role.id == role_id)
+    return Role.get_or_none(Role.name == " ".join(text.split()))
+
+
 def explain(admin_visit: Visit, user: str, ip: str, at: str | None, practice_ids: Collection[int],
-            practice: str | None = None) -> Explanation | WhyRefused:
+            practice: str | None = None, role: str | None = None) -> Explanation | WhyRefused:
     """Why `user` (email or id) is allowed or blocked from `ip` at `at` (ISO 8601; blank: now) in each of their
     practices among `practice_ids` (those the admin administers from here), or only in `practice` (an id).
 
+    Without a user, `role` (a name or id) asks for someone with that role in each of those practices: selected by
+    their role only, with no grant and no request. A time without an offset is read in the zone of the practice
+    asked about, else of the practice the admin works in.
     Someone outside those practices is refused exactly like an unknown user: the answer reveals nothing else.
     """
-    user_text, ip_text = (user or "").strip(), (ip or "").strip()
-    if not user_text:
-        return WhyRefused("user", "Enter the user's email address or id.")
-    person = _find_user(user_text)
-    theirs = set()
-    if person is not None:
-        theirs = {m.practice_id for m in Membership.select(Membership.practice).where(
-            (Membership.user == person) & Membership.practice.in_(list(practice_ids)))}
-    if not theirs:
-        return WhyRefused("user", f"No one with the email or id “{user_text[:254]}” works in a practice you "
-                                  "administer from here.")
+    user_text, ip_text, role_text = (user or "").strip(), (ip or "").strip(), (role or "").strip()
+    if not user_text and not role_text:
+        return WhyRefused("user", "Enter the user's email address or id, or choose a role.")
+    if user_text:
+        person = _find_user(user_text)
+        theirs = set()
+        if person is not None:
+            theirs = {m.practice_id for m in Membership.select(Membership.practice).where(
+                (Membership.user == person) & Membership.practice.in_(list(practice_ids)))}
+        if not theirs:
+            return WhyRefused("user", f"No one with the email or id “{user_text[:254]}” works in a practice you "
+                                      "administer from here.")
+    else:
+        found = _find_role(role_text)
+        if found is None:
+            return WhyRefused("role", f"“{role_text[:40]}” is not a role.")
+        person = User(id=NOBODY, name=f"Someone with the role {found.name}", email="", role=found)
+        theirs = set(practice_ids)
     practice_text = (practice or "").strip()
     if practice_text:
         asked = parse_id(practice_text)
@@ -132,11 +160,13 @@ def explain(admin_visit: Visit, user: str, ip: str, at: str | None, practice_ids
         address = parse_address(ip_text)
     except EntryError as exc:
         return WhyRefused("ip", exc.message)
+    zone_practice = next(iter(theirs)) if len(theirs) == 1 else getattr(admin_visit.practice, "id", None)
+    zone = (Practice.get_by_id(zone_practice).time_zone if zone_practice is not None else None) or "UTC"
     try:
-        when = parse_at(at, admin_visit.now)
+        when = parse_at(at, admin_visit.now, zone)
     except ValueError as exc:
         return WhyRefused("at", str(exc))
-    return _explanation(person, address, when, sorted(theirs))
+    return replace(_explanation(person, address, when, sorted(theirs)), zone=zone)
 
 
 def _explanation(user: User, ip: IPAddress, at: datetime, practice_ids: list[int]) -> Explanation:
@@ -150,7 +180,8 @@ def _explanation(user: User, ip: IPAddress, at: datetime, practice_ids: list[int
     rows = []
     for pid in sorted(practice_ids, key=lambda pid: practices[pid].name):
         decision = decisions[pid]
-        reasons = [_scope_words(user, settings[pid], practices[pid])]
+        reasons = [*_hours_words(user, settings[pid].hours, practices[pid], at),
+                   _scope_words(user, settings[pid], practices[pid])]
         if pid in applies:
             reasons += _rule_words(decision, ip, at, entries[pid], grants[pid])
         if not decision.allowed:
@@ -174,6 +205,27 @@ def _extra(decision: Decision) -> tuple[tuple[str, str], ...]:
                  if f.name not in _KNOWN_FIELDS and getattr(decision, f.name) not in (None, "", (), frozenset()))
 
 
+def _whom(user: User, role_ids, user_ids) -> str:
+    if user.role_id in role_ids:
+        return f"their role, {user.role.name}"
+    return f"{user.name} by name" if user.id in user_ids else ""
+
+
+def _hours_words(user: User, hours: Hours, practice: Practice, at: datetime) -> list[str]:
+    """Time Windows: off, not for this user, or the windows and whether the time asked about falls in them."""
+    if not hours.enabled:
+        return [f"Time Windows are off at {practice.name}: any time of day is allowed."]
+    local = local_time(at, hours.zone)
+    shown = f"{local:%a %Y-%m-%d %H:%M} {local.tzname()}"
+    whom = "everyone" if hours.everyone else _whom(user, hours.role_ids, hours.user_ids)
+    if not whom:
+        return [f"Time Windows are on at {practice.name} but apply only to selected roles and users, not to "
+                f"{'this role' if user.id == NOBODY else user.name}: any time of day is allowed."]
+    inside = "inside" if hours.open_at(at) else "outside"
+    return [f"Time Windows are on at {practice.name} and apply to {whom}: {describe(hours.windows)} "
+            f"({hours.zone}).", f"{shown} is {inside} them."]
+
+
 def _scope_words(user: User, settings: Settings, practice: Practice) -> str:
     if not settings.enforced:
         return f"IP restrictions are off at {practice.name}: every IP is allowed."
@@ -183,6 +235,9 @@ def _scope_words(user: User, settings: Settings, practice: Practice) -> str:
         return f"IP restrictions are on at {practice.name} and apply to their role, {user.role.name}."
     if user.id in settings.user_ids:
         return f"IP restrictions are on at {practice.name} and apply to {user.name} by name."
+    if user.id == NOBODY:
+        return (f"IP restrictions are on at {practice.name} but apply only to selected roles and users, and the "
+                f"role {user.role.name} is not selected: not in scope.")
     return (f"IP restrictions are on at {practice.name} but apply only to selected roles and users, and neither "
             f"{user.name} nor their role ({user.role.name}) is selected: not in scope.")
 

@@ -56,7 +56,7 @@ def test_the_empty_form_asks_and_the_time_defaults_to_now(app, ann):
     ("user=fay@example.com&ip=127.0.0.1&at=soon", "“soon” is not a time"),
     ("user=nobody@example.com&ip=127.0.0.1", "No one with the email or id “nobody@example.com”"),
     ("user=bob@example.com&ip=127.0.0.1", "No one with the email or id “bob@example.com”"),
-    ("ip=127.0.0.1", "Enter the user's email address or id."),
+    ("ip=127.0.0.1", "Enter the user's email address or id, or choose a role."),
 ])
 def test_refusals_400_on_the_page_and_swappable_in_the_fragment(app, ann, query, message):
     page = ann.get(f"/security/why?{query}")
@@ -126,3 +126,15 @@ def test_blocked_audit_rows_link_to_the_tester_prefilled(app, ann, visitor):
     assert f"Fay Desk (fay@example.com) from {HOME}" in said and "Riverside Dental: Blocked" in said
     # Other rows get no link.
     assert ann.get("/security/audit?action=login_allowed").text.count('class="why-link"') == 0
+
+
+def test_a_role_is_offered_and_answered_page_and_fragment(app, ann):
+    with app.app_context():
+        from pbnsec.models import Role
+        hygienist = Role.get(Role.name == "Hygienist").id
+    form = ann.get("/security/why")
+    assert f'<option value="{hygienist}" >Hygienist</option>' in form.text
+    for htmx in (False, True):
+        response = ann.get(f"/security/why?role={hygienist}&ip=127.0.0.1", htmx=htmx)
+        assert response.status_code == 200 and "Someone with the role Hygienist" in response.text
+        assert ("<html" in response.text) is not htmx and RIVERSIDE in answer_of(response)

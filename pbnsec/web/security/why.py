@@ -4,10 +4,11 @@ from __future__ import annotations
 from flask import g, request
 
 from pbnsec.domain.why import WhyRefused, explain
+from pbnsec.models import Role
 from pbnsec.web.pages import render_page, wants_fragment
 from pbnsec.web.security import administered_practices, bp
 
-FIELDS = ("user", "ip", "at", "practice")
+FIELDS = ("user", "role", "ip", "at", "practice")
 
 
 @bp.route("/why")
@@ -18,9 +19,9 @@ def why():
     answer, code = None, 200
     if any(value.strip() for value in asked.values()):
         answer = explain(g.visit, asked["user"], asked["ip"], asked["at"], {p.id for p in practices},
-                         asked["practice"])
+                         asked["practice"], asked["role"])
         if isinstance(answer, WhyRefused):
             # htmx swaps 422 (base.html's htmx-config), not 400: the message must reach the answer block.
             code = 422 if wants_fragment() else 400
     return render_page("security/why.html", "security/_why_answer.html", code, asked=asked, practices=practices,
-                       answer=answer, refused=answer if isinstance(answer, WhyRefused) else None)
+                       roles=Role.select().order_by(Role.position), answer=answer, refused=answer if isinstance(answer, WhyRefused) else None)
