@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from peewee import DatabaseProxy, PeeweeException, SqliteDatabase
 from playhouse import db_url
@@ -33,14 +33,32 @@ def missing_sqlite_file(url: str, root: Path) -> Path | None:
     return None if file.exists() else file
 
 
+# PostgreSQL connections are pooled by default: a new connection per request costs more than the request itself.
+# Each can be set in the URL's query string instead (postgresql://…/pbnsec?max_connections=50).
+POOL_DEFAULTS = {
+    "max_connections": 20,  # per app process; waitress runs 8 threads by default
+    "stale_timeout": 300,  # seconds an idle connection is kept
+    "timeout": 10,  # seconds a request waits for a free connection before failing
+}
+
+
 def open_database(url: str, root: Path):
-    """A peewee database for a URL (not connected); a relative SQLite path is taken from the project root."""
+    """A peewee database for a URL (not connected); a relative SQLite path is taken from the project root, and
+    postgresql:// is pooled (postgresql+pool:// with POOL_DEFAULTS; `?pool=false` opts out)."""
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
         if path != ":memory:":
             path = str(Path(path) if Path(path).is_absolute() else root / path)
         return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
-    return db_url.connect(url)
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    scheme = parts.scheme
+    if scheme in ("postgres", "postgresql"):
+        if query.pop("pool", "true").lower() != "false":
+            scheme += "+pool"
+        url = urlunsplit(parts._replace(scheme=scheme, query=urlencode(query)))
+    defaults = {k: v for k, v in POOL_DEFAULTS.items() if k not in query} if scheme.endswith("+pool") else {}
+    return db_url.connect(url, **defaults)
 
 
 def check_database(url: str, root: Path) -> None:
@@ -101,6 +119,9 @@ def _shown(url: str, root: Path) -> str:
 def init_app(app, root: Path, check: bool = True) -> None:
     """Point the models at PBNSEC_DATABASE_URL; `check` connects once now (see check_database)."""
     url = app.config["DATABASE_URL"]
+    previous = database.obj
+    if previous is not None and hasattr(previous, "close_all"):
+        previous.close_all()  # another app in this process (tests, the CLI) leaves no pooled connection open
     database.initialize(open_database(url, root))
     if check:
         check_database(url, root)

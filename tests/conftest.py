@@ -126,18 +126,25 @@ def app(request, tmp_path):
         from pbnsec.db import database
         if not database.is_closed():
             database.close()
+        database.obj.close_all()  # the pool's idle connections too
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "sqlite_only(why): the test is about SQLite itself (its file, its locking)")
+    config.addinivalue_line("markers", "sqlite_only: the test is about SQLite itself (its file, its locking)")
+    config.addinivalue_line("markers", "postgresql_only: the test is about PostgreSQL itself (its pool, its plans)")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Run a test marked sqlite_only on SQLite alone, not skipped on PostgreSQL: it does not apply there."""
-    kept = [item for item in items if not (item.get_closest_marker("sqlite_only") and getattr(
-        getattr(item, "callspec", None), "params", {}).get("app") == "postgresql")]
+    """A test marked sqlite_only or postgresql_only runs on that database alone: deselected, not skipped, on the
+    other (it does not apply there)."""
+    def applies(item) -> bool:
+        database = getattr(getattr(item, "callspec", None), "params", {}).get("app")
+        return not ((database == "postgresql" and item.get_closest_marker("sqlite_only"))
+                    or (database == "sqlite" and item.get_closest_marker("postgresql_only")))
+
+    kept = [item for item in items if applies(item)]
     if len(kept) != len(items):
-        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        config.hook.pytest_deselected(items=[item for item in items if not applies(item)])
         items[:] = kept
 
 

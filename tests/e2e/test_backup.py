@@ -14,6 +14,9 @@ from realworld import stop as stop_process
 from pbnsec.backups import pg_dump_command, pg_restore_command
 from pbnsec.migrations import LATEST
 
+# The backup and restore commands copy the SQLite file; on PostgreSQL they print pg_dump / pg_restore (tested below).
+pytestmark = pytest.mark.sqlite_only
+
 
 def files(folder: Path) -> list[str]:
     """The folder's files, less the -wal and -shm that SQLite makes and removes as connections come and go."""
