@@ -192,7 +192,7 @@ def send_pending(transport, now: datetime | None = None, worker: str | None = No
             _failed(mail, worker, now, str(exc))
             report.failed += 1
             report.errors.append(str(exc))
-            log.warning("mail_failed id=%s kind=%s attempts=%s error=%s", mail.id, mail.kind, mail.attempts + 1,
+            log.warning("mail_failed id=%s kind=%s attempts=%s error=%s", mail.id, mail.kind, mail.attempts,
                         _quote(str(exc)))
             if exc.server_down:
                 break  # the rest wait for the next round, untried
