@@ -251,7 +251,8 @@ def mail_send_pending_command():
         click.echo(f"  {error}")
     waiting = mailer.summary()["queued"]
     if waiting:
-        click.echo(f"{waiting} still queued (failed, or waiting for their batch); `flask --app app mail status` lists them.")
+        click.echo(f"{waiting} still queued (failed, or waiting for their batch): "
+                   "`flask --app app mail status` lists them.")
     if report.failed:
         raise SystemExit(1)
 
@@ -271,7 +272,8 @@ def mail_status_command():
     click.echo(", ".join(f"{status} {count}" for status, count in counts.items()))
     for mail in mailer.unsent():
         line = f"#{mail.id} {mail.kind} to {mail.recipient.email}: {mail.status}, "
-        line += f"{mail.attempts} attempt{'' if mail.attempts == 1 else 's'}, next try {mail.send_after:%Y-%m-%d %H:%M} UTC"
+        line += f"{mail.attempts} attempt{'' if mail.attempts == 1 else 's'}, "
+        line += f"next try {mail.send_after:%Y-%m-%d %H:%M} UTC"
         if mail.last_error:
             line += f"; last error: {mail.last_error}"
         click.echo(line)

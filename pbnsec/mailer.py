@@ -18,7 +18,7 @@ import smtplib
 import socket
 import ssl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from peewee import IntegrityError, fn
@@ -155,13 +155,12 @@ def _failed(mail: OutboxMail, worker: str, now: datetime, error: str) -> None:
 
 @dataclass
 class Report:
+    """What one round did."""
+
     sent: int = 0
     failed: int = 0
     skipped: int = 0
-    errors: list[str] = None
-
-    def __post_init__(self):
-        self.errors = self.errors or []
+    errors: list[str] = field(default_factory=list)  # of the failed tries, in order
 
 
 def send_pending(transport, now: datetime | None = None, worker: str | None = None, limit: int = ROUND_MOST,
@@ -179,13 +178,20 @@ def send_pending(transport, now: datetime | None = None, worker: str | None = No
         if not claim(mail_id, worker, now, retry_now):
             continue  # another process took it
         mail = OutboxMail.get_by_id(mail_id)
-        composed = notifications.compose(mail)
-        if not isinstance(composed, Composed):
-            _finish(mail.id, worker, status=SKIPPED, last_error=composed.reason)
-            report.skipped += 1
+        try:
+            composed = notifications.compose(mail)
+            if not isinstance(composed, Composed):
+                _finish(mail.id, worker, status=SKIPPED, last_error=composed.reason)
+                report.skipped += 1
+                continue
+            message = build_message(mail_from, composed.to_name, composed.to_address, composed.subject,
+                                    composed.body, message_id=_message_id(mail, mail_from), at=now)
+        except Exception as exc:  # an address the mail library refuses, say: this mail backs off, the rest go
+            log.exception("mail_unsendable id=%s kind=%s", mail.id, mail.kind)
+            _failed(mail, worker, now, _error_text(exc))
+            report.failed += 1
+            report.errors.append(_error_text(exc))
             continue
-        message = build_message(mail_from, composed.to_name, composed.to_address, composed.subject, composed.body,
-                                message_id=_message_id(mail, mail_from), at=now)
         try:
             transport.send(message)
         except DeliveryError as exc:

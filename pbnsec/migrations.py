@@ -238,7 +238,7 @@ MIGRATIONS = [
     add_expiry,
     add_practice_time_zone,
     add_time_windows,
-    add_outbox,  # 11 (10 comes from another branch)
+    add_outbox,  # 11
 ]
 LATEST = len(MIGRATIONS)
 

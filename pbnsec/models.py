@@ -293,7 +293,7 @@ class OutboxMail(BaseModel):
     lists every request still pending then, so one row per administrator stands for any number of requests.
     """
 
-    kind = CharField(max_length=20)  # REQUESTS_WAITING (to an administrator) or REQUEST_DECIDED (to the requester)
+    kind = CharField(max_length=20)  # REQUESTS_WAITING (to an administrator), REQUEST_DECIDED (to the requester)
     recipient = ForeignKeyField(User, backref="+", on_delete="CASCADE")
     request = ForeignKeyField(AccessRequest, null=True, backref="+", on_delete="CASCADE")  # the decided one
     status = CharField(max_length=10, default=QUEUED)

@@ -173,7 +173,7 @@ def _requests_waiting(admin: User) -> Composed | Skipped:
         if r.practice_id != getattr(practice, "id", None):
             practice = r.practice
             lines += ["", header_text(practice.name, 100)]
-        lines.append(f"  * {header_text(r.user.name, 100)} ({r.user.role.name}, {r.user.email})")
+        lines.append(f"  * {header_text(r.user.name, 100)} ({header_text(r.user.role.name, 50)}, {r.user.email})")
         lines.append(f"    from {r.ip}, asked {_local(r.created_at, practice)}")
         if r.note:
             lines += ["    Note:", quoted(r.note)]

@@ -130,7 +130,8 @@ SMTP = {"PBNSEC_SMTP_URL": "smtp://127.0.0.1:2525", "PBNSEC_MAIL_FROM": "pbnsec@
 
 
 @pytest.mark.parametrize("env,message", [
-    ({"PBNSEC_SMTP_URL": "mail.example.org"}, "PBNSEC_SMTP_URL must start with smtp://, smtp\\+starttls://, smtps://"),
+    ({"PBNSEC_SMTP_URL": "mail.example.org"},
+     "PBNSEC_SMTP_URL must start with smtp://, smtp\\+starttls://, smtps://"),
     ({**SMTP, "PBNSEC_SMTP_URL": "smtp://u:hunter2@mail.example.org:0"}, "^PBNSEC_SMTP_URL has a port"),
     ({"PBNSEC_SMTP_URL": "smtp://127.0.0.1:2525"}, "PBNSEC_MAIL_FROM must be set when PBNSEC_SMTP_URL is"),
     ({**SMTP, "PBNSEC_MAIL_FROM": "pbnsec"}, "PBNSEC_MAIL_FROM must be one email address"),

@@ -334,3 +334,14 @@ def test_a_failed_waiting_mail_gives_way_to_a_newer_one(outbox):
     assert OutboxMail.get_by_id(mail_id).status == SKIPPED
     assert "a newer mail lists its requests" in OutboxMail.get_by_id(mail_id).last_error
     assert [m.status for m in bobs.where(OutboxMail.id != mail_id)] == [QUEUED]
+
+
+def test_a_mail_that_cannot_be_built_backs_off_and_the_others_still_go(outbox):
+    one_mail()  # Hal's, first in line
+    ask("fay", RIVERSIDE, T0)  # then Ann's and the Owner's
+    User.update(email="hal@exa mple.com").where(User.email == "hal@example.com").execute()  # old, bad data
+    sent = Recorder()
+    report = send_pending(sent, now=T0)
+    assert (report.sent, report.failed, report.skipped) == (2, 1, 0)
+    hals = OutboxMail.get(OutboxMail.kind == REQUEST_DECIDED)
+    assert (hals.status, hals.attempts, hals.send_after) == (QUEUED, 1, T0 + MINUTE)

@@ -89,7 +89,8 @@ def test_while_the_smtp_server_is_down_mail_waits_with_its_error_then_goes_exact
     status = app.test_cli_runner().invoke(args=["mail", "status"]).stdout.splitlines()
     assert status[0] == f"Mail is on: smtp://127.0.0.1:{mail_server.port}, from pbnsec <pbnsec@example.org>."
     assert status[1] == "queued 2, sending 0, sent 0, skipped 0"
-    assert [line for line in status[2:] if "1 attempt," in line and "last error: ConnectionRefusedError" in line], status
+    assert [line for line in status[2:]
+            if "1 attempt," in line and "last error: ConnectionRefusedError" in line], status
     with app.app_context():
         assert sorted((m.status, m.attempts) for m in OutboxMail.select()) == [(QUEUED, 0), (QUEUED, 1)]
 
