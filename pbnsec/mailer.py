@@ -254,6 +254,7 @@ class Sender:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = None
+        self.wanted = False  # started and not stopped: a forked worker or a crashed thread is started again
 
     @property
     def running(self) -> bool:
@@ -261,6 +262,7 @@ class Sender:
         return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
 
     def start(self) -> None:
+        self.wanted = True
         if self.running:
             return
         self._stopping.clear()
@@ -275,6 +277,7 @@ class Sender:
 
     def stop(self, timeout: float = SMTP_TIMEOUT + 5) -> None:
         """Finish the mail being sent, then end the thread."""
+        self.wanted = False
         if self._thread is None:
             return
         self._stopping.set()
@@ -328,7 +331,12 @@ def init_app(app, start_sender: bool) -> Sender | None:
     @app.teardown_request
     def _wake_sender(exc):
         # After the response: the transaction that queued the mail has committed by now.
-        if notifications.take_queued() and sender is not None:
+        queued = notifications.take_queued()
+        if sender is None or not sender.wanted:
+            return
+        if not sender.running:
+            sender.start()  # in a worker forked from the process that started it, or after the thread died
+        elif queued:
             sender.wake()
 
     if sender is not None and app.config.get("MAIL_SENDER", start_sender and not app.testing):

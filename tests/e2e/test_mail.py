@@ -170,3 +170,13 @@ def test_make_run_sends_mail(tmp_path, seeded_database, mail_server):
         assert status == 303
         assert addressed(mail_server.wait_for(2)) == ["ann@example.com", "owner@example.com"]
     assert "mail_sent" in server.output
+
+
+def test_a_sender_whose_thread_is_gone_starts_again_at_the_next_request(running_app, mail_server):
+    sender = running_app.extensions["pbnsec_mail"]
+    sender.stop()
+    sender.wanted = True  # as a worker forked from the process that started it finds it: wanted, not running
+    hal = blocked_hal(running_app)
+    assert sender.running
+    ask(running_app, hal, RIVERSIDE)
+    assert addressed(mail_server.wait_for(2)) == ["ann@example.com", "owner@example.com"]
