@@ -1,5 +1,5 @@
 """The outbox: mail queued with its event, claimed by one sender, retried after a failure, batched per
-administrator. Sent here through a recording transport; tests/e2e/test_smtp_mail.py sends through a real SMTP server."""
+administrator. Sent here through a recording transport; tests/e2e/test_smtp_mail.py uses a real SMTP server."""
 import shutil
 import threading
 from dataclasses import replace
