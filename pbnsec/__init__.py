@@ -7,7 +7,7 @@ import click
 from flask import Flask
 from jinja2 import StrictUndefined
 
-from pbnsec import db, logs, migrations, web
+from pbnsec import db, logs, mailer, migrations, web
 from pbnsec.cli import startup_errors
 from pbnsec.config import PROJECT_ROOT, load_config, proxies
 
@@ -49,6 +49,8 @@ def create_app(config: dict | None = None) -> Flask:
         for step in migrations.upgrade():
             click.echo(f"pbnsec: database schema {step}", err=True)
     web.init_app(app)
+    # Mail goes out from a thread of each server process; under `flask …` only `serve` starts one (pbnsec.cli).
+    mailer.init_app(app, start_sender=not under_cli)
 
     from pbnsec.cli import register_cli
 

@@ -1,4 +1,4 @@
-"""Command line: flask --app app init-db | serve | practices … | users … | backup | restore | version"""
+"""Command line: flask --app app init-db | serve | practices … | users … | mail … | backup | restore | version"""
 from __future__ import annotations
 
 import errno
@@ -155,12 +155,17 @@ def serve_command():
                            clear_untrusted_proxy_headers=False)
     # Said only once the port is ours: a taken port gives its one-line reason and nothing else.
     click.echo(f"pbnsec is serving on {', '.join('http://' + a + '/' for a in listen)} (Ctrl+C stops it)")
+    sender = current_app.extensions.get("pbnsec_mail")
+    if sender is not None:
+        sender.start()
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
+        if sender is not None:
+            sender.stop()  # a mail being sent is finished first; what is left waits in the outbox
 
 
 practices_cli = AppGroup("practices", help="Manage practices.")
@@ -220,6 +225,58 @@ def unlock_command(practice_name):
         click.echo("Fix the allowlist, then switch them on again under Security Management > General Settings.")
     else:
         click.echo(f"IP restrictions were already off for {practice.name}; nothing changed.")
+
+
+mail_cli = AppGroup("mail", help="Notification mail: the outbox.")
+
+
+def _mail_sender():
+    sender = current_app.extensions.get("pbnsec_mail")
+    if sender is None:
+        raise click.ClickException("Mail is off: set PBNSEC_SMTP_URL and PBNSEC_MAIL_FROM (see the README).")
+    return sender
+
+
+@mail_cli.command("send-pending")
+@_needs_database
+def mail_send_pending_command():
+    """Send the mail that is due now, and retry at once those that failed before."""
+    from pbnsec import mailer
+
+    sender = _mail_sender()
+    with mailer.SmtpTransport(sender.server) as transport:
+        report = mailer.send_pending(transport, retry_now=True)
+    click.echo(f"Sent {report.sent}, failed {report.failed}, skipped {report.skipped}.")
+    for error in dict.fromkeys(report.errors):
+        click.echo(f"  {error}")
+    waiting = mailer.summary()["queued"]
+    if waiting:
+        click.echo(f"{waiting} still queued (failed, or waiting for their batch): "
+                   "`flask --app app mail status` lists them.")
+    if report.failed:
+        raise SystemExit(1)
+
+
+@mail_cli.command("status")
+@_needs_database
+def mail_status_command():
+    """Show whether mail is on and what the outbox holds."""
+    from pbnsec import mailer
+
+    sender = current_app.extensions.get("pbnsec_mail")
+    if sender is None:
+        click.echo("Mail is off (PBNSEC_SMTP_URL is not set).")
+    else:
+        click.echo(f"Mail is on: {sender.server}, from {current_app.config['MAIL_FROM']}.")
+    counts = mailer.summary()
+    click.echo(", ".join(f"{status} {count}" for status, count in counts.items()))
+    for mail in mailer.unsent():
+        line = f"#{mail.id} {mail.kind} to {mail.recipient.email}: {mail.status}, "
+        line += f"{mail.attempts} attempt{'' if mail.attempts == 1 else 's'}, "
+        line += f"next try {mail.send_after:%Y-%m-%d %H:%M} UTC"
+        if mail.last_error:
+            line += f"; last error: {mail.last_error}"
+        click.echo(line)
 
 
 @click.command("demo")
@@ -305,6 +362,6 @@ def restore_command(src):
 
 
 def register_cli(app) -> None:
-    for command in (init_db_command, serve_command, practices_cli, users_cli, security_cli, demo_command,
+    for command in (init_db_command, serve_command, practices_cli, users_cli, security_cli, mail_cli, demo_command,
                     version_command, backup_command, restore_command):
         app.cli.add_command(command)

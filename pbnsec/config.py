@@ -11,6 +11,12 @@ from pbnsec.core.clientip import (
     parse_proxy_addrs,
     parse_trusted_proxies,
 )
+from pbnsec.core.mail import (
+    MailSettingError,
+    parse_base_url,
+    parse_mail_from,
+    parse_smtp_url,
+)
 from pbnsec.core.timezones import TimeZoneError, parse_time_zone
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -150,6 +156,53 @@ def default_time_zone(env=None, etc: Path = Path("/etc")) -> str:
     return _server_time_zone(etc) or "UTC"
 
 
+def _smtp(env):
+    """The SMTP server mail goes through; None (mail is off) when PBNSEC_SMTP_URL is unset."""
+    raw = env.get("PBNSEC_SMTP_URL", "").strip()
+    if not raw:
+        return None
+    try:
+        return parse_smtp_url(raw)
+    except MailSettingError as exc:
+        raise ConfigError(f"PBNSEC_SMTP_URL {exc}") from None
+
+
+def _mail_from(env, smtp) -> str | None:
+    raw = env.get("PBNSEC_MAIL_FROM", "").strip()
+    if not raw:
+        if smtp is not None:
+            raise ConfigError("PBNSEC_MAIL_FROM must be set when PBNSEC_SMTP_URL is: the address pbnsec's mail comes "
+                              "from, such as pbnsec@example.org")
+        return None
+    try:
+        return parse_mail_from(raw)
+    except MailSettingError as exc:
+        raise ConfigError(f"PBNSEC_MAIL_FROM {exc}") from None
+
+
+def _base_url(env) -> str | None:
+    raw = env.get("PBNSEC_BASE_URL", "").strip()
+    if not raw:
+        return None  # mails then name the page instead of linking to it (see README, Notifications)
+    try:
+        return parse_base_url(raw)
+    except MailSettingError as exc:
+        raise ConfigError(f"PBNSEC_BASE_URL {exc}") from None
+
+
+BATCH_MINUTES_MOST = 24 * 60
+
+
+def _batch_minutes(env) -> int:
+    raw = env.get("PBNSEC_NOTIFY_BATCH_MINUTES", "").strip()
+    if not raw:
+        return 10
+    if not raw.isascii() or not raw.isdigit() or not 0 <= int(raw) <= BATCH_MINUTES_MOST:
+        raise ConfigError(f"PBNSEC_NOTIFY_BATCH_MINUTES must be a number of minutes from 0 to {BATCH_MINUTES_MOST}, "
+                          f"got {raw!r}")
+    return int(raw)
+
+
 def load_config(env=None, instance_path: Path | None = None) -> dict:
     """Flask config built from the PBNSEC_* environment variables."""
     env = os.environ if env is None else env
@@ -162,6 +215,7 @@ def load_config(env=None, instance_path: Path | None = None) -> dict:
     if proxy_addrs is not None and trusted_proxies == 0:
         raise ConfigError("PBNSEC_TRUSTED_PROXY_ADDRS is set but PBNSEC_TRUSTED_PROXIES is 0: set how many proxies "
                           "stand in front of pbnsec, or remove PBNSEC_TRUSTED_PROXY_ADDRS.")
+    smtp = _smtp(env)
     return {
         "DATABASE_URL": _database_url(env),
         "SECRET_KEY": _secret_key(env, instance_path),
@@ -180,6 +234,11 @@ def load_config(env=None, instance_path: Path | None = None) -> dict:
         "LOG_LEVEL": _log_level(env),
         # New practices start in this zone (models.Practice reads default_time_zone() itself); checked here at start.
         "DEFAULT_TIME_ZONE": default_time_zone(env),
+        # Mail (pbnsec.mailer): off while SMTP is None.
+        "SMTP": smtp,
+        "MAIL_FROM": _mail_from(env, smtp),
+        "BASE_URL": _base_url(env),
+        "NOTIFY_BATCH_MINUTES": _batch_minutes(env),
     }
 
 

@@ -15,6 +15,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    TextField,
 )
 from playhouse.migrate import SchemaMigrator
 
@@ -183,6 +184,50 @@ def add_time_windows(migrator: SchemaMigrator) -> None:
     database.create_tables(_time_tables_at_9())  # safe: only the missing ones
 
 
+class _AccessRequestAt11(Model):
+    class Meta:
+        database = database
+        table_name = "access_request"
+        legacy_table_names = False
+
+
+def _outbox_at_11():
+    """The outbox_mail table as migration 11 made it."""
+    queued, waiting = "queued", "requests_waiting"
+
+    class _OutboxMailAt11(Model):
+        kind = CharField(max_length=20)
+        recipient = ForeignKeyField(_UserAt4, backref="+", on_delete="CASCADE")
+        request = ForeignKeyField(_AccessRequestAt11, null=True, backref="+", on_delete="CASCADE")
+        status = CharField(max_length=10, default=queued)
+        created_at = DateTimeField(default=utcnow)
+        send_after = DateTimeField()
+        attempts = IntegerField(default=0)
+        claimed_by = CharField(max_length=64, default="")
+        claimed_until = DateTimeField(null=True)
+        last_attempt_at = DateTimeField(null=True)
+        last_error = TextField(default="")
+        sent_at = DateTimeField(null=True)
+        to_address = CharField(max_length=254, default="")
+        subject = CharField(max_length=300, default="")
+
+        class Meta:
+            database = database
+            table_name = "outbox_mail"
+            legacy_table_names = False
+            indexes = ((("status", "send_after"), False),)
+
+    _OutboxMailAt11.add_index(
+        _OutboxMailAt11.index(_OutboxMailAt11.recipient, _OutboxMailAt11.kind, unique=True)
+        .where((_OutboxMailAt11.status == queued) & (_OutboxMailAt11.kind == waiting)))
+    return _OutboxMailAt11
+
+
+def add_outbox(migrator: SchemaMigrator) -> None:
+    """outbox_mail: notification mails, written with the event that causes them and sent after it commits."""
+    database.create_tables([_outbox_at_11()])  # safe: only when missing
+
+
 MIGRATIONS = [
     index_rate_limit_hits_by_time,
     add_must_change_password,
@@ -193,6 +238,7 @@ MIGRATIONS = [
     add_expiry,
     add_practice_time_zone,
     add_time_windows,
+    add_outbox,  # 11
 ]
 LATEST = len(MIGRATIONS)
 

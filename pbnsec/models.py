@@ -281,6 +281,44 @@ class RateLimitHit(BaseModel):
         indexes = ((("key", "at"), False),)
 
 
+# Outbox mail: kinds, and where a row stands.
+REQUESTS_WAITING, REQUEST_DECIDED = "requests_waiting", "request_decided"
+QUEUED, SENDING, SENT, SKIPPED = "queued", "sending", "sent", "skipped"
+
+
+class OutboxMail(BaseModel):
+    """A mail to send, written in the transaction of the event that causes it and sent after that commits.
+
+    What it says is put together when it is sent (see domain.notifications.compose): a "requests waiting" mail
+    lists every request still pending then, so one row per administrator stands for any number of requests.
+    """
+
+    kind = CharField(max_length=20)  # REQUESTS_WAITING (to an administrator), REQUEST_DECIDED (to the requester)
+    recipient = ForeignKeyField(User, backref="+", on_delete="CASCADE")
+    request = ForeignKeyField(AccessRequest, null=True, backref="+", on_delete="CASCADE")  # the decided one
+    status = CharField(max_length=10, default=QUEUED)
+    created_at = DateTimeField(default=utcnow)
+    send_after = DateTimeField()  # not before: batching, and backing off after a failure
+    attempts = IntegerField(default=0)
+    claimed_by = CharField(max_length=64, default="")  # the sender (process and thread) that is sending it
+    claimed_until = DateTimeField(null=True)  # a sender that died mid-send leaves it to another from then on
+    last_attempt_at = DateTimeField(null=True)
+    last_error = TextField(default="")  # of the last failed try (or why it was skipped); kept once sent
+    sent_at = DateTimeField(null=True)
+    to_address = CharField(max_length=254, default="")  # as sent, for the record
+    subject = CharField(max_length=300, default="")
+
+    class Meta:
+        indexes = ((("status", "send_after"), False),)  # what is due, however long the history
+
+
+# One waiting "requests waiting" mail per administrator: a new request joins it instead of adding another.
+OutboxMail.add_index(
+    OutboxMail.index(OutboxMail.recipient, OutboxMail.kind, unique=True)
+    .where((OutboxMail.status == QUEUED) & (OutboxMail.kind == REQUESTS_WAITING))
+)
+
+
 class SchemaVersion(BaseModel):
     """One row per schema version this database reached; the highest is its schema (see migrations.py)."""
 
@@ -292,6 +330,7 @@ class SchemaVersion(BaseModel):
 MODELS = [
     Practice, Role, User, SignIn, Membership, AllowlistEntry, IPRestriction, RestrictedRole, RestrictedUser,
     AccessRequest, Grant, AuditEvent, RateLimitHit, SchemaVersion, TimeRule, TimeRuleRole, TimeRuleUser, TimeWindow,
+    OutboxMail,
 ]
 
 

@@ -408,3 +408,82 @@ def user_id(app, who_or_email: str) -> int:
     email = PEOPLE[who_or_email][0] if who_or_email in PEOPLE else who_or_email
     with app.app_context():
         return User.get(User.email == email).id
+
+
+# --- mail: a real SMTP server on loopback ---
+
+class MailCatcher:
+    """A real SMTP server (aiosmtpd) on a loopback port, keeping every message that arrived, parsed."""
+
+    def __init__(self, port: int | None = None):
+        from realworld import free_port
+
+        self.port = port or free_port()
+        self.messages = []  # email.message.EmailMessage, in the order they arrived
+        self.envelopes = []  # (MAIL FROM, RCPT TOs)
+        self._controller = None
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def start(self) -> "MailCatcher":
+        from aiosmtpd.controller import Controller
+
+        catcher = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                from email import message_from_bytes
+                from email.policy import default
+
+                catcher.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+                catcher.messages.append(message_from_bytes(envelope.original_content, policy=default))
+                return "250 Message accepted for delivery"
+
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def to(self, who: str) -> list:
+        """The messages sent to a seeded person ("ann") or an address."""
+        address = PEOPLE[who][0] if who in PEOPLE else who
+        return [m for m in self.messages if m["To"].addresses[0].addr_spec == address]
+
+    def wait_for(self, count: int, seconds: float = 20) -> list:
+        """Wait until `count` messages arrived (a background sender is at work); the messages."""
+        import time
+
+        deadline = time.monotonic() + seconds
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.messages) >= count, f"{len(self.messages)} of {count} messages arrived"
+        return self.messages
+
+
+@pytest.fixture
+def mail_server():
+    """A real SMTP server on 127.0.0.1, started; mail_server.stop() takes it down, .start() brings it back."""
+    catcher = MailCatcher().start()
+    yield catcher
+    catcher.stop()
+
+
+def mail_settings(server: MailCatcher, **more) -> dict:
+    """make_app settings sending mail to `server` (PBNSEC_SMTP_URL & co as load_config makes them)."""
+    from pbnsec.core.mail import parse_smtp_url
+
+    return {"SMTP": parse_smtp_url(server.url), "MAIL_FROM": "pbnsec <pbnsec@example.org>",
+            "BASE_URL": "https://pbnsec.example.org", "NOTIFY_BATCH_MINUTES": 10, **more}
+
+
+@pytest.fixture
+def mail_app(tmp_path, seeded_database, mail_server):
+    """The seeded app with mail on, to the test's SMTP server (no background sender: tests send by hand)."""
+    shutil.copyfile(seeded_database, tmp_path / "pbnsec.db")
+    return make_app(tmp_path, **mail_settings(mail_server))

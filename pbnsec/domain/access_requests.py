@@ -14,7 +14,7 @@ from peewee import JOIN, IntegrityError
 from pbnsec.core.durations import FOREVER, duration_words, expires_after, parse_duration
 from pbnsec.core.text import has_control_characters, without_control_characters
 from pbnsec.db import database
-from pbnsec.domain import audit, ratelimit
+from pbnsec.domain import audit, notifications, ratelimit
 from pbnsec.domain.access import AccessOverview
 from pbnsec.domain.signin_limits import ip_key
 from pbnsec.domain.visit import Visit
@@ -118,8 +118,9 @@ def submit(visit: Visit, practices, note: str) -> list:
     for practice in practices:
         try:
             with database.atomic():
-                AccessRequest.create(user=visit.user, practice=practice, ip=visit.ip_text, note=note)
+                request = AccessRequest.create(user=visit.user, practice=practice, ip=visit.ip_text, note=note)
                 audit.record_by(visit, "request_submitted", practice=practice, target=visit.ip_text, detail=note)
+                notifications.request_arrived(request, visit.now)  # mail, queued only if this commits
             created.append(practice)
         except IntegrityError:
             pass
@@ -226,4 +227,5 @@ def decide(visit: Visit, request_id: int, status: str, practice_ids: Iterable[in
                     detail += f" (expires {expires_at:%Y-%m-%d %H:%M} UTC)"
             audit.record_by(visit, f"request_{status}", practice=request.practice_id,
                             target=f"{request.user.email} from {request.ip}", detail=detail)
+            notifications.request_decided(request, visit.now)  # mail to the requester, queued only if this commits
     return Decided(request, won)

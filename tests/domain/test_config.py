@@ -105,3 +105,41 @@ def test_default_time_zone_is_utc_when_the_server_says_nothing_usable(tmp_path, 
         (tmp_path / "timezone").write_text(timezone_file)
     (tmp_path / "localtime").symlink_to(tmp_path / "nowhere")
     assert default_time_zone({}, etc=tmp_path) == "UTC"
+
+
+# --- mail ---
+
+def test_mail_is_off_until_an_smtp_url_is_set(tmp_path):
+    config = load_config({}, tmp_path)
+    assert (config["SMTP"], config["MAIL_FROM"], config["BASE_URL"], config["NOTIFY_BATCH_MINUTES"]) == (
+        None, None, None, 10)
+
+
+def test_mail_settings_are_read(tmp_path):
+    from pbnsec.core.mail import SmtpServer
+
+    config = load_config({"PBNSEC_SMTP_URL": "smtp+starttls://pbnsec:s3cret@mail.example.org",
+                          "PBNSEC_MAIL_FROM": "pbnsec@example.org", "PBNSEC_BASE_URL": "https://pbnsec.example.org/",
+                          "PBNSEC_NOTIFY_BATCH_MINUTES": "0"}, tmp_path)
+    assert config["SMTP"] == SmtpServer("starttls", "mail.example.org", 587, "pbnsec", "s3cret")
+    assert (config["MAIL_FROM"], config["BASE_URL"], config["NOTIFY_BATCH_MINUTES"]) == (
+        "pbnsec@example.org", "https://pbnsec.example.org", 0)
+
+
+SMTP = {"PBNSEC_SMTP_URL": "smtp://127.0.0.1:2525", "PBNSEC_MAIL_FROM": "pbnsec@example.org"}
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"PBNSEC_SMTP_URL": "mail.example.org"},
+     "PBNSEC_SMTP_URL must start with smtp://, smtp\\+starttls://, smtps://"),
+    ({**SMTP, "PBNSEC_SMTP_URL": "smtp://u:hunter2@mail.example.org:0"}, "^PBNSEC_SMTP_URL has a port"),
+    ({"PBNSEC_SMTP_URL": "smtp://127.0.0.1:2525"}, "PBNSEC_MAIL_FROM must be set when PBNSEC_SMTP_URL is"),
+    ({**SMTP, "PBNSEC_MAIL_FROM": "pbnsec"}, "PBNSEC_MAIL_FROM must be one email address"),
+    ({**SMTP, "PBNSEC_BASE_URL": "pbnsec.example.org"}, "PBNSEC_BASE_URL must look like https://"),
+    ({**SMTP, "PBNSEC_NOTIFY_BATCH_MINUTES": "ten"}, "PBNSEC_NOTIFY_BATCH_MINUTES must be a number of minutes"),
+    ({**SMTP, "PBNSEC_NOTIFY_BATCH_MINUTES": "-5"}, "from 0 to 1440, got '-5'"),
+])
+def test_bad_mail_settings_are_refused_with_the_setting_named(tmp_path, env, message):
+    with pytest.raises(ConfigError, match=message) as refused:
+        load_config(env, tmp_path)
+    assert "hunter2" not in str(refused.value) and "\n" not in str(refused.value)

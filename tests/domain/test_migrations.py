@@ -223,3 +223,26 @@ def test_version_command_shows_the_release_and_the_schema_version(tmp_path):
     assert result.exit_code == 0
     assert result.output.splitlines() == [f"pbnsec {__version__}",
                                           f"schema version {LATEST} (this release's latest: {LATEST})"]
+
+
+def test_a_database_from_before_the_outbox_gets_it_and_keeps_everything_else(tmp_path, current_schema):
+    number = migrations.MIGRATIONS.index(migrations.add_outbox) + 1
+    path = old_database(tmp_path / "pbnsec.db", [FIRST_RELEASE])
+    make_app(tmp_path)
+    con = sqlite3.connect(path)  # back to the day before the outbox came
+    con.execute("DROP TABLE outbox_mail")
+    con.execute("DELETE FROM schema_version WHERE version >= ?", (number,))
+    con.commit()
+    con.close()
+    before = table_rows(path)
+
+    app = make_app(tmp_path)
+    after = table_rows(path)
+    assert schema(path) == current_schema
+    assert after["outbox_mail"] == []
+    assert {table: rows for table, rows in after.items() if table not in ("outbox_mail", "schema_version")} == {
+        table: rows for table, rows in before.items() if table != "schema_version"}
+    with app.app_context():
+        assert [v.version for v in SchemaVersion.select().where(SchemaVersion.version >= number)] == list(
+            range(number, LATEST + 1))
+    assert "Working from the back office" in str(after["access_request"])

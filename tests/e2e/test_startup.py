@@ -63,6 +63,9 @@ def test_a_host_name_that_does_not_resolve_is_named(tmp_path):
     ({"PBNSEC_DATABASE_URL": "sqlite:////proc/nope/x.db"}, ["/proc/nope", "PBNSEC_DATABASE_URL"]),
     ({"PBNSEC_DATABASE_URL": "mysterydb://somewhere/pbnsec"}, ["PBNSEC_DATABASE_URL", "mysterydb"]),
     ({"PBNSEC_OWNER_EMAIL": "not-an-email"}, ["PBNSEC_OWNER_EMAIL", "'not-an-email' is not an email address."]),
+    ({"PBNSEC_SMTP_URL": "smtp://pbnsec:hunter2@mail.example.org:70000", "PBNSEC_MAIL_FROM": "pbnsec@example.org"},
+     ["PBNSEC_SMTP_URL has a port that is not a number from 1 to 65535"]),
+    ({"PBNSEC_SMTP_URL": "smtp://127.0.0.1:2525"}, ["PBNSEC_MAIL_FROM must be set when PBNSEC_SMTP_URL is"]),
 ])
 def test_a_bad_setting_is_one_line_naming_it(tmp_path, settings, expected):
     assert_one_line(flask(tmp_path, "serve", **settings), *expected)

@@ -80,3 +80,21 @@ def test_the_why_blocked_tester_costs_the_same_for_one_practice_or_six(app, sign
     six, six_log = cost(ann, count_statements, url)
     assert "Extra Dental 4" in ann.get(url).text  # all six explained
     assert six == one, f"one practice: {one_log}\nsix practices: {six_log}"
+
+
+def test_the_header_count_costs_one_query_for_one_practice_or_six(app, signed_in, count_statements):
+    restrict(app, "Riverside Dental", "127.0.0.0/24")
+    ann, fay = signed_in("ann"), signed_in("fay")
+    page, page_log = cost(ann, count_statements, "/")
+    without, without_log = cost(fay, count_statements, "/")  # no badge for her
+    assert page == without + 1, f"with the badge: {page_log}\nwithout: {without_log}"
+
+    def fragment_cost():
+        seen = count_statements()
+        assert ann.get("/security/requests/header-badge", htmx=True).status_code == 200
+        return len(seen.all), repr(seen)
+
+    fragment, fragment_log = fragment_cost()
+    join_practices(app, "ann@example.com", 5)
+    assert cost(ann, count_statements, "/")[0] == page
+    assert fragment_cost()[0] == fragment, fragment_log

@@ -1,7 +1,8 @@
 """Security Management › IP Access Requests: approve or reject in one click, race-safe."""
 from __future__ import annotations
 
-from flask import abort, g, render_template, request
+from flask import abort, g, redirect, render_template, request, url_for
+from flask_login import current_user
 
 from pbnsec.core.durations import DurationError
 from pbnsec.domain import access_requests
@@ -11,8 +12,21 @@ from pbnsec.web.security import administered_ids, bp
 
 
 def pending_count() -> int:
-    """The navigation badge's number: pending requests of the practices administered from here."""
-    return access_requests.pending_count(administered_ids())
+    """The badges' number: pending requests of the practices administered from here (counted once a request)."""
+    if "pending_count" not in g:
+        g.pending_count = access_requests.pending_count(administered_ids())
+    return g.pending_count
+
+
+@bp.app_context_processor
+def _header_badge():
+    def header_pending() -> int | None:
+        """The header's count on every page, for a security administrator at work in a practice; else None."""
+        if g.get("practice") is None or not current_user.is_authenticated or not current_user.is_security_admin:
+            return None
+        return pending_count()
+
+    return {"header_pending": header_pending}
 
 
 def _page(conflict: str | None = None):
@@ -30,6 +44,14 @@ def requests_page():
 @bp.route("/requests/badge")
 def requests_badge():
     return render_template("security/_badge.html", count=pending_count())
+
+
+@bp.route("/requests/header-badge")
+def requests_header_badge():
+    """The header's badge, for htmx to refresh; a browser opening it is sent to the requests themselves."""
+    if not wants_fragment():
+        return redirect(url_for("security.requests_page"), code=303)
+    return render_template("security/_header_badge.html", count=pending_count())
 
 
 def _refused_duration(request_id: int, message: str):
