@@ -228,6 +228,23 @@ def add_outbox(migrator: SchemaMigrator) -> None:
     database.create_tables([_outbox_at_11()])  # safe: only when missing
 
 
+def add_reasons_contacts_and_blocked_sign_in_binding(migrator: SchemaMigrator) -> None:
+    """access_request.reason, ip_restriction.show_admin_emails, and sign_in.ip and password_stamp: rejections
+    carry a reason, the blocked page names administrators, a blocked sign-in is bound to its IP and password."""
+    if "reason" not in _columns("access_request"):
+        # NOT NULL with a database default in one ALTER, as for must_change_password: no request had a reason.
+        field = TextField(default="", constraints=[SQL("DEFAULT ''")])
+        migrator.alter_add_column("access_request", "reason", field, allow_not_null=True).run()
+    if "show_admin_emails" not in _columns("ip_restriction"):
+        field = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
+        migrator.alter_add_column("ip_restriction", "show_admin_emails", field, allow_not_null=True).run()
+    columns = _columns("sign_in")
+    # NULL in the blocked sign-ins already there: they are no longer valid, and their users sign in again.
+    for name in ("ip", "password_stamp"):
+        if name not in columns:
+            migrator.add_column("sign_in", name, CharField(max_length=64, null=True)).run()
+
+
 MIGRATIONS = [
     index_rate_limit_hits_by_time,
     add_must_change_password,
@@ -239,6 +256,7 @@ MIGRATIONS = [
     add_practice_time_zone,
     add_time_windows,
     add_outbox,  # 11
+    add_reasons_contacts_and_blocked_sign_in_binding,  # 12
 ]
 LATEST = len(MIGRATIONS)
 

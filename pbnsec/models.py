@@ -94,6 +94,10 @@ class SignIn(BaseModel):
     blocked = BooleanField(default=False)  # a blocked sign-in: may only see and submit access requests
     created_at = DateTimeField(default=utcnow)
     expires_at = DateTimeField(index=True)
+    # A blocked sign-in only: the IP its password was typed at, and a digest of the password hash it was typed
+    # against (see sessions.find_blocked). NULL for a full sign-in, and a blocked one without them is not valid.
+    ip = CharField(max_length=64, null=True)
+    password_stamp = CharField(max_length=64, null=True)
 
 
 class Membership(BaseModel):
@@ -161,6 +165,7 @@ class IPRestriction(BaseModel):
     requests_allowed = BooleanField(default=True)
     updated_at = DateTimeField(default=utcnow)
     default_duration = CharField(max_length=10, default="forever")  # what one-click Approve grants (core.durations)
+    show_admin_emails = BooleanField(default=False)  # the blocked page shows administrators' emails, not just names
 
 
 class RestrictedRole(BaseModel):
@@ -229,6 +234,7 @@ class AccessRequest(BaseModel):
     created_at = DateTimeField(default=utcnow, index=True)
     decided_by = ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
     decided_at = DateTimeField(null=True)
+    reason = TextField(default="")  # why it was rejected, as the administrator typed it (optional; shown to the user)
 
 
 # At most one pending request per user, practice and IP, even when two submit at once.

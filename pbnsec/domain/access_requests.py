@@ -5,6 +5,7 @@ those out); a request of any other practice is not there for them.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Iterable
@@ -25,6 +26,7 @@ from pbnsec.models import (
     AccessRequest,
     Grant,
     IPRestriction,
+    Membership,
     Practice,
     Role,
     User,
@@ -35,6 +37,7 @@ DECIDED_SHOWN = 200  # the administrator's list shows every pending request and 
 NOTE_MAX = 500
 NOTE_READ = 5000  # more than this is not even looked at; the count shown for an over-long note stops here
 NOTE_WHITESPACE = "\n\t"  # a note may run over several lines
+REASON_MAX = 500  # a rejection's reason, shown to the user
 REQUEST_WINDOW = timedelta(hours=1)
 REQUEST_LIMIT_PER_USER = 10
 REQUEST_LIMIT_PER_IP = 30
@@ -127,6 +130,31 @@ def submit(visit: Visit, practices, note: str) -> list:
     return created
 
 
+@dataclass(frozen=True)
+class Contact:
+    """A security administrator a blocked user can ask: by name, and by email where the practice allows it."""
+
+    name: str
+    email: str | None
+
+
+def contacts(practice_ids: Iterable[int], asking: User | None = None) -> dict[int, list[Contact]]:
+    """Per practice, its active security administrators by name (other than `asking`), with their emails where
+    the practice shows them on the blocked page (one query)."""
+    found: dict[int, list[Contact]] = {pid: [] for pid in practice_ids}
+    if not found:
+        return found
+    rows = (User.select(User.name, User.email, Membership.practice, IPRestriction.show_admin_emails)
+            .join(Role).switch(User).join(Membership)
+            .join(IPRestriction, JOIN.LEFT_OUTER, on=(IPRestriction.practice == Membership.practice))
+            .where(Membership.practice.in_(list(found)) & User.active & Role.is_security_admin
+                   & (User.id != (asking.id if asking is not None else 0)))
+            .order_by(User.name, User.id).tuples())
+    for name, email, practice_id, show_emails in rows:
+        found[practice_id].append(Contact(name, email if show_emails else None))
+    return found
+
+
 # --- the administrator's side ---
 
 def _with_people():
@@ -153,6 +181,18 @@ def listing(practice_ids: Iterable[int], decided_shown: int = DECIDED_SHOWN) -> 
     return Listing(list(pending), list(decided))
 
 
+def version(practice_ids: Iterable[int]) -> str:
+    """What these practices' request list looks like, in a few characters: it changes whenever a request arrives,
+    is decided or goes (the pending ones, and how many were decided; two small queries)."""
+    rows = (AccessRequest.select(AccessRequest.id, AccessRequest.status)
+            .where(AccessRequest.practice.in_(list(practice_ids)) & (AccessRequest.status == PENDING))
+            .order_by(AccessRequest.id).tuples())
+    decided = AccessRequest.select().where(AccessRequest.practice.in_(list(practice_ids))
+                                           & (AccessRequest.status != PENDING)).count()
+    pending = ",".join(str(rid) for rid, _ in rows)
+    return hashlib.sha256(f"{pending}|{decided}".encode()).hexdigest()[:16]
+
+
 def pending_count(practice_ids: Iterable[int]) -> int:
     """How many requests of these practices wait for a decision."""
     return AccessRequest.select().where(
@@ -174,6 +214,24 @@ def default_durations(practice_ids: Iterable[int]) -> dict[int, str]:
     return found
 
 
+class ReasonError(ValueError):
+    """A rejection's reason that cannot be stored; `message` says why, for the administrator."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def parse_reason(text: str) -> str:
+    """A rejection's reason as stored (trimmed; empty: none given), or ReasonError."""
+    reason = (text or "")[:NOTE_READ].strip()
+    if has_control_characters(reason):
+        raise ReasonError("The reason cannot contain control characters.")
+    if len(reason) > REASON_MAX:
+        raise ReasonError(f"The reason can be at most {REASON_MAX} characters long (yours has {len(reason)}).")
+    return reason
+
+
 @dataclass(frozen=True)
 class Decided:
     request: AccessRequest  # as it stands now, with its user (and role), practice and decider
@@ -181,23 +239,25 @@ class Decided:
 
 
 def decide(visit: Visit, request_id: int, status: str, practice_ids: Iterable[int],
-           duration: str | None = None) -> Decided | None:
+           duration: str | None = None, reason: str = "") -> Decided | None:
     """Approve or reject a pending request of one of these practices as the visit's user; of many racing calls,
     exactly one wins. None when there is no such request among these practices.
 
     An approval lasts `duration` (a core.durations key; None: the practice's default): its grant expires that
-    long after the visit's now. A duration that is none of those raises DurationError before anything is read
-    or written.
+    long after the visit's now. A duration that is none of those raises DurationError, and a rejection's reason
+    (optional, shown to the user) that is too long or holds a control character raises ReasonError, before
+    anything is read or written.
     """
     if status not in (APPROVED, REJECTED):
         raise ValueError(f"a request is approved or rejected, not {status!r}")
     if duration is not None:
         duration = parse_duration(duration)
+    reason = parse_reason(reason) if status == REJECTED else ""
     practice_ids = list(practice_ids)
     with database.atomic():
         # The write comes first and only touches a pending row: of many racing clicks, one wins. It also
         # checks the practice, so nothing is read before it and the row is read once, after it.
-        won = (AccessRequest.update(status=status, decided_by=visit.user.id, decided_at=visit.now)
+        won = (AccessRequest.update(status=status, decided_by=visit.user.id, decided_at=visit.now, reason=reason)
                .where((AccessRequest.id == request_id) & (AccessRequest.status == PENDING)
                       & AccessRequest.practice.in_(practice_ids))
                .execute()) == 1
@@ -225,6 +285,8 @@ def decide(visit: Visit, request_id: int, status: str, practice_ids: Iterable[in
                 detail += f"; duration: {duration_words(duration)}"
                 if expires_at is not None:
                     detail += f" (expires {expires_at:%Y-%m-%d %H:%M} UTC)"
+            elif reason:
+                detail += f"; reason: {reason}"
             audit.record_by(visit, f"request_{status}", practice=request.practice_id,
                             target=f"{request.user.email} from {request.ip}", detail=detail)
             notifications.request_decided(request, visit.now)  # mail to the requester, queued only if this commits

@@ -52,6 +52,7 @@ class GeneralSettings:
     settings: Settings  # enforced, and whom they apply to
     requests_allowed: bool
     default_duration: str  # how long a one-click approval lasts (a core.durations key)
+    show_admin_emails: bool  # the blocked page shows the administrators' emails beside their names
     roles: tuple[Role, ...]  # in their listed order
     members: tuple[User, ...]  # the practice's people by name, each with their role
 
@@ -62,7 +63,8 @@ def general_settings(practice: Practice) -> GeneralSettings:
     members = (User.select(User, Role).join(Role).switch(User).join(Membership)
                .where(Membership.practice == practice).order_by(User.name))
     return GeneralSettings(practice, settings_for(practice.id), row.requests_allowed if row else True,
-                           row.default_duration if row else "forever", tuple(Role.select().order_by(Role.position)), tuple(members))
+                           row.default_duration if row else "forever", row.show_admin_emails if row else False,
+                           tuple(Role.select().order_by(Role.position)), tuple(members))
 
 
 def set_enforced(visit: Visit, practice: Practice, on: bool, confirmed: bool = False) -> Refusal | None:
@@ -140,6 +142,15 @@ def set_requests_allowed(visit: Visit, practice: Practice, on: bool) -> None:
         _save(visit, practice, requests_allowed=on)
         audit.record_by(visit, "settings_changed", practice=practice, target="IP restrictions",
                         detail="access requests: " + ("allowed" if on else "not allowed"))
+
+
+def set_show_admin_emails(visit: Visit, practice: Practice, on: bool) -> None:
+    """Show the practice's administrators' email addresses on the blocked page, or only their names (never
+    refused)."""
+    with change_lock():
+        _save(visit, practice, show_admin_emails=on)
+        audit.record_by(visit, "settings_changed", practice=practice, target="IP restrictions",
+                        detail="administrators' email addresses on the blocked page: " + ("shown" if on else "hidden"))
 
 
 def set_default_duration(visit: Visit, practice: Practice, text: str) -> Refusal | None:

@@ -1,22 +1,43 @@
-"""Server-side sign-ins: the session cookie only names one, so the server can end it for good."""
+"""Server-side sign-ins: the session cookie only names one, so the server can end it for good.
+
+A *blocked* sign-in is what a user whose password was right but whose IP no practice allows holds while they wait
+for an administrator: it may see and submit their own access requests and, once a decision lets the IP in, become
+a full sign-in without the password again (domain.sign_in.resume). It is bound to the IP and the password it began
+with: used from another address, or after the password changed, it ends for good.
+"""
 from __future__ import annotations
 
+import hashlib
 import secrets
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from pbnsec.models import Role, SignIn, User, utcnow
 
 FULL_LIFETIME = timedelta(hours=12)
-BLOCKED_LIFETIME = timedelta(minutes=15)  # the blocked-login page's identity: short on purpose
+# Long enough to wait on the blocked page for an administrator's decision, short enough not to be a sign-in.
+BLOCKED_LIFETIME = timedelta(hours=2)
 
 
-def start(user: User, blocked: bool = False) -> str:
-    """Record a new sign-in for the user and return its token."""
-    now = utcnow()
+def password_stamp(user: User) -> str:
+    """A digest of the user's password hash: it changes whenever the password does."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()
+
+
+def _ip_text(ip) -> str:
+    # One whose IP cannot be told stays "unknown": it may see its page, and no decision ever lets it in.
+    return str(ip) if ip is not None else "unknown"
+
+
+def start(user: User, blocked: bool = False, ip=None, now: datetime | None = None) -> str:
+    """Record a new sign-in for the user and return its token; a blocked one is bound to `ip` and the password."""
+    now = now or utcnow()
     SignIn.delete().where(SignIn.expires_at <= now).execute()  # tidy as we go: no cron job needed
     token = secrets.token_urlsafe(32)
     SignIn.create(token=token, user=user, blocked=blocked, created_at=now,
-                  expires_at=now + (BLOCKED_LIFETIME if blocked else FULL_LIFETIME))
+                  expires_at=now + (BLOCKED_LIFETIME if blocked else FULL_LIFETIME),
+                  ip=_ip_text(ip) if blocked else None,
+                  password_stamp=password_stamp(user) if blocked else None)
     return token
 
 
@@ -32,6 +53,55 @@ def find(token, blocked: bool = False) -> User | None:
     if user is not None:
         user.sign_in_token = token
     return user
+
+
+# Why a blocked sign-in is no longer valid, as the person is told (they typed the right password: no secret here).
+ENDED = {
+    "none": "Please sign in again.",
+    "expired": f"You waited more than {int(BLOCKED_LIFETIME.total_seconds() // 3600)} hours on the blocked page. "
+               "Please sign in again.",
+    "moved": "Your IP address changed since you signed in. Please sign in again from here.",
+    "password_changed": "Your password was changed since you signed in. Please sign in again.",
+}
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """A blocked sign-in as seen from one IP at one time: its user while it is valid, else why it ended."""
+
+    user: User | None
+    ended: str = ""  # a key of ENDED when user is None
+
+    @property
+    def message(self) -> str:
+        return ENDED.get(self.ended, ENDED["none"])
+
+
+def find_blocked(token, ip, now: datetime) -> Blocked:
+    """The blocked sign-in `token` used from `ip` at `now`: valid only before it expires, from the IP it began at,
+    with the password it began with, for an active user. One that is no longer valid ends for good."""
+    if not isinstance(token, str) or not token:
+        return Blocked(None, "none")
+    row = (SignIn.select(SignIn, User, Role).join(User).join(Role)
+           .where((SignIn.token == token) & SignIn.blocked).first())
+    if row is None:
+        return Blocked(None, "none")
+    user = row.user
+    ended = ("none" if not user.active else
+             "expired" if row.expires_at <= now else
+             "moved" if row.ip != _ip_text(ip) else
+             "password_changed" if row.password_stamp != password_stamp(user) else "")
+    if ended:
+        end(token)
+        return Blocked(None, ended)
+    user.sign_in_token = token
+    return Blocked(user)
+
+
+def take_blocked(token, now: datetime) -> bool:
+    """End a blocked sign-in that is still live, to replace it with a full one; False when it had already ended (of
+    two racing continues, one takes it)."""
+    return SignIn.delete().where((SignIn.token == token) & SignIn.blocked & (SignIn.expires_at > now)).execute() == 1
 
 
 def end(token) -> None:

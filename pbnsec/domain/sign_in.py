@@ -9,7 +9,9 @@ import logging
 from dataclasses import dataclass
 
 from pbnsec.core.text import has_control_characters, without_control_characters
-from pbnsec.domain import audit, signin_limits
+from pbnsec.core.decision import STATUS_LABELS
+from pbnsec.db import database
+from pbnsec.domain import audit, sessions, signin_limits
 from pbnsec.domain.access import AccessOverview, overview, why_allowed, why_blocked
 from pbnsec.domain.users import authenticate
 from pbnsec.domain.visit import Visit
@@ -73,6 +75,41 @@ def attempt(visit: Visit, email: str, password: str) -> SignInResult:
             security_event("login_blocked", email=user.email, practice=row.practice.name,
                            reason=row.decision.reason, ip=visit.ip)
     return result
+
+
+@dataclass(frozen=True)
+class Continued:
+    """What continuing from the blocked page came to: a full sign-in (its token) in a practice, or why not."""
+
+    error: str | None = None
+    code: str = ""  # ended (the blocked sign-in is no longer valid: sign in again) | blocked (the IP still is)
+    user: User | None = None
+    practice: Practice | None = None
+    token: str = ""
+
+
+def resume(visit: Visit, token: str, practice_id: int | None) -> Continued:
+    """Turn the blocked sign-in `token` into a full sign-in at the practice, without the password again, if the
+    whole decision allows it now: the same IP it began at, the same password, an active user, and the practice
+    letting this IP in. Audited as a sign-in (login_allowed) with the rule that lets them in."""
+    blocked = sessions.find_blocked(token, visit.ip, visit.now)
+    if blocked.user is None:
+        return Continued(blocked.message, "ended")
+    user = blocked.user
+    row = overview(user, visit.ip, visit.now).row(practice_id)
+    if row is None:
+        return Continued("Choose one of your practices.", "blocked", user)
+    if not row.decision.allowed:
+        return Continued(f"{row.practice.name} does not let you in from {visit.ip_text} now "
+                         f"({STATUS_LABELS.get(row.status, row.status)}).", "blocked", user)
+    with database.atomic():
+        if not sessions.take_blocked(token, visit.now):  # a racing continue of the same browser took it
+            return Continued(sessions.ENDED["none"], "ended")
+        full = sessions.start(user, now=visit.now)
+        audit.record_by(visit, "login_allowed", actor=user, practice=row.practice, target=user.email,
+                        detail=f"allowed by {why_allowed(row.decision)}; continued from the blocked page")
+    security_event("login_allowed", email=user.email, practice=row.practice.name, ip=visit.ip, level=logging.INFO)
+    return Continued(user=user, practice=row.practice, token=full)
 
 
 def _refused(visit: Visit, action: str, email: str) -> None:

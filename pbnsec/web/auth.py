@@ -13,13 +13,14 @@ from flask import (
 )
 from flask_login import current_user, login_user
 
+from pbnsec.core.polling import next_poll_seconds
 from pbnsec.core.text import parse_id
 from pbnsec.domain import audit, sessions, sign_in
-from pbnsec.domain.access_requests import NOTE_MAX, request_access
+from pbnsec.domain.access_requests import NOTE_MAX, contacts, request_access
 from pbnsec.domain.visit import Visit
-from pbnsec.models import AccessRequest, Practice
+from pbnsec.models import PENDING, AccessRequest, Practice
 from pbnsec.web.hook import access_of, blocked_user, end_sign_in, start_blocked_sign_in
-from pbnsec.web.pages import safe_next
+from pbnsec.web.pages import hx_redirect, safe_next, wants_fragment
 
 bp = Blueprint("auth", __name__)
 
@@ -55,7 +56,7 @@ def logout():
     return redirect(url_for("auth.login"), code=303)
 
 
-# --- the blocked user: status per practice and access requests ---
+# --- the blocked user: status per practice, access requests, and continuing once approved ---
 
 def requester():
     """Who is asking: the signed-in user, or the blocked sign-in of a blocked sign-in; else None."""
@@ -64,13 +65,40 @@ def requester():
     return blocked_user()
 
 
-def _requests_page(user, rows, errors=None, note="", code=200):
-    history = (AccessRequest.select(AccessRequest, Practice).join(Practice)
-               .where(AccessRequest.user == user)
-               .order_by(AccessRequest.created_at.desc(), AccessRequest.id.desc()).limit(50))
+def _sign_in_again():
+    """The blocked sign-in is gone (or never was): say why, on the sign-in page."""
+    flash(g.get("blocked_ended") or sessions.ENDED["none"], "info")
+    return hx_redirect(url_for("auth.login"))
+
+
+def _context(user, access, polls: int = 0, **extra) -> dict:
+    """What the blocked page and My access requests show: statuses from here, the history, whom to ask, and
+    how soon to ask the server again (None once nothing is pending)."""
+    history = list(AccessRequest.select(AccessRequest, Practice).join(Practice)
+                   .where(AccessRequest.user == user)
+                   .order_by(AccessRequest.created_at.desc(), AccessRequest.id.desc()).limit(50))
+    here = g.visit.ip_text
+    reasons = {}
+    for r in history:  # latest first: the reason of the latest request from here, per practice
+        if r.ip == here:
+            reasons.setdefault(r.practice_id, r.reason)
+    pending = any(row.status == PENDING for row in access.rows) or any(r.status == PENDING for r in history)
+    blocked_ids = [row.practice.id for row in access.rows if not row.decision.allowed]
+    return dict(user=user, rows=access.rows, history=history, reasons=reasons,
+                contacts=contacts(blocked_ids, asking=user), polls=polls + 1, offered=_offered(access),
+                poll_seconds=next_poll_seconds(polls) if pending else None, oob_history=False, oob_form=False,
+                **extra)
+
+
+def _offered(access) -> str:
+    """The practices the request form offers, as the page remembers them ("3.7")."""
+    return ".".join(str(row.practice.id) for row in access.rows if row.can_request)
+
+
+def _requests_page(user, access, errors=None, note="", code=200):
     template = "auth/access_requests.html" if current_user.is_authenticated else "auth/blocked.html"
-    return render_template(template, user=user, rows=rows, history=list(history),
-                           errors=errors or {}, note=note, note_max=NOTE_MAX), code
+    return render_template(template, errors=errors or {}, note=note, note_max=NOTE_MAX,
+                           **_context(user, access)), code
 
 
 @bp.route("/blocked")
@@ -79,29 +107,64 @@ def blocked():
         return redirect(url_for("auth.access_requests"), code=303)
     user = requester()
     if user is None:
-        flash("Please sign in again.", "info")
-        return redirect(url_for("auth.login"), code=303)
-    return _requests_page(user, access_of(user).rows)
+        return _sign_in_again()
+    return _requests_page(user, access_of(user))
+
+
+@bp.route("/access-requests/status")
+def request_statuses():
+    """The statuses alone, for the page to ask again by itself (the whole page without htmx)."""
+    user = requester()
+    if user is None:
+        return _sign_in_again()
+    if not wants_fragment():
+        return _requests_page(user, access_of(user))
+    polls = parse_id(request.args.get("polls")) or 0
+    context = _context(user, access_of(user), polls, errors={}, note="", note_max=NOTE_MAX)
+    changed = context["offered"] != request.args.get("offered", "")
+    return render_template("auth/_statuses.html", **{**context, "oob_history": True, "oob_form": changed})
 
 
 @bp.route("/access-requests", methods=["GET", "POST"])
 def access_requests():
     user = requester()
     if user is None:
-        flash("Please sign in again.", "info")
-        return redirect(url_for("auth.login"), code=303)
+        return _sign_in_again()
     access = access_of(user)
     if request.method == "GET":
-        return _requests_page(user, access.rows)
+        return _requests_page(user, access)
 
     asked = request_access(Visit(user, g.client_ip, now=g.visit.now), access,
                            [parse_id(v) for v in request.form.getlist("practice")], request.form.get("note", ""))
     if asked.errors:
         code = 429 if asked.code == "rate_limited" else 422
-        return _requests_page(user, access.rows, asked.errors, asked.note, code=code)
+        return _requests_page(user, access, asked.errors, asked.note, code=code)
     if asked.created:
         flash(f"Access requested for {', '.join(p.name for p in asked.created)}. An administrator will review it.",
               "success")
     else:
         flash("Your request is already pending.", "info")
     return redirect(request.path if current_user.is_authenticated else url_for("auth.blocked"), code=303)
+
+
+@bp.route("/blocked/continue", methods=["POST"])
+def continue_sign_in():
+    """One click once approved: the blocked sign-in (its password already checked) becomes a full one, if the
+    whole decision lets it in now."""
+    if current_user.is_authenticated:
+        return hx_redirect(url_for("home.index"))
+    result = sign_in.resume(g.visit, session.get("blocked_sign_in"), parse_id(request.form.get("practice")))
+    if result.code == "ended":
+        session.pop("blocked_sign_in", None)
+        flash(result.error, "info")
+        return hx_redirect(url_for("auth.login"))
+    if result.error:
+        flash(result.error, "warning")
+        return hx_redirect(url_for("auth.blocked"))
+    end_sign_in()  # the cookie starts afresh for the full sign-in
+    result.user.sign_in_token = result.token
+    login_user(result.user)
+    session["practice_id"] = result.practice.id
+    if result.user.must_change_password:
+        return redirect(url_for("account.password"), code=303)
+    return redirect(url_for("home.index"), code=303)

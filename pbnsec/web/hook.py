@@ -14,26 +14,27 @@ from pbnsec.web.pages import hx_redirect
 
 # Answered for anyone without a look at who is asking: no user loaded, no database query, no session cookie.
 SESSIONLESS_ENDPOINTS = frozenset({"static", "health.healthz", "health.readyz"})
-# Everything else needs a signed-in user whose IP is allowed for the active practice.
-EXEMPT_ENDPOINTS = SESSIONLESS_ENDPOINTS | {"auth.login", "auth.logout", "auth.blocked", "auth.access_requests"}
+# Everything else needs a signed-in user whose IP is allowed for the active practice. A blocked sign-in gets only
+# these: its own access requests and their statuses, and continuing once a decision lets it in.
+EXEMPT_ENDPOINTS = SESSIONLESS_ENDPOINTS | {"auth.login", "auth.logout", "auth.blocked", "auth.access_requests",
+                                            "auth.request_statuses", "auth.continue_sign_in"}
 
 
 def start_blocked_sign_in(user) -> None:
-    """Let a blocked user (not signed in) see and submit their own access requests for a while, from here."""
+    """Let a blocked user (not signed in) see and submit their own access requests, and continue once approved,
+    for a while, from here (the sign-in is bound to this IP and the password on the server)."""
     end_sign_in()
-    session["blocked_sign_in"] = sessions.start(user, blocked=True)
-    # Bound to the IP the password was typed at: the cookie replayed elsewhere must not file requests.
-    session["blocked_ip"] = g.visit.ip_text
+    session["blocked_sign_in"] = sessions.start(user, blocked=True, ip=g.visit.ip, now=g.visit.now)
 
 
 def blocked_user():
-    """The user behind this browser's blocked sign-in, while it lasts and from where it began; else None."""
-    token = session.get("blocked_sign_in")
-    if token and session.get("blocked_ip") != g.visit.ip_text:
-        sessions.end(token)  # seen from another address: it ends, and the password is needed again
-        session.pop("blocked_sign_in", None)
-        return None
-    return sessions.find(token, blocked=True)
+    """The user behind this browser's blocked sign-in, while it lasts and from where it began; else None (and
+    g.blocked_ended says why, for the page that sends them to sign in again)."""
+    found = sessions.find_blocked(session.get("blocked_sign_in"), g.visit.ip, g.visit.now)
+    if found.user is None:
+        session.pop("blocked_sign_in", None)  # ended for good: the password is needed again
+        g.blocked_ended = found.message
+    return found.user
 
 
 def end_sign_in() -> None:

@@ -137,15 +137,16 @@ def test_a_database_from_any_earlier_commit_ends_up_with_todays_schema_and_its_d
 
     assert schema(database) == current_schema
     after = table_rows(database)
-    for table in ("membership", "access_request"):
-        assert after[table] == before[table]
+    assert after["membership"] == before["membership"]
     # Added at version 8: every practice there gets the server's zone (this machine's, as new practices do).
     from pbnsec.config import default_time_zone
     width = len(before["practice"][0])
     assert [row[:width] for row in after["practice"]] == before["practice"]
     assert [row[width:] for row in after["practice"]] == [(default_time_zone(),)] * len(before["practice"])
-    # Columns added at version 7: nothing expires and one-click approval stays until revoked, as before.
-    for table, added in (("allowlist_entry", (None,)), ("grant", (None,)), ("ip_restriction", ("forever",))):
+    # Columns added at version 7: nothing expires and one-click approval stays until revoked, as before; at 12: no
+    # request has a rejection reason, and the blocked page shows administrators' names but not their emails.
+    for table, added in (("allowlist_entry", (None,)), ("grant", (None,)), ("ip_restriction", ("forever", 0)),
+                         ("access_request", ("",))):
         width = len(before[table][0]) if before[table] else 0
         assert [row[:width] for row in after[table]] == before[table]
         assert [row[width:] for row in after[table]] == [added] * len(before[table])
@@ -246,3 +247,57 @@ def test_a_database_from_before_the_outbox_gets_it_and_keeps_everything_else(tmp
         assert [v.version for v in SchemaVersion.select().where(SchemaVersion.version >= number)] == list(
             range(number, LATEST + 1))
     assert "Working from the back office" in str(after["access_request"])
+
+
+# The schema of 2efbf80 (version 9), the last before rejection reasons, administrators' emails on the blocked page
+# and blocked sign-ins bound to their IP and password.
+AT_9 = "2efbf80"
+
+
+def test_a_version_9_database_keeps_its_data_and_its_old_blocked_sign_ins_sign_in_again(tmp_path):
+    con = sqlite3.connect(tmp_path / "pbnsec.db")
+    con.executescript((SCHEMAS / f"{AT_9}.sql").read_text())
+    later = "2999-01-01 00:00:00"
+    for table, rows in {
+        "role": FIRST_RELEASE_DATA["role"],
+        "practice": [{**FIRST_RELEASE_DATA["practice"][0], "time_zone": "Europe/London"}],
+        "user": [{**u, "must_change_password": 0} for u in FIRST_RELEASE_DATA["user"]],
+        "membership": FIRST_RELEASE_DATA["membership"],
+        "ip_restriction": [{**FIRST_RELEASE_DATA["ip_restriction"][0], "default_duration": "7d"}],
+        "access_request": [FIRST_RELEASE_DATA["access_request"][0],
+                           {**FIRST_RELEASE_DATA["access_request"][0], "id": 2, "status": "rejected",
+                            "decided_by_id": 1, "decided_at": WHEN}],
+        "sign_in": [{"id": 1, "token": "old-blocked", "user_id": 2, "blocked": 1, "created_at": WHEN,
+                     "expires_at": later},
+                    {"id": 2, "token": "old-full", "user_id": 1, "blocked": 0, "created_at": WHEN,
+                     "expires_at": later}],
+    }.items():
+        for row in rows:
+            con.execute(f'INSERT INTO "{table}" ({", ".join(row)}) VALUES ({", ".join("?" for _ in row)})',
+                        list(row.values()))
+    con.commit()
+    con.close()
+    before = table_rows(tmp_path / "pbnsec.db")
+
+    app = make_app(tmp_path)
+    after = table_rows(tmp_path / "pbnsec.db")
+    for table, added in (("access_request", ("",)), ("ip_restriction", (0,)), ("sign_in", (None, None))):
+        width = len(before[table][0])
+        assert [row[:width] for row in after[table]] == before[table]  # every row and value kept
+        assert [row[width:] for row in after[table]] == [added] * len(before[table])
+    for table in ("practice", "user", "membership", "role"):
+        assert after[table] == before[table]
+
+    from datetime import datetime
+    from ipaddress import ip_address
+
+    from pbnsec.domain import sessions
+    with app.app_context():
+        assert migrations.schema_version() == LATEST
+        assert sessions.find("old-full").email == "owner@example.com"  # signed-in people stay signed in
+        # A blocked sign-in from before knows neither its IP nor its password: it cannot continue, so Fay signs in
+        # again (the password she typed is all it cost her).
+        assert sessions.find_blocked("old-blocked", ip_address("127.0.0.5"), datetime(2026, 12, 1)).user is None
+    fay = Visitor(app, ip="127.0.0.5")
+    assert fay.login("fay@example.com").headers["Location"] == "/blocked"
+    assert "Pending" in fay.get("/blocked").text

@@ -1,10 +1,11 @@
 """IP access requests: the blocked user asks, an administrator approves or rejects, the grant lets them in."""
+import html
 import re
 from datetime import timedelta
 from ipaddress import ip_address
 
 import pytest
-from conftest import OFFICE_IP, PEOPLE, Visitor, make_app, practice_id
+from conftest import OFFICE_IP, PEOPLE, Visitor, make_app, practice_id, restrict
 from peewee import IntegrityError
 
 from pbnsec.domain.access_requests import (
@@ -871,3 +872,309 @@ def test_other_roles_are_forbidden(app, signed_in, who, method, url):
     response = v.post(url) if method == "POST" else v.get(url)
     assert response.status_code == 403
     assert request_ids(app, "fay", RIVERSIDE) == [rid]
+
+
+# --- the live blocked page: statuses that update themselves, and Continue once approved --------------------
+
+def poll_of(html_text):
+    """(seconds, next URL) of the statuses' self-refresh, or None when the page does not ask again."""
+    found = re.search(r'<div id="request-statuses"[^>]*>', html_text)
+    assert found, "no statuses"
+    div = found.group(0)
+    if "hx-get" not in div:
+        return None
+    url = html.unescape(re.search(r'hx-get="([^"]+)"', div).group(1))
+    return int(re.search(r'hx-trigger="every (\d+)s"', div).group(1)), url
+
+
+def status_url(polls, offered=""):
+    return f"/access-requests/status?polls={polls}&offered={offered}"
+
+
+def test_the_statuses_ask_again_by_themselves_less_often_and_stop_when_decided(app, enforce_as_owner, visitor,
+                                                                               signed_in):
+    enforce_as_owner(RIVERSIDE)
+    v = blocked_login(visitor, "fay")
+    assert poll_of(v.get("/blocked").text) is None  # nothing pending: nothing to wait for
+    assert ask(v, app, RIVERSIDE).status_code == 303
+    seconds, url = poll_of(v.get("/blocked").text)
+    assert (seconds, url) == (5, status_url(1))
+    for polls, expected in ((1, 5), (11, 5), (12, 15), (47, 15), (48, 60), (500, 60)):
+        fragment = v.get(status_url(polls), htmx=True)
+        assert fragment.status_code == 200 and "HX-Request" in fragment.headers["Vary"]
+        assert fragment.text.startswith('<div id="request-statuses"') and "<html" not in fragment.text
+        assert statuses(fragment) == {RIVERSIDE: "Pending"}
+        assert poll_of(fragment.text) == (expected, status_url(polls + 1))
+    # the same URL without htmx is the whole page
+    page = v.get(status_url(3))
+    assert page.status_code == 200 and "<html" in page.text and "Your IP address" in page.text
+    # decided: the next poll shows it, and asks no more
+    ann = signed_in("ann")
+    assert ann.post(f"/security/requests/{request_ids(app, 'fay', RIVERSIDE)[0]}/approve").status_code == 303
+    decided = v.get(status_url(4), htmx=True)
+    assert statuses(decided) == {RIVERSIDE: "Approved"}
+    assert poll_of(decided.text) is None
+    assert ">Continue to Riverside Dental</button>" in decided.text
+
+
+def test_the_polled_statuses_bring_the_history_and_a_form_that_changed(app, enforce_as_owner, visitor, signed_in):
+    enforce_as_owner(RIVERSIDE, LAKESIDE)
+    v = blocked_login(visitor, "hal")
+    assert ask(v, app, RIVERSIDE).status_code == 303
+    page = v.get("/blocked").text
+    _, url = poll_of(page)
+    lakeside = str(practice_id(app, LAKESIDE))
+    assert url == status_url(1, lakeside)  # the form offers Lakeside only
+    unchanged = v.get(url, htmx=True).text
+    assert '<div id="request-history-box" hx-swap-oob="true">' in unchanged
+    assert 'id="request-form-box"' not in unchanged  # what it offers is the same: a half-typed note stays
+    signed_in("ann").post(f"/security/requests/{request_ids(app, 'hal', RIVERSIDE)[0]}/reject")
+    changed = v.get(url, htmx=True)
+    assert statuses(changed) == {LAKESIDE: "Not Requested", RIVERSIDE: "Rejected"}
+    assert '<div id="request-form-box" hx-swap-oob="true">' in changed.text
+    assert offered(changed) == [LAKESIDE, RIVERSIDE]  # asking again is offered at once
+    assert "You may request again." in changed.text
+
+
+def test_my_access_requests_updates_itself_too_without_a_continue_button(app, signed_in):
+    restrict(app, RIVERSIDE, "127.0.0.1")
+    restrict(app, LAKESIDE)  # nothing on its allowlist: Hal, at the office, works at Riverside only
+    make_request(app, "hal", LAKESIDE, ip=OFFICE_IP)
+    hal = signed_in("hal")
+    page = hal.get("/access-requests")
+    assert page.status_code == 200 and "<h1>My access requests</h1>" in page.text
+    seconds, url = poll_of(page.text)
+    assert seconds == 5
+    fragment = hal.get(url, htmx=True)
+    assert fragment.text.startswith('<div id="request-statuses"')
+    assert statuses(fragment) == {LAKESIDE: "Pending", RIVERSIDE: "Allowed"}
+    assert "Continue to" not in fragment.text  # already signed in: the practice switcher does that
+
+
+def continue_to(v, app, practice=RIVERSIDE, **kwargs):
+    return v.post("/blocked/continue", {"practice": str(practice_id(app, practice))}, **kwargs)
+
+
+def test_continue_once_approved_signs_in_without_the_password(app, enforce_as_owner, visitor, signed_in):
+    enforce_as_owner(RIVERSIDE, LAKESIDE)
+    v = blocked_login(visitor, "hal")
+    assert ask(v, app, RIVERSIDE, LAKESIDE).status_code == 303
+    assert "Continue to" not in v.get("/blocked").text
+    rid = request_ids(app, "hal", RIVERSIDE)[0]
+    assert signed_in("ann").post(f"/security/requests/{rid}/approve").status_code == 303
+    page = v.get("/blocked")
+    assert ">Continue to Riverside Dental</button>" in page.text and "Continue to Lakeside" not in page.text
+    response = continue_to(v, app)
+    assert response.status_code == 303 and response.headers["Location"] == "/"
+    home = v.get("/")
+    assert home.status_code == 200 and "<h1>Riverside Dental</h1>" in home.text
+    with app.app_context():
+        grant = Grant.get()
+    assert events(app, "login_allowed")[-1] == (
+        "hal@example.com", AWAY, RIVERSIDE, "hal@example.com",
+        f"allowed by user grant #{grant.id} for {AWAY} approved in request #{rid}; continued from the blocked page")
+    # one sign-in, and no blocked one left behind
+    with app.app_context():
+        hal = User.get(User.email == "hal@example.com")
+        assert [s.blocked for s in SignIn.select().where(SignIn.user == hal)] == [False]
+
+
+def test_continue_needs_the_csrf_token(app, enforce_as_owner, visitor, signed_in):
+    enforce_as_owner(RIVERSIDE)
+    v = blocked_login(visitor, "fay")
+    assert ask(v, app, RIVERSIDE).status_code == 303
+    signed_in("ann").post(f"/security/requests/{request_ids(app, 'fay', RIVERSIDE)[0]}/approve")
+    assert continue_to(v, app, csrf=False).status_code == 400
+    assert v.get("/").headers["Location"].startswith("/login")  # not signed in
+    assert v.get("/blocked").status_code == 200  # and still waiting
+
+
+def test_continue_while_still_pending_says_so_and_stays_blocked(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE)
+    v = blocked_login(visitor, "fay")
+    assert ask(v, app, RIVERSIDE).status_code == 303
+    v.get("/blocked")
+    response = continue_to(v, app)
+    assert response.status_code == 303 and response.headers["Location"] == "/blocked"
+    page = v.get("/blocked")
+    assert flashes(page) == [f"Riverside Dental does not let you in from {AWAY} now (Pending)."]
+    assert v.get("/").headers["Location"].startswith("/login")
+    assert events(app, "login_allowed")[-1][0] == "owner@example.com"  # nobody else signed in
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_a_blocked_sign_in_copied_to_another_ip_cannot_continue(app, enforce_as_owner, visitor, signed_in, htmx):
+    enforce_as_owner(RIVERSIDE)
+    fay = blocked_login(visitor, "fay")
+    assert ask(fay, app, RIVERSIDE).status_code == 303
+    fay.get("/blocked")
+    signed_in("ann").post(f"/security/requests/{request_ids(app, 'fay', RIVERSIDE)[0]}/approve")
+    thief = Visitor(app, ip="127.0.0.66")
+    thief.client.set_cookie("pbnsec_session", fay.client.get_cookie("pbnsec_session").value)
+    thief.token = fay.token
+    response = continue_to(thief, app, htmx=htmx)
+    assert (response.headers.get("HX-Redirect") if htmx else response.headers["Location"]) == "/login"
+    assert flashes(thief.get("/login")) == [
+        "Your IP address changed since you signed in. Please sign in again from here."]
+    assert thief.get("/").headers["Location"].startswith("/login")
+    # and the real one ended too: the password again
+    assert continue_to(fay, app).headers["Location"] == "/login"
+    assert events(app, "login_allowed")[-1][0] == "ann@example.com"
+
+
+def test_a_changed_password_ends_the_wait_with_a_clear_message(app, enforce_as_owner, visitor, signed_in):
+    enforce_as_owner(RIVERSIDE)
+    v = blocked_login(visitor, "fay")
+    with app.app_context():
+        User.update(password_hash="pbkdf2:sha256:1$x$" + "0" * 64).where(User.email == "fay@example.com").execute()
+    fragment = v.get(status_url(1), htmx=True)  # the page's next poll
+    assert fragment.headers["HX-Redirect"] == "/login"
+    assert flashes(v.get("/login")) == ["Your password was changed since you signed in. Please sign in again."]
+
+
+def test_the_blocked_page_names_administrators_not_their_emails_unless_the_practice_says_so(
+        app, enforce_as_owner, visitor, signed_in):
+    enforce_as_owner(RIVERSIDE, LAKESIDE)
+    v = blocked_login(visitor, "hal")
+    page = v.get("/blocked").text
+    contacts = dict(re.findall(r'<tr id="status-\d+">\s*<td>([^<]+)</td>.*?Administrators to contact:\s*(.*?)</span>',
+                               page, re.S))
+    assert {k: " ".join(c.split()) for k, c in contacts.items()} == {
+        LAKESIDE: "Bob Stone, Olive Owner", RIVERSIDE: "Ann Lee, Olive Owner"}
+    assert "@example.com" not in page
+    ann = signed_in("ann")
+    assert ann.post(f"/security/settings/{practice_id(app, RIVERSIDE)}/contacts",
+                    {"show_admin_emails": "1"}).status_code == 303
+    page = v.get("/blocked").text
+    assert '<a href="mailto:ann@example.com">ann@example.com</a>' in page
+    assert "owner@example.com" in page and "bob@example.com" not in page  # Lakeside keeps them to itself
+    assert events(app, "settings_changed")[-1][4] == "administrators' email addresses on the blocked page: shown"
+
+
+def test_an_administrator_blocked_is_not_told_to_ask_themselves(app, enforce_as_owner, visitor):
+    enforce_as_owner(RIVERSIDE)
+    page = blocked_login(visitor, "ann").get("/blocked").text
+    assert re.search(r"Administrators to contact:\s*Olive Owner</span>", page)
+
+
+# --- rejection reasons --------------------------------------------------------------------------------
+
+def reject(v, rid, reason, htmx=True):
+    return v.post(f"/security/requests/{rid}/reject", {"reason": reason}, htmx=htmx)
+
+
+def test_a_rejection_reason_is_stored_audited_and_shown_to_the_user(app, enforce_as_owner, visitor, signed_in):
+    enforce_as_owner(RIVERSIDE)
+    v = blocked_login(visitor, "fay")
+    assert ask(v, app, RIVERSIDE).status_code == 303
+    rid = request_ids(app, "fay", RIVERSIDE)[0]
+    ann = signed_in("ann")
+    row = reject(ann, rid, "  Use the office VPN <b>please</b>  ")
+    assert row.status_code == 200 and row.headers["HX-Trigger"] == "requests-changed"
+    shown = "Reason: Use the office VPN &lt;b&gt;please&lt;/b&gt;"
+    assert shown in row.text and "<b>please" not in row.text
+    with app.app_context():
+        assert AccessRequest.get_by_id(rid).reason == "Use the office VPN <b>please</b>"
+    assert events(app, "request_rejected") == [("ann@example.com", OFFICE_IP, RIVERSIDE, f"fay@example.com from {AWAY}",
+                                                f"request #{rid}; reason: Use the office VPN <b>please</b>")]
+    page = v.get("/blocked").text
+    assert page.count(shown) == 2  # beside the status, and in the history
+    assert shown in ann.get("/security/requests").text
+
+
+def test_one_click_still_rejects_without_a_reason(app, ann):
+    rid = make_request(app, "hal", RIVERSIDE)
+    assert ann.post(f"/security/requests/{rid}/reject", htmx=True).status_code == 200
+    with app.app_context():
+        assert (AccessRequest.get_by_id(rid).status, AccessRequest.get_by_id(rid).reason) == ("rejected", "")
+
+
+def test_the_reject_button_has_an_optional_reason_beside_it(app, ann):
+    rid = make_request(app, "hal", RIVERSIDE)
+    row = re.search(rf'<tr id="request-{rid}".*?</tr>', ann.get("/security/requests").text, re.S).group(0)
+    form = re.search(r'<form [^>]*class="inline reject-form">.*?</form>', row, re.S).group(0)
+    assert f'<input type="text" name="reason" id="reason-{rid}" class="reason" maxlength="500"' in form
+    assert "required" not in form
+    assert f'<label class="visually-hidden" for="reason-{rid}">Reason for rejecting (optional' in form
+
+
+@pytest.mark.parametrize("reason,accepted,message", [
+    ("x" * 500, True, None),
+    ("x" * 501, False, "The reason can be at most 500 characters long (yours has 501)."),
+    ("line one\nline two", False, "The reason cannot contain control characters."),
+    ("bell\x07", False, "The reason cannot contain control characters."),
+    ("nul\x00", False, "The reason cannot contain control characters."),
+])
+@pytest.mark.parametrize("htmx", [True, False])
+def test_a_reason_is_at_most_500_characters_without_control_characters(app, ann, reason, accepted, message, htmx):
+    rid = make_request(app, "hal", RIVERSIDE)
+    response = reject(ann, rid, reason, htmx=htmx)
+    with app.app_context():
+        stored = AccessRequest.get_by_id(rid)
+    if accepted:
+        assert response.status_code == (200 if htmx else 303)
+        assert (stored.status, stored.reason) == ("rejected", reason)
+        return
+    assert response.status_code == 422
+    assert (stored.status, stored.reason, stored.decided_by_id) == ("pending", "", None)
+    assert html.escape(message, quote=True) in response.text
+    assert events(app, "request_rejected") == []
+    if htmx:
+        body = response.text.strip()
+        assert body.startswith(f'<tr id="request-{rid}"') and ">Reject</button>" in body
+        assert 'aria-invalid="true"' in body
+
+
+def test_a_reason_is_not_kept_for_an_approval(app, ann):
+    rid = make_request(app, "hal", RIVERSIDE)
+    assert ann.post(f"/security/requests/{rid}/approve", {"reason": "x\x00"}, htmx=True).status_code == 200
+    with app.app_context():
+        assert (AccessRequest.get_by_id(rid).status, AccessRequest.get_by_id(rid).reason) == ("approved", "")
+
+
+# --- the request table stays true -------------------------------------------------------------------------
+
+def tables_url(page_text):
+    div = re.search(r'<div id="request-tables"[^>]*>', page_text).group(0)
+    return div, html.unescape(re.search(r'hx-get="([^"]+)"', div).group(1))
+
+
+def test_the_tables_listen_to_the_same_event_and_poll_as_the_badge(app, ann):
+    page = ann.get("/security/requests").text
+    div, _ = tables_url(page)
+    badge = re.search(r'<span id="pending-badge"[^>]*>', page).group(0)
+    trigger = re.search(r'hx-trigger="([^"]+)"', badge).group(1)
+    assert f'hx-trigger="{trigger}"' in div and "requests-changed from:body" in trigger
+
+
+def test_a_row_decided_elsewhere_moves_out_of_pending_on_the_next_poll(app, ann, signed_in):
+    rid = make_request(app, "hal", RIVERSIDE)
+    _, url = tables_url(ann.get("/security/requests").text)
+    nothing_new = ann.get(url, htmx=True)
+    assert nothing_new.status_code == 204 and nothing_new.text == ""  # nothing swapped while nothing changed
+    assert "HX-Request" in nothing_new.headers["Vary"]
+    assert reject(signed_in("owner"), rid, "not from home").status_code == 200
+    fresh = ann.get(url, htmx=True)
+    assert fresh.status_code == 200 and fresh.text.startswith('<div id="request-tables"')
+    assert "<html" not in fresh.text
+    assert f'id="request-{rid}"' not in table(fresh, "pending-requests")
+    assert "No pending requests." in table(fresh, "pending-requests")
+    decided = table(fresh, "decided-requests")
+    assert f'id="request-{rid}"' in decided and "by Olive Owner" in decided and "Reason: not from home" in decided
+    # its own next poll has the new version: quiet again
+    _, next_url = tables_url(fresh.text)
+    assert ann.get(next_url, htmx=True).status_code == 204
+    # a new request shows up the same way
+    new = make_request(app, "fay", RIVERSIDE)
+    assert f'id="request-{new}"' in table(ann.get(next_url, htmx=True), "pending-requests")
+    # without htmx the URL is the whole page
+    page = ann.get(next_url)
+    assert page.status_code == 200 and "<h1>IP Access Requests</h1>" in page.text
+
+
+def test_the_tables_show_only_the_admins_practices(app, ann, bob):
+    lakeside = make_request(app, "hal", LAKESIDE)
+    _, url = tables_url(ann.get("/security/requests").text)
+    assert ann.get(url, htmx=True).status_code == 204  # Lakeside's request is no change for Ann
+    assert f'id="request-{lakeside}"' not in ann.get("/security/requests/tables?seen=old", htmx=True).text
+    assert f'id="request-{lakeside}"' in bob.get("/security/requests/tables?seen=old", htmx=True).text

@@ -34,19 +34,20 @@ def role_id(app, name):
 
 
 def restrictions(app, name="Riverside Dental"):
-    """(enforced, applies to, requests allowed) as a practice's settings stand."""
+    """(enforced, applies to, requests allowed, administrators' emails shown) as a practice's settings stand."""
     with app.app_context():
         practice = Practice.get(Practice.name == name)
         row = IPRestriction.get_or_none(IPRestriction.practice == practice)
         roles = sorted(r.role.name for r in RestrictedRole.select().where(RestrictedRole.practice == practice))
         users = sorted(u.user.email for u in RestrictedUser.select().where(RestrictedUser.practice == practice))
         if row is None:
-            return {"enforced": False, "everyone": True, "roles": roles, "users": users, "requests": True}
+            return {"enforced": False, "everyone": True, "roles": roles, "users": users, "requests": True,
+                    "emails": False}
         return {"enforced": row.enforced, "everyone": row.everyone, "roles": roles, "users": users,
-                "requests": row.requests_allowed}
+                "requests": row.requests_allowed, "emails": row.show_admin_emails}
 
 
-DEFAULTS = {"enforced": False, "everyone": True, "roles": [], "users": [], "requests": True}
+DEFAULTS = {"enforced": False, "everyone": True, "roles": [], "users": [], "requests": True, "emails": False}
 
 
 def events(app, action):
@@ -108,12 +109,13 @@ def test_page_shows_the_three_controls_of_the_admins_practice(app, ann):
     page = ann.get("/security/settings")
     assert page.status_code == 200
     assert "<h1>General Settings <small>Riverside Dental</small></h1>" in page.text
-    for control in ("enforced", "scope", "requests"):
+    for control in ("enforced", "scope", "requests", "contacts"):
         assert f'<section id="setting-{control}"' in page.text
     assert 'id="settings-practice"' not in page.text  # one practice: nothing to pick
     assert 'id="enforced" ' in page.text and 'id="enforced" checked' not in page.text
     assert 'id="applies-everyone" checked' in page.text
     assert 'id="requests-allowed" checked' in page.text
+    assert 'id="show-admin-emails" >' in page.text  # names only, until the practice says otherwise
     # the pickers offer every role and the practice's members only
     assert "Front Desk" in page.text and "Billing" in page.text
     for member in ("Ann Lee", "Fay Desk", "Hal Hygienist", "Olive Owner"):
@@ -167,7 +169,8 @@ def test_other_roles_get_403(app, signed_in, who):
 
 def test_every_control_needs_the_csrf_token(app, ann):
     add_entry(app, ann, "127.0.0.1")
-    for control, data in [("enforced", {"enforced": "1"}), ("scope", {"applies_to": "selected"}), ("requests", {})]:
+    for control, data in [("enforced", {"enforced": "1"}), ("scope", {"applies_to": "selected"}), ("requests", {}),
+                          ("contacts", {"show_admin_emails": "1"})]:
         assert ann.post(control_url(app, control), data, csrf=False, htmx=True).status_code == 400
     assert restrictions(app) == DEFAULTS
 
@@ -180,6 +183,8 @@ CHANGES = {
               {**DEFAULTS, "everyone": False, "roles": ["Front Desk"], "users": ["hal@example.com"]},
               "applies to: Front Desk, hal@example.com"),
     "requests": ({}, {**DEFAULTS, "requests": False}, "access requests: not allowed"),
+    "contacts": ({"show_admin_emails": "1"}, {**DEFAULTS, "emails": True},
+                 "administrators' email addresses on the blocked page: shown"),
 }
 
 

@@ -5,6 +5,7 @@ from flask import Blueprint, abort, current_app, g, request
 from flask_login import current_user
 
 from pbnsec.core.text import parse_id
+from pbnsec.domain.access_requests import REASON_MAX
 from pbnsec.domain.allowlist import administers_every_practice
 from pbnsec.models import Practice
 from pbnsec.web.hook import access_of
@@ -87,7 +88,7 @@ def _security_globals():
     view = current_app.view_functions.get(request.endpoint)
     # The active tab is the screen the view belongs to (its module), not a guess from the endpoint's name.
     active = view.__module__.rsplit(".", 1)[-1] if view is not None else None
-    return {"pending_requests": pending_count, "tabs": TABS, "active_tab": active}
+    return {"pending_requests": pending_count, "tabs": TABS, "active_tab": active, "reason_max": REASON_MAX}
 
 
 from pbnsec.web.security import allowlist, audit_log, requests, settings, why, windows  # noqa: E402,F401  (routes register on bp)

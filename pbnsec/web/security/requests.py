@@ -7,7 +7,7 @@ from flask_login import current_user
 from pbnsec.core.durations import DurationError
 from pbnsec.domain import access_requests
 from pbnsec.models import APPROVED, REJECTED
-from pbnsec.web.pages import done, htmx_response, wants_fragment
+from pbnsec.web.pages import done, htmx_response, render_page, wants_fragment
 from pbnsec.web.security import administered_ids, bp
 
 
@@ -29,16 +29,29 @@ def _header_badge():
     return {"header_pending": header_pending}
 
 
+def _tables(practice_ids) -> dict:
+    shown = access_requests.listing(practice_ids)
+    return dict(pending=shown.pending, decided=shown.decided, version=access_requests.version(practice_ids),
+                defaults=access_requests.default_durations(practice_ids), duration_error=None, reason_error=None)
+
+
 def _page(conflict: str | None = None):
-    shown = access_requests.listing(administered_ids())
-    return render_template("security/requests.html", pending=shown.pending, decided=shown.decided,
-                           conflict=conflict, defaults=access_requests.default_durations(administered_ids()),
-                           duration_error=None)
+    return render_template("security/requests.html", conflict=conflict, **_tables(administered_ids()))
 
 
 @bp.route("/requests")
 def requests_page():
     return _page()
+
+
+@bp.route("/requests/tables")
+def request_tables():
+    """The Pending and Decided tables, asked for again on the badge's event and poll: a row decided elsewhere moves
+    out of Pending by itself. Nothing to swap (204) while nothing changed since the page's `seen` version."""
+    ids = administered_ids()
+    if wants_fragment() and request.args.get("seen") == access_requests.version(ids):
+        return "", 204
+    return render_page("security/requests.html", "security/_request_tables.html", conflict=None, **_tables(ids))
 
 
 @bp.route("/requests/badge")
@@ -54,32 +67,38 @@ def requests_header_badge():
     return render_template("security/_header_badge.html", count=pending_count())
 
 
-def _refused_duration(request_id: int, message: str):
-    """A duration that is none of the offered: 422 and nothing decided; htmx gets the row back with the message."""
+def _refused(request_id: int, duration_error: str | None = None, reason_error: str | None = None):
+    """A duration that is none of the offered, or a reason that cannot be stored: 422 and nothing decided; htmx
+    gets the row back with the message beside the button."""
     r = access_requests.decidable(request_id, administered_ids())
     if r is None:
         abort(404)
     if wants_fragment():
-        return render_template("security/_request_row.html", r=r, lost=False, duration_error=message,
+        return render_template("security/_request_row.html", r=r, lost=False, duration_error=duration_error,
+                               reason_error=reason_error,
                                defaults=access_requests.default_durations([r.practice_id])), 422
-    return _page(message), 422
+    return _page(duration_error or reason_error), 422
 
 
 def _decide(request_id: int, status: str):
     duration = request.form.get("duration") if status == APPROVED else None  # None: the practice's default
+    reason = request.form.get("reason", "") if status == REJECTED else ""
     try:
-        decided = access_requests.decide(g.visit, request_id, status, administered_ids(), duration)
+        decided = access_requests.decide(g.visit, request_id, status, administered_ids(), duration, reason)
     except DurationError as exc:
-        return _refused_duration(request_id, exc.message)
+        return _refused(request_id, duration_error=exc.message)
+    except access_requests.ReasonError as exc:
+        return _refused(request_id, reason_error=exc.message)
     if decided is None:
         abort(404)
     r = decided.request
     if decided.won:
         message = f"{r.status.capitalize()} {r.user.name}'s request for {r.practice.name} from {r.ip}."
         return done("security.requests_page", "security/_request_row.html", trigger="requests-changed",
-                    message=message, r=r, lost=False, duration_error=None, defaults={})
+                    message=message, r=r, lost=False, duration_error=None, reason_error=None, defaults={})
     if wants_fragment():  # the row as the winner left it, saying who decided first
-        body = render_template("security/_request_row.html", r=r, lost=True, duration_error=None, defaults={})
+        body = render_template("security/_request_row.html", r=r, lost=True, duration_error=None, reason_error=None,
+                               defaults={})
         return htmx_response(body, trigger="requests-changed")
     return _page(f"{r.decided_by.name if r.decided_by_id else 'Someone'} already {r.status} this request."), 409
 

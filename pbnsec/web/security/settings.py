@@ -26,7 +26,7 @@ def _context(practice, control: str | None = None, refusal: Refusal | None = Non
     shown = restrictions.general_settings(practice)
     waiting = refusal is not None and refusal.code == "nothing_selected"
     return {"target": practice, "current": shown.settings, "requests_allowed": shown.requests_allowed,
-            "default_duration": shown.default_duration, "time_zones": zone_names(),
+            "default_duration": shown.default_duration, "show_admin_emails": shown.show_admin_emails, "time_zones": zone_names(),
             "scope": WAITING_FOR_A_TICK if waiting else shown.settings, "roles": shown.roles,
             "members": shown.members, "practices": administered_practices(), "control": control,
             "refusal": refusal}
@@ -71,6 +71,13 @@ def set_requests_allowed(practice_id: int):
     practice = my_practice_or_404(practice_id)
     restrictions.set_requests_allowed(g.visit, practice, request.form.get("requests_allowed") == "1")
     return _respond(practice, "requests", None)
+
+
+@bp.route("/settings/<int:practice_id>/contacts", methods=["POST"])
+def set_show_admin_emails(practice_id: int):
+    practice = my_practice_or_404(practice_id)
+    restrictions.set_show_admin_emails(g.visit, practice, request.form.get("show_admin_emails") == "1")
+    return _respond(practice, "contacts", None)
 
 
 @bp.route("/settings/<int:practice_id>/time-zone", methods=["POST"])
