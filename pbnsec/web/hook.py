@@ -15,7 +15,8 @@ from pbnsec.web.pages import hx_redirect
 # Answered for anyone without a look at who is asking: no user loaded, no database query, no session cookie.
 SESSIONLESS_ENDPOINTS = frozenset({"static", "health.healthz", "health.readyz"})
 # Everything else needs a signed-in user whose IP is allowed for the active practice.
-EXEMPT_ENDPOINTS = SESSIONLESS_ENDPOINTS | {"auth.login", "auth.logout", "auth.blocked", "auth.access_requests"}
+EXEMPT_ENDPOINTS = SESSIONLESS_ENDPOINTS | {"auth.login", "auth.logout", "auth.blocked", "auth.access_requests",
+                                            "people.invite"}
 
 
 def start_blocked_sign_in(user) -> None:
