@@ -12,6 +12,7 @@ from flask_login import current_user
 from pbnsec.core.text import parse_id
 from pbnsec.domain import people as domain
 from pbnsec.domain.access import Refusal
+from pbnsec.web.hook import access_of
 from pbnsec.web.pages import done, render_page, wants_fragment
 from pbnsec.web.security import administered_practices
 
@@ -35,9 +36,16 @@ def _status(refusal: Refusal) -> int:
 
 
 def person_or_404(user_id):
-    """A person of a practice administered from here; anyone else is not found."""
+    """A person of a practice administered from here; 403 for one of the admin's practices that this IP may not
+    reach (it is managed only from where it allows them); anyone else is not found."""
     user = domain.find_person(administered_practices(), user_id)
     if user is None:
+        blocked = [row.practice for row in access_of(current_user._get_current_object()).rows
+                   if not row.decision.allowed]
+        if blocked and domain.find_person(blocked, user_id) is not None:
+            abort(403, f"Your IP {g.client_ip or '(unknown)'} is not approved for "
+                       f"{', '.join(p.name for p in blocked)}: its people can be managed only from where it allows "
+                       "you in.")
         abort(404)
     return user
 
