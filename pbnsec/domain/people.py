@@ -32,11 +32,11 @@ from pbnsec.domain.access import Refusal
 from pbnsec.domain.users import (
     PASSWORD_HASH,
     AccountError,
-    _practice_name,
     check_password_for,
     create_user,
     find_role,
     generate_password,
+    typed_practice_name,
 )
 from pbnsec.domain.visit import Visit
 from pbnsec.models import AuditEvent, Invite, Membership, Practice, Role, SignIn, User
@@ -104,6 +104,7 @@ class PersonRow:
     practices: list[Practice]
     last_sign_in_at: datetime | None
     last_sign_in_ip: str
+    last_sign_in_practice: int | None  # where it was: its time is shown in that practice's zone
     manageable: bool
 
 
@@ -150,7 +151,7 @@ def list_people(visit: Visit, administered: Sequence[Practice], search: str = ""
         event = last.get(user.id)
         manageable = ({p.id for p in practices} <= administered_ids and user.role.position >= _position(visit))
         rows.append(PersonRow(user, practices, event.at if event else None, event.actor_ip if event else "",
-                              manageable))
+                              event.practice_id if event else None, manageable))
     return PeoplePage(rows, search, page, pages, total)
 
 
@@ -413,7 +414,7 @@ def rename_practice(visit: Visit, administered: Collection[Practice], practice_i
     if practice is None:
         return _refuse(visit, "not_yours", "Choose one of the practices you administer from here.")
     try:
-        new = _practice_name(name)
+        new = typed_practice_name(name)
     except AccountError as exc:
         return _refuse(visit, "invalid_choice", str(exc))
     if not new:

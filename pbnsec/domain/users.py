@@ -123,7 +123,7 @@ def generate_password() -> str:
     return secrets.token_urlsafe(15)
 
 
-def _practice_name(text: str) -> str:
+def typed_practice_name(text: str) -> str:
     """A practice name as typed, spaces folded; control characters refused."""
     if has_control_characters(text, allowed=TYPED_WHITESPACE):
         raise AccountError("A practice name cannot contain control characters.")
@@ -131,7 +131,7 @@ def _practice_name(text: str) -> str:
 
 
 def create_practice(name: str) -> Practice:
-    name = _practice_name(name)
+    name = typed_practice_name(name)
     if not name:
         raise AccountError("Enter a practice name.")
     if len(name) > 100:
@@ -144,7 +144,7 @@ def create_practice(name: str) -> Practice:
 
 
 def find_practice(name: str) -> Practice:
-    name = _practice_name(name)
+    name = typed_practice_name(name)
     practice = Practice.get_or_none(Practice.name == name)
     if practice is None:  # "riverside dental" still finds "Riverside Dental" when it is the only such name
         matches = list(Practice.select().where(fn.LOWER(Practice.name) == name.lower()).limit(2))
