@@ -50,7 +50,7 @@ HOW = (ONE_TIME_PASSWORD, INVITE_LINK)
 
 def _refuse(visit: Visit, code: str, message: str) -> Refusal:
     """A refused change to a person: codes not_yours (403 on the web), invalid_choice, last_owner, yourself,
-    conflict, unchanged."""
+    inactive, conflict, unchanged."""
     return Refusal(message, visit.practice.id if visit.practice is not None else 0, False, advice="", code=code)
 
 
@@ -257,12 +257,18 @@ def add_person(visit: Visit, administered: Collection[Practice], email: str, nam
 
 def reset_password(visit: Visit, administered: Collection[Practice], user: User, how: str) -> Issued | Refusal:
     """A new one-time password or invite link for the person; their sign-ins end."""
-    refusal = _how_refusal(visit, how) or manage_refusal(visit, administered, user)
-    if refusal is None and visit.user is not None and visit.user.id == user.id:
-        refusal = _refuse(visit, "yourself", "Change your own password under Password.")
+    refusal = _how_refusal(visit, how)
     if refusal:
         return refusal
     with change_lock():
+        user = User.select(User, Role).join(Role).where(User.id == user.id).get()  # as it is now, under the lock
+        refusal = manage_refusal(visit, administered, user)
+        if refusal is None and visit.user is not None and visit.user.id == user.id:
+            refusal = _refuse(visit, "yourself", "Change your own password under Password.")
+        if refusal is None and not user.active:
+            refusal = _refuse(visit, "inactive", f"{user.name} is deactivated: reactivate them first.")
+        if refusal:
+            return refusal
         issued = _issue(visit, user, how)
         _record(visit, "password_reset", user, practice_ids_of(user),
                 "invite link" if how == INVITE_LINK else "one-time password")
@@ -312,7 +318,8 @@ def accept_invite(visit: Visit, token: str, new: str, repeat: str) -> dict[str, 
         used = Invite.update(used_at=visit.now).where((Invite.id == found.invite.id) & Invite.used_at.is_null()
                                                       & (Invite.expires_at > visit.now)).execute()
         if not used:
-            return {"link": "This invite link was already used. Sign in with the password you chose."}
+            return {"link": "This invite link was used or withdrawn a moment ago. If you set your password, sign in "
+                            "with it; otherwise ask your administrator for a new one."}
         User.update(password_hash=generate_password_hash(new, method=PASSWORD_HASH),
                     must_change_password=False).where(User.id == user.id).execute()
         sessions.end_others(user, keep=None)

@@ -19,7 +19,8 @@ from pbnsec.web.security import administered_practices
 bp = Blueprint("people", __name__, url_prefix="/people")
 
 # Refusal codes and what they answer: a person out of reach is forbidden; the rest is a form to correct.
-STATUS_OF_REFUSAL = {"not_yours": 403, "last_owner": 409, "yourself": 409, "conflict": 409, "unchanged": 409}
+STATUS_OF_REFUSAL = {"not_yours": 403, "last_owner": 409, "yourself": 409, "inactive": 409, "conflict": 409,
+                     "unchanged": 409}
 PUBLIC_ENDPOINTS = {"people.invite"}  # the invited person is not signed in
 
 

@@ -224,6 +224,8 @@ def test_an_expired_or_replaced_link_is_refused_clearly(db):
     assert people.check_invite("x" * 43, visit.now).status == 404
     people.set_active(visit, administered, fay, False)
     assert people.check_invite(second.invite_token, visit.now).status == 410  # deactivation ends open links
+    assert "reactivate them first" in refused(people.reset_password(visit, administered, fay, people.INVITE_LINK),
+                                              "inactive")
 
 
 def test_a_password_reset_ends_the_person_s_sign_ins(db):
