@@ -190,6 +190,21 @@ def list_practices_command():
         click.echo(f"{practice.id}\t{practice.name}")
 
 
+@practices_cli.command("rename")
+@click.argument("old")
+@click.argument("new")
+@_fail_on_account_error
+@_needs_database
+def rename_practice_command(old, new):
+    """Rename a practice."""
+    from pbnsec.domain import people
+
+    practice = find_practice(old)
+    was = practice.name
+    renamed = _done(people.rename_practice(people.console_visit(), people.every_practice(), practice.id, new))
+    click.echo(f"Renamed {was!r} to {renamed.name!r}.")
+
+
 users_cli = AppGroup("users", help="Manage users.")
 
 
@@ -208,6 +223,120 @@ def create_user_command(email, name, role, practices, password):
     click.echo(f"Created {user.role.name} {user.name} <{user.email}> in {', '.join(p.name for p in user.practices())}.")
     if password is None:
         click.echo(f"Password (shown once): {used_password}")
+
+
+def _person(email: str):
+    from pbnsec.domain import people
+
+    user = people.find_by_email(email)
+    if user is None:
+        raise click.ClickException(f"No user with the email {email.strip().lower()!r}.")
+    return user
+
+
+def _done(result):
+    """A domain result, or its Refusal as one line on stderr and a non-zero exit (nothing was changed)."""
+    from pbnsec.domain.access import Refusal
+
+    if isinstance(result, Refusal):
+        raise click.ClickException(result.message)
+    return result
+
+
+def _show_issued(issued) -> None:
+    from flask import current_app
+
+    if issued.password is not None:
+        click.echo(f"One-time password for {issued.user.email} (shown once; to be changed at first sign-in): "
+                   f"{issued.password}")
+    else:
+        hosts = current_app.config.get("TRUSTED_HOSTS") or ["localhost"]
+        click.echo(f"Invite link for {issued.user.email} (valid 72 hours, usable once): "
+                   f"/people/invite/{issued.invite_token}")
+        click.echo(f"  Open it at this server's address, e.g. https://{hosts[0]}/people/invite/{issued.invite_token}")
+
+
+@users_cli.command("list")
+@click.option("--search", default="", help="Part of a name or email.")
+@_needs_database
+def list_users_command(search):
+    """List the users: email, name, role, practices, status and last sign-in (UTC)."""
+    from pbnsec.domain import people
+
+    visit, page_number = people.console_visit(), 1
+    while True:
+        page = people.list_people(visit, people.every_practice(), search, page_number)
+        for row in page.rows:
+            last = f"{row.last_sign_in_at:%Y-%m-%d %H:%M} UTC from {row.last_sign_in_ip}" if row.last_sign_in_at \
+                else "never signed in"
+            click.echo("\t".join([row.user.email, row.user.name, row.user.role.name,
+                                  ", ".join(p.name for p in row.practices),
+                                  "active" if row.user.active else "deactivated", last]))
+        if page.page >= page.pages:
+            break
+        page_number += 1
+
+
+@users_cli.command("reset-password")
+@click.argument("email")
+@click.option("--invite", is_flag=True, help="Print an invite link (72 h) instead of a one-time password.")
+@_needs_database
+def reset_password_command(email, invite):
+    """Give a user (an Owner too) a new one-time password, or an invite link; their sign-ins end."""
+    from pbnsec.domain import people
+
+    user = _person(email)
+    how = people.INVITE_LINK if invite else people.ONE_TIME_PASSWORD
+    _show_issued(_done(people.reset_password(people.console_visit(), people.every_practice(), user, how)))
+
+
+@users_cli.command("deactivate")
+@click.argument("email")
+@_needs_database
+def deactivate_user_command(email):
+    """Deactivate a user: every sign-in of theirs ends at once and they cannot sign in."""
+    from pbnsec.domain import people
+
+    user = _done(people.set_active(people.console_visit(), people.every_practice(), _person(email), False))
+    click.echo(f"Deactivated {user.name} <{user.email}>; their sign-ins have ended.")
+
+
+@users_cli.command("reactivate")
+@click.argument("email")
+@_needs_database
+def reactivate_user_command(email):
+    """Let a deactivated user sign in again."""
+    from pbnsec.domain import people
+
+    user = _done(people.set_active(people.console_visit(), people.every_practice(), _person(email), True))
+    click.echo(f"Reactivated {user.name} <{user.email}>.")
+
+
+@users_cli.command("set-role")
+@click.argument("email")
+@click.argument("role")
+@_needs_database
+def set_role_command(email, role):
+    """Give a user another role."""
+    from pbnsec.domain import people
+
+    user = _done(people.set_role(people.console_visit(), people.every_practice(), _person(email), role))
+    click.echo(f"{user.name} <{user.email}> is now {user.role.name}.")
+
+
+@users_cli.command("add-practice")
+@click.argument("email")
+@click.argument("practice")
+@_fail_on_account_error
+@_needs_database
+def add_practice_command(email, practice):
+    """Make a user a member of one more practice."""
+    from pbnsec.domain import people
+
+    user, added = _person(email), find_practice(practice)
+    wanted = [*people.practice_ids_of(user), added.id]
+    _done(people.set_practices(people.console_visit(), people.every_practice(), user, wanted))
+    click.echo(f"{user.name} <{user.email}> is now in {', '.join(p.name for p in user.practices())}.")
 
 
 security_cli = AppGroup("security", help="Break-glass security commands.")

@@ -78,6 +78,13 @@ def _start_clock():
     g.request_started = time.perf_counter()
 
 
+def _shown_path(path: str) -> str:
+    """The path as logged: an invite link's token is a password-to-be, so it is left out."""
+    if path.startswith("/people/invite/"):
+        return "/people/invite/…"
+    return path
+
+
 def _access_line(response):
     from pbnsec.web.hook import (
         request_ip,  # here, not above: enforcement imports this module
@@ -87,7 +94,7 @@ def _access_line(response):
     query = request.query_string.decode("latin-1")
     parts = [
         _field("method", request.method),
-        _field("path", request.path + ("?" + query if query else ""), typed=True),  # never the form body
+        _field("path", _shown_path(request.path) + ("?" + query if query else ""), typed=True),  # never the body
         _field("status", response.status_code),
         _field("bytes", "-" if response.content_length is None else response.content_length),  # "-": streamed
         _field("ms", "-" if started is None else f"{(time.perf_counter() - started) * 1000:.1f}"),

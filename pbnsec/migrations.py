@@ -245,6 +245,23 @@ def add_reasons_contacts_and_blocked_sign_in_binding(migrator: SchemaMigrator) -
             migrator.add_column("sign_in", name, CharField(max_length=64, null=True)).run()
 
 
+def _invite_at_10():
+    """The invite table as migration 10 made it."""
+    return type("_InviteAt10", (Model,), {
+        "token_hash": CharField(max_length=64, unique=True),
+        "user": ForeignKeyField(_UserAt4, backref="+", on_delete="CASCADE"),
+        "created_by": ForeignKeyField(_UserAt4, null=True, backref="+", on_delete="SET NULL"),
+        "created_at": DateTimeField(default=utcnow), "expires_at": DateTimeField(),
+        "used_at": DateTimeField(null=True),
+        "Meta": type("Meta", (), {"database": database, "table_name": "invite", "legacy_table_names": False}),
+    })
+
+
+def add_invites(migrator: SchemaMigrator) -> None:
+    """invite: links (72 h) that let a person set their password once."""
+    database.create_tables([_invite_at_10()])  # safe: only when missing
+
+
 MIGRATIONS = [
     index_rate_limit_hits_by_time,
     add_must_change_password,
@@ -255,6 +272,7 @@ MIGRATIONS = [
     add_expiry,
     add_practice_time_zone,
     add_time_windows,
+    add_invites,  # 10
     add_outbox,  # 11
     add_reasons_contacts_and_blocked_sign_in_binding,  # 12
 ]

@@ -100,6 +100,17 @@ class SignIn(BaseModel):
     password_stamp = CharField(max_length=64, null=True)
 
 
+class Invite(BaseModel):
+    """A link that lets a person set their password once, within its lifetime; only a hash of its token is kept."""
+
+    token_hash = CharField(max_length=64, unique=True)  # sha256 of the token in the link, as hex
+    user = ForeignKeyField(User, backref="invites", on_delete="CASCADE")
+    created_by = ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField()
+    used_at = DateTimeField(null=True)  # set once, by the conditional UPDATE that accepts it
+
+
 class Membership(BaseModel):
     user = ForeignKeyField(User, backref="memberships", on_delete="CASCADE")
     practice = ForeignKeyField(Practice, backref="memberships", on_delete="CASCADE")
@@ -337,6 +348,7 @@ MODELS = [
     Practice, Role, User, SignIn, Membership, AllowlistEntry, IPRestriction, RestrictedRole, RestrictedUser,
     AccessRequest, Grant, AuditEvent, RateLimitHit, SchemaVersion, TimeRule, TimeRuleRole, TimeRuleUser, TimeWindow,
     OutboxMail,
+    Invite,
 ]
 
 

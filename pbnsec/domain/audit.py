@@ -87,6 +87,8 @@ ACTIONS = (
     "entry_added", "entry_edited", "entry_enabled", "entry_disabled", "entry_deleted", "settings_changed",
     "request_submitted", "request_approved", "request_rejected", "grant_revoked", "security_unlock",
     "owner_created", "demo_loaded", "practice_created", "user_created", "password_changed", "password_change_failed",
+    "password_reset", "invite_used", "user_role_changed", "user_practices_changed", "user_deactivated",
+    "user_reactivated", "practice_renamed",
 )
 
 

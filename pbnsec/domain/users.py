@@ -17,7 +17,6 @@ PASSWORD_MAX_LENGTH = 256
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Verified against when the email is unknown, so a miss costs as much time as a wrong password.
 _DUMMY_HASH = generate_password_hash(secrets.token_hex(16))
-_COMMON = {"password1234", "123456789012", "qwertyuiop12", "letmein12345", "dentist12345"}
 
 
 class AccountError(ValueError):
@@ -35,25 +34,96 @@ def normalise_email(text: str) -> str:
     return email
 
 
-def check_password_strength(password: str, email: str = "") -> None:
-    """Raise AccountError unless the password is long and not guessable from the account."""
+# zxcvbn's estimate (0-4) a password must reach: 3 is "safely unguessable" against an offline attack on a slow hash.
+PASSWORD_MIN_SCORE = 3
+# zxcvbn refuses longer input (it would only cost time): what the first 72 characters are worth, the rest keeps.
+_SCORED_LENGTH = 72
+TOO_EASY = "The password is too easy to guess"
+
+
+def _personal_words(email: str, name: str, practice_names) -> dict[str, str]:
+    """What a guesser knows about the account, each word (lower case) with what to call it in a message."""
+    words: dict[str, str] = {}
+
+    def add(text: str, what: str, parts: bool = True) -> None:
+        text = (text or "").strip().lower()
+        if len(text) >= 3:
+            words.setdefault(text, what)
+            words.setdefault(re.sub(r"[\s._+-]+", "", text), what)
+        if parts:
+            for part in re.split(r"[\s._+@-]+", text):
+                if len(part) >= 3:
+                    words.setdefault(part, what)
+
+    local = (email or "").split("@")[0]
+    add(local, "your email name")
+    add(email, "your email address", parts=False)
+    add(name, "your name")
+    for practice in practice_names or ():
+        add(practice, "your practice's name")
+    return words
+
+
+def _weakness(password: str, words: dict[str, str]) -> str | None:
+    """Why zxcvbn finds the password too easy to guess, in words, or None when it is strong enough."""
+    from zxcvbn import zxcvbn  # imported on first use: it loads its word lists, which only password changes need
+
+    result = zxcvbn(password[:_SCORED_LENGTH], user_inputs=list(words))
+    if result["score"] >= PASSWORD_MIN_SCORE:
+        return None
+    # The longest weak piece explains the most; zxcvbn's sequence is the split it guessed with.
+    for match in sorted(result["sequence"], key=lambda m: -len(m["token"])):
+        pattern = match["pattern"]
+        if pattern == "dictionary" and match["dictionary_name"] == "user_inputs":
+            return f"it contains {words.get(match['matched_word'], 'something about you')}"
+        if pattern == "dictionary" and match.get("l33t"):
+            return "it is a common word with predictable substitutions like @ for a"
+        if pattern == "dictionary" and match["dictionary_name"] == "passwords":
+            return "it is a common word pattern, close to passwords many people use"
+        if pattern == "dictionary":
+            return "it is mostly a common word or name"
+        if pattern == "repeat":
+            return "it is a repeated pattern like abcabc"
+        if pattern == "sequence":
+            return "it is a sequence like abcd or 4321"
+        if pattern == "spatial":
+            return "it is a keyboard pattern like qwerty"
+        if pattern in ("date", "regex"):
+            return "it is mostly a date or a year"
+    return "it has too little variety for its length"
+
+
+def check_password_strength(password: str, email: str = "", name: str = "", practice_names=()) -> None:
+    """Raise AccountError unless the password is long and not guessable, from the account's details among others.
+
+    The message names the reason (zxcvbn's estimate, with the email, its local part, the name and the practice names
+    as what a guesser knows).
+    """
     if has_control_characters(password):
         raise AccountError("The password contains a control character.")
     if len(password) < PASSWORD_MIN_LENGTH:
         raise AccountError(f"The password must be at least {PASSWORD_MIN_LENGTH} characters long.")
     if len(password) > PASSWORD_MAX_LENGTH:
         raise AccountError(f"The password must be at most {PASSWORD_MAX_LENGTH} characters long.")
-    lowered = password.lower()
     local = email.split("@")[0].lower()
-    if len(set(password)) < 4 or lowered in _COMMON or (len(local) >= 4 and local in lowered):
-        raise AccountError("The password is too easy to guess: use a longer mix of words or characters.")
+    if len(local) >= 4 and local in password.lower():
+        reason = "it contains your email name"  # however strong the rest: it is the first thing tried
+    else:
+        reason = _weakness(password, _personal_words(email, name, practice_names))
+    if reason:
+        raise AccountError(f"{TOO_EASY}: {reason}. Use a longer mix of unrelated words.")
+
+
+def check_password_for(user: User, password: str) -> None:
+    """check_password_strength with what is known about this user: their email, name and practices."""
+    check_password_strength(password, user.email, user.name, [p.name for p in user.practices()])
 
 
 def generate_password() -> str:
     return secrets.token_urlsafe(15)
 
 
-def _practice_name(text: str) -> str:
+def typed_practice_name(text: str) -> str:
     """A practice name as typed, spaces folded; control characters refused."""
     if has_control_characters(text, allowed=TYPED_WHITESPACE):
         raise AccountError("A practice name cannot contain control characters.")
@@ -61,7 +131,7 @@ def _practice_name(text: str) -> str:
 
 
 def create_practice(name: str) -> Practice:
-    name = _practice_name(name)
+    name = typed_practice_name(name)
     if not name:
         raise AccountError("Enter a practice name.")
     if len(name) > 100:
@@ -74,7 +144,7 @@ def create_practice(name: str) -> Practice:
 
 
 def find_practice(name: str) -> Practice:
-    name = _practice_name(name)
+    name = typed_practice_name(name)
     practice = Practice.get_or_none(Practice.name == name)
     if practice is None:  # "riverside dental" still finds "Riverside Dental" when it is the only such name
         matches = list(Practice.select().where(fn.LOWER(Practice.name) == name.lower()).limit(2))
@@ -117,7 +187,7 @@ def create_user(email, name, role_name, practice_names, password=None, *,
     practices = [find_practice(p) for p in practice_names]
     generated = password is None
     password = generate_password() if generated else password
-    check_password_strength(password, email)
+    check_password_strength(password, email, name, [p.name for p in practices])
     try:
         with database.atomic():
             user = User.create(
@@ -167,7 +237,7 @@ def change_password(user: User, current: str, new: str, repeat: str) -> dict[str
     elif not check_password_hash(user.password_hash, current or ""):
         errors["current"] = WRONG_CURRENT_PASSWORD
     try:
-        check_password_strength(new or "", user.email)
+        check_password_for(user, new or "")
     except AccountError as exc:
         errors["new"] = str(exc)
     if not errors.get("new") and new != repeat:

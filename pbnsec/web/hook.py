@@ -17,7 +17,8 @@ SESSIONLESS_ENDPOINTS = frozenset({"static", "health.healthz", "health.readyz"})
 # Everything else needs a signed-in user whose IP is allowed for the active practice. A blocked sign-in gets only
 # these: its own access requests and their statuses, and continuing once a decision lets it in.
 EXEMPT_ENDPOINTS = SESSIONLESS_ENDPOINTS | {"auth.login", "auth.logout", "auth.blocked", "auth.access_requests",
-                                            "auth.request_statuses", "auth.continue_sign_in"}
+                                            "auth.request_statuses", "auth.continue_sign_in",
+                                            "people.invite"}  # an invite link is used before its person can sign in
 
 
 def start_blocked_sign_in(user) -> None:

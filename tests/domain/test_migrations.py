@@ -301,3 +301,35 @@ def test_a_version_9_database_keeps_its_data_and_its_old_blocked_sign_ins_sign_i
     fay = Visitor(app, ip="127.0.0.5")
     assert fay.login("fay@example.com").headers["Location"] == "/blocked"
     assert "Pending" in fay.get("/blocked").text
+
+
+def test_a_database_from_before_invites_gets_the_invite_table_and_keeps_its_people(tmp_path, seeded_database,
+                                                                                     current_schema):
+    import shutil
+
+    from pbnsec.migrations import MIGRATIONS, add_invites
+
+    database = tmp_path / "pbnsec.db"
+    shutil.copyfile(seeded_database, database)
+    con = sqlite3.connect(database)  # as version 9 left it: no invite table, stamped 9
+    con.execute("DROP TABLE invite")
+    at = MIGRATIONS.index(add_invites) + 1
+    con.execute("DELETE FROM schema_version")
+    con.execute("INSERT INTO schema_version (version, name, applied_at) VALUES (?, 'before invites', ?)",
+                (at - 1, WHEN))
+    con.commit()
+    con.close()
+    before = table_rows(database)
+
+    app = make_app(tmp_path)
+    assert schema(database) == current_schema
+    after = table_rows(database)
+    assert after["invite"] == []
+    for table in ("user", "membership", "practice"):
+        assert after[table] == before[table]
+    with app.app_context():
+        assert [v.version for v in SchemaVersion.select().order_by(SchemaVersion.version)] == list(
+            range(at - 1, LATEST + 1))
+    admin = Visitor(app)
+    assert admin.login("ann@example.com").headers["Location"] == "/"
+    assert "Fay Desk" in admin.get("/people/").text

@@ -93,3 +93,22 @@ def test_an_approval_given_in_one_process_expires_in_the_other(two_servers):
     assert "Expired" in page and 'id="request-form"' in page  # she may ask again
     with app.app_context():
         assert Grant.select().where(Grant.id == grant.id).exists()  # kept for the record
+
+
+def test_deactivation_in_one_process_ends_the_session_in_the_other(two_servers):
+    app, (port_a, port_b) = two_servers
+    with app.app_context():
+        fay_id = User.get(User.email == "fay@example.com").id
+    fay, ann = HttpVisitor("127.0.0.5"), HttpVisitor("127.0.0.1")
+    assert fay.sign_in(port_a, "fay@example.com", PASSWORD) == "/"
+    assert fay.request(port_a, "GET", "/")[0] == 200
+
+    ann.sign_in(port_b, "ann@example.com", PASSWORD)
+    ann.request(port_b, "GET", f"/people/{fay_id}")
+    status, location, _ = ann.request(port_b, "POST", f"/people/{fay_id}/deactivate", {})
+    assert (status, location) == (303, f"/people/{fay_id}")
+
+    assert fay.request(port_a, "GET", "/")[:2] == (303, "/login")  # the other process stops her at once
+    fay.request(port_a, "GET", "/login")
+    status, _, page = fay.request(port_a, "POST", "/login", {"email": "fay@example.com", "password": PASSWORD})
+    assert status == 401 and "Wrong email or password." in page
