@@ -183,6 +183,14 @@ def add_time_windows(migrator: SchemaMigrator) -> None:
     database.create_tables(_time_tables_at_9())  # safe: only the missing ones
 
 
+def add_deployment_settings(migrator: SchemaMigrator) -> None:
+    """deployment_setting: what every instance on the database must share (the secret key's fingerprint)."""
+    meta = type("Meta", (), {"database": database, "table_name": "deployment_setting", "legacy_table_names": False})
+    table = type("_DeploymentSettingAt10", (Model,), {
+        "name": CharField(max_length=50, primary_key=True), "value": CharField(max_length=200), "Meta": meta})
+    database.create_tables([table])  # safe: only when missing
+
+
 MIGRATIONS = [
     index_rate_limit_hits_by_time,
     add_must_change_password,
@@ -193,6 +201,7 @@ MIGRATIONS = [
     add_expiry,
     add_practice_time_zone,
     add_time_windows,
+    add_deployment_settings,
 ]
 LATEST = len(MIGRATIONS)
 
