@@ -12,7 +12,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from peewee import PostgresqlDatabase, SqliteDatabase
 
-from pbnsec import __version__, backups, migrations
+from pbnsec import __version__, backups, instances, migrations
 from pbnsec.config import PROJECT_ROOT, ConfigError
 from pbnsec.db import (
     DatabaseUnavailable,
@@ -111,6 +111,7 @@ def bootstrap(config, echo=click.echo) -> None:
     check_database(config["DATABASE_URL"], PROJECT_ROOT)
     for step in migrations.upgrade():
         echo(f"pbnsec: database schema {step}", err=True)
+    instances.check_secret_key(config["SECRET_KEY"])
     try:
         created = bootstrap_owner(config["OWNER_EMAIL"], config["FIRST_PRACTICE"])
     except AccountError as exc:  # only an empty database reads these two settings, so they are checked here
@@ -406,6 +407,21 @@ def mail_status_command():
         if mail.last_error:
             line += f"; last error: {mail.last_error}"
         click.echo(line)
+
+
+@security_cli.command("adopt-secret-key")
+@with_appcontext
+@_needs_database
+def adopt_secret_key_command():
+    """Make this PBNSEC_SECRET_KEY the database's, after changing it on purpose (every instance stopped first)."""
+    old, new = instances.adopt_secret_key(current_app.config["SECRET_KEY"])
+    audit.record("secret_key_adopted", actor_label="cli", actor_ip="local", target="PBNSEC_SECRET_KEY",
+                 detail=f"fingerprint {old or '(none)'} -> {new}")
+    if old == new:
+        click.echo(f"The database already uses this key (fingerprint {new}).")
+    else:
+        click.echo(f"The database now uses this key (fingerprint {new}; it was {old or 'not recorded'}). Start "
+                   "every instance with it; sessions signed with the old key no longer work.")
 
 
 @click.command("demo")

@@ -260,6 +260,12 @@ def _invite_at_10():
 def add_invites(migrator: SchemaMigrator) -> None:
     """invite: links (72 h) that let a person set their password once."""
     database.create_tables([_invite_at_10()])  # safe: only when missing
+def add_deployment_settings(migrator: SchemaMigrator) -> None:
+    """deployment_setting: what every instance on the database must share (the secret key's fingerprint)."""
+    meta = type("Meta", (), {"database": database, "table_name": "deployment_setting", "legacy_table_names": False})
+    table = type("_DeploymentSettingAt13", (Model,), {
+        "name": CharField(max_length=50, primary_key=True), "value": CharField(max_length=200), "Meta": meta})
+    database.create_tables([table])  # safe: only when missing
 
 
 MIGRATIONS = [
@@ -275,6 +281,7 @@ MIGRATIONS = [
     add_invites,  # 10
     add_outbox,  # 11
     add_reasons_contacts_and_blocked_sign_in_binding,  # 12
+    add_deployment_settings,  # 13
 ]
 LATEST = len(MIGRATIONS)
 

@@ -344,11 +344,19 @@ class SchemaVersion(BaseModel):
     applied_at = DateTimeField(default=utcnow)
 
 
+class DeploymentSetting(BaseModel):
+    """A fact every app instance on this database must agree on (the secret key's fingerprint), by name."""
+
+    name = CharField(max_length=50, primary_key=True)
+    value = CharField(max_length=200)
+
+
 MODELS = [
     Practice, Role, User, SignIn, Membership, AllowlistEntry, IPRestriction, RestrictedRole, RestrictedUser,
     AccessRequest, Grant, AuditEvent, RateLimitHit, SchemaVersion, TimeRule, TimeRuleRole, TimeRuleUser, TimeWindow,
     OutboxMail,
     Invite,
+    DeploymentSetting,
 ]
 
 

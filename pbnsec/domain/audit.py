@@ -86,6 +86,7 @@ ACTIONS = (
     "login_allowed", "login_blocked", "login_failed", "login_rate_limited", "logout", "session_blocked",
     "entry_added", "entry_edited", "entry_enabled", "entry_disabled", "entry_deleted", "settings_changed",
     "request_submitted", "request_approved", "request_rejected", "grant_revoked", "security_unlock",
+    "secret_key_adopted",
     "owner_created", "demo_loaded", "practice_created", "user_created", "password_changed", "password_change_failed",
     "password_reset", "invite_used", "user_role_changed", "user_practices_changed", "user_deactivated",
     "user_reactivated", "practice_renamed",
