@@ -121,8 +121,9 @@ def proxy_block(upstream_port: int, forwarded_for: str | None) -> str:
 
 
 @contextmanager
-def nginx(folder: Path, location: str):
-    """A private nginx on a free loopback port (IPv4 and ::1) with one location block; yields the port."""
+def nginx(folder: Path, location: str, http_extra: str = ""):
+    """A private nginx on a free loopback port (IPv4 and ::1) with one location block (and http_extra, such as an
+    upstream block, beside its server); yields the port."""
     port = free_port()
     prefix = folder / f"nginx-{port}"
     prefix.mkdir()
@@ -138,6 +139,7 @@ events {{ worker_connections 128; }}
 http {{
     access_log {prefix}/access.log;
     {temp}
+    {http_extra}
     server {{
         listen 127.0.0.1:{port};
         listen [::1]:{port};
