@@ -102,7 +102,7 @@ def test_admin_builds_the_allowlist_in_the_browser_without_reloading_the_page(tm
 
         page.once("dialog", accept)
         with page.expect_response(lambda r: r.url.endswith(ALLOWLIST_PATH + "/status")) as refreshed:
-            office.get_by_role("link", name="Delete").click()
+            office.get_by_role("button", name="Delete").click()
         assert refreshed.value.status == 200  # the allowlist-changed event made the status refresh itself
         expect(office).to_have_count(0)
         expect(rows).to_have_count(1)
