@@ -37,7 +37,9 @@
   }
 
   document.addEventListener("htmx:beforeRequest", function (evt) {
-    var target = evt.detail.target;
+    var target = evt.detail.target, active = document.activeElement;
+    // Only the swap that replaces the focused control looks after it (not, say, a status refreshed meanwhile).
+    if (!target || !active || !(target.contains(active) || evt.detail.elt === active)) return;
     before.set(evt.detail.xhr, {
       was: describe(document.activeElement),
       targetId: target && target.id,
@@ -57,8 +59,7 @@
     });
   });
 
-  document.addEventListener("htmx:afterSettle", function (evt) {
-    var seen = before.get(evt.detail.xhr);
+  function restore(seen) {
     var active = document.activeElement;
     if (!seen || !seen.was) return;
     if (active && active !== document.body && active.isConnected) return; // focus is still somewhere (or autofocus took it)
@@ -77,5 +78,12 @@
       if (neighbour) el = firstControl(neighbour) || neighbour;
     }
     if (el && el.isConnected) focusOn(el);
+  }
+
+  document.addEventListener("htmx:afterSettle", function (evt) { restore(before.get(evt.detail.xhr)); });
+  // A target removed by its swap (a deleted row) is detached: its afterSettle never reaches the document.
+  document.addEventListener("htmx:beforeSwap", function (evt) {
+    var seen = before.get(evt.detail.xhr);
+    window.setTimeout(function () { restore(seen); }, 100);
   });
 })();
