@@ -7,9 +7,9 @@ import re
 
 import pytest
 from browser_support import chromium_page, live_app, sign_in
-from conftest import PASSWORD
+from conftest import PASSWORD, practice_id
 from playwright.sync_api import expect
-from test_browser_phone import PAGES, practice_id_of, with_long_rows
+from test_browser_phone import PAGES, with_long_rows
 
 # WCAG 2.1 relative luminance and contrast ratio, the same formula in Python (for the unit check) and in the page.
 CONTRAST_JS = """
@@ -76,7 +76,7 @@ def owner_page(tmp_path):
     with live_app(tmp_path, setup=with_long_rows) as (app, base_url), chromium_page() as page:
         page.set_viewport_size({"width": 1280, "height": 800})
         sign_in(page, base_url, "owner@example.com", PASSWORD)
-        page.goto(f"{base_url}/security/allowlist?practice={practice_id_of(app, 'Lakeside Dental')}")
+        page.goto(f"{base_url}/security/allowlist?practice={practice_id(app, 'Lakeside Dental')}")
         yield app, base_url, page
 
 

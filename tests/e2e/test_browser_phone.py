@@ -5,7 +5,7 @@ from ipaddress import ip_network
 
 import pytest
 from browser_support import chromium_page, live_app, sign_in
-from conftest import PASSWORD, seed
+from conftest import PASSWORD, practice_id, seed
 from playwright.sync_api import expect
 
 SIZES = [(360, 740), (1280, 800)]
@@ -77,7 +77,7 @@ def test_every_screen_fits_a_phone_and_a_desktop(tmp_path, width, height):
         page.context.clear_cookies()
 
         sign_in(page, base_url, "owner@example.com", PASSWORD)
-        page.goto(base_url + "/security/allowlist?practice=" + str(practice_id_of(app, "Lakeside Dental")))
+        page.goto(base_url + "/security/allowlist?practice=" + str(practice_id(app, "Lakeside Dental")))
         for path in PAGES:
             page.goto(base_url + path)
             widths[path] = overflow(page)
@@ -96,12 +96,6 @@ def test_every_screen_fits_a_phone_and_a_desktop(tmp_path, width, height):
         assert {path: w for path, w in widths.items() if w["scroll"] > w["inner"]} == {}, widths
 
 
-def practice_id_of(app, name):
-    from pbnsec.models import Practice
-
-    with app.app_context():
-        return Practice.get(Practice.name == name).id
-
 
 @pytest.mark.parametrize("path", ["/security/requests", "/security/audit", "/security/allowlist"])
 def test_the_tables_are_tables_again_on_a_desktop(tmp_path, path):
@@ -116,7 +110,7 @@ def test_on_a_phone_an_address_is_never_broken_and_the_actions_are_on_screen(tmp
     with live_app(tmp_path, setup=with_long_rows) as (app, base_url), chromium_page() as page:
         page.set_viewport_size({"width": 360, "height": 740})
         sign_in(page, base_url, "owner@example.com", PASSWORD)
-        page.goto(base_url + "/security/requests?practice=" + str(practice_id_of(app, "Lakeside Dental")))
+        page.goto(base_url + "/security/requests?practice=" + str(practice_id(app, "Lakeside Dental")))
         ip = page.locator("#pending-requests td[data-label='IP'] code").first
         line_height = ip.evaluate("e => parseFloat(getComputedStyle(e).lineHeight) || e.offsetHeight")
         assert ip.bounding_box()["height"] < 1.5 * line_height  # one line: not one digit per line
