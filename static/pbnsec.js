@@ -22,7 +22,8 @@
       var v = el.getAttribute(attr);
       if (v !== null) selector += "[" + attr + '="' + CSS.escape(v) + '"]';
     });
-    return {id: el.id || null, anchor: anchor ? anchor.id : null, selector: selector};
+    // A control that goes away with its swap (an inline edit's Save) may name where the focus goes next.
+    return {id: el.getAttribute("data-focus-after") || el.id || null, anchor: anchor ? anchor.id : null, selector: selector};
   }
 
   function focusOn(el) {

@@ -64,6 +64,11 @@ def test_the_contrast_formula_knows_the_old_input_border_was_too_faint():
     assert round(contrast("#000000", "#ffffff"), 1) == 21.0
 
 
+def settled(page) -> None:
+    """Wait until htmx has finished swapping and settling (the new content answers keys as htmx, not as a form)."""
+    expect(page.locator(".htmx-request, .htmx-swapping, .htmx-settling")).to_have_count(0)
+
+
 def unnamed_controls(snapshot: str) -> list[str]:
     """ARIA snapshot lines of form controls, switches and links that have no accessible name."""
     roles = "button|textbox|checkbox|switch|combobox|radio|link|spinbutton|listbox|searchbox"
@@ -121,8 +126,20 @@ def test_focus_returns_to_the_changed_control_after_a_swap(owner_page):
     switch.focus()
     page.keyboard.press("Enter")  # switched off: the row is re-rendered by htmx
     expect(row.get_by_role("switch", name=re.compile(r"^Active: off, "))).to_be_focused()
+    settled(page)
     page.keyboard.press("Space")  # and on again, with Space: it is a button
     expect(row.get_by_role("switch", name=re.compile(r"^Active: on, "))).to_be_focused()
+    settled(page)
+    # Edit the label from the keyboard: the field takes the focus, Enter saves, the focus is back on Edit.
+    row.get_by_role("link", name=re.compile("^Edit ")).focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(f"#label-{row_id.split('-')[1]}")).to_be_focused()
+    settled(page)
+    page.keyboard.press("End")
+    page.keyboard.type(" (window seat)")
+    page.keyboard.press("Enter")
+    expect(row.get_by_role("link", name=re.compile(r"^Edit .*\(window seat\)"))).to_be_focused()
+    settled(page)
     # Delete answers Space too; after the row goes, focus lands in the row that took its place.
     page.once("dialog", lambda dialog: dialog.accept())
     delete = row.get_by_role("button", name=re.compile("^Delete "))
