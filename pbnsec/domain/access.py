@@ -215,6 +215,7 @@ class AccessOverview:
 
     user: User
     rows: tuple[PracticeAccess, ...]
+    home_id: int | None = None  # the user's home practice: their first membership (the one they were created in)
 
     @property
     def allowed(self) -> list[Practice]:
@@ -225,9 +226,14 @@ class AccessOverview:
         return next((row for row in self.rows if row.practice.id == practice_id), None)
 
     def first_allowed(self, preferred_id=None) -> Practice | None:
-        """The preferred practice if it is allowed, else the first allowed one by name; None when none is."""
+        """The preferred practice if it is allowed, else the home practice if it is, else the first allowed one by
+        name; None when none is."""
         allowed = self.allowed
-        return next((p for p in allowed if p.id == preferred_id), allowed[0] if allowed else None)
+        for wanted in (preferred_id, self.home_id):
+            found = next((p for p in allowed if p.id == wanted), None)
+            if found is not None:
+                return found
+        return allowed[0] if allowed else None
 
     @property
     def from_office(self) -> bool:
@@ -239,7 +245,7 @@ def overview(user: User, ip, now: datetime | None = None) -> AccessOverview:
     """Each of the user's practices as seen from this IP: the same few queries for one practice or twenty."""
     ip = unmap(ip) if ip is not None else None  # ::ffff:a.b.c.d is looked up as the IPv4 address it is
     # The practices and their restrictions in one query: this runs on every request.
-    practices = list(Practice.select(Practice, IPRestriction, TimeRule)
+    practices = list(Practice.select(Practice, IPRestriction, TimeRule, Membership.id)
                      .join(Membership).switch(Practice)
                      .join(IPRestriction, JOIN.LEFT_OUTER, on=(IPRestriction.practice == Practice.id),
                            attr="restriction").switch(Practice)
@@ -258,7 +264,9 @@ def overview(user: User, ip, now: datetime | None = None) -> AccessOverview:
         can_request = (not decision.allowed and status not in ("pending", "outside_hours")
                        and practice.id not in no_requests and ip is not None)
         rows.append(PracticeAccess(practice, decision, status, can_request))
-    return AccessOverview(user, tuple(rows))
+    # Home: the first membership, i.e. the practice the user was created in (later ones are added to it).
+    home = min(practices, key=lambda p: p.membership.id, default=None)
+    return AccessOverview(user, tuple(rows), home.id if home is not None else None)
 
 
 def why_blocked(decision: Decision, practice: Practice, ip_text: str) -> str:

@@ -37,7 +37,8 @@ class SignInResult:
 
     @property
     def practice(self) -> Practice | None:
-        """Where an allowed sign-in lands: the first practice, by name, that lets this IP in."""
+        """Where an allowed sign-in lands: the user's home practice (their first membership) when it lets this IP
+        in, else the first one by name that does."""
         return self.access.first_allowed() if self.access is not None else None
 
 

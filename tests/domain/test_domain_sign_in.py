@@ -49,3 +49,18 @@ def test_a_control_character_is_refused_before_anything_is_looked_up(app):
     assert (result.status, result.error, result.email) == (422, "The email address contains a control character.",
                                                            "ann@example.com")
     assert actions(app) == []
+
+
+def test_allowed_lands_in_the_home_practice_not_the_first_by_name(app):
+    # Olive was created in Riverside Dental and later joined Lakeside Dental, which comes first by name.
+    with app.app_context():
+        result = sign_in.attempt(Visit(None, OFFICE), "owner@example.com", PASSWORD)
+        assert [row.practice.name for row in result.access.rows] == ["Lakeside Dental", "Riverside Dental"]
+        assert result.practice.name == "Riverside Dental"
+
+
+def test_a_home_practice_that_blocks_the_ip_is_passed_over_for_one_that_lets_it_in(app):
+    restrict(app, "Riverside Dental", "127.0.0.1")
+    with app.app_context():
+        result = sign_in.attempt(Visit(None, HOME), "owner@example.com", PASSWORD)
+        assert result.practice.name == "Lakeside Dental"

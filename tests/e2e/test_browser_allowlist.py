@@ -36,7 +36,7 @@ def test_admin_builds_the_allowlist_in_the_browser_without_reloading_the_page(tm
         # Sign in through the form and land on the practice home.
         sign_in(page, base_url, EMAIL, PASSWORD)
         expect(page).to_have_url(base_url + "/")
-        expect(page.get_by_role("heading", name="Riverside Dental")).to_be_visible()
+        expect(page.get_by_role("heading", level=1, name="Riverside Dental")).to_be_visible()
 
         # Security Management opens the IP Allowlist.
         page.get_by_role("link", name="Security Management").click()
@@ -102,7 +102,7 @@ def test_admin_builds_the_allowlist_in_the_browser_without_reloading_the_page(tm
 
         page.once("dialog", accept)
         with page.expect_response(lambda r: r.url.endswith(ALLOWLIST_PATH + "/status")) as refreshed:
-            office.get_by_role("link", name="Delete").click()
+            office.get_by_role("button", name="Delete").click()
         assert refreshed.value.status == 200  # the allowlist-changed event made the status refresh itself
         expect(office).to_have_count(0)
         expect(rows).to_have_count(1)

@@ -75,7 +75,7 @@ def test_blocked_hygienist_requests_access_and_admin_decides_in_place(tmp_path):
         # Ann, not restricted, signs in from the same 127.0.0.1 and works as usual.
         sign_in(ann, base_url, ADMIN, PASSWORD)
         expect(ann).to_have_url(base_url + "/")
-        expect(ann.get_by_role("heading", level=1)).to_have_text(LAKESIDE)  # her first practice by name
+        expect(ann.get_by_role("heading", level=1)).to_have_text(RIVERSIDE)  # her home practice: the first she was made a member of
 
         # Hal's password is right, but his IP is approved nowhere: the blocked-login page, not signed in.
         sign_in(hal, base_url, HYGIENIST, PASSWORD)

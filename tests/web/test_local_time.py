@@ -97,7 +97,7 @@ def test_the_allowlist_shows_when_an_entry_was_added_in_the_practices_time(app, 
 
 def test_an_entry_for_all_practices_is_shown_in_the_practice_being_worked_in(app, signed_in):
     owner = signed_in("owner")
-    in_denver(app, LAKESIDE)  # the owner works in Lakeside first (by name), Riverside stays UTC
+    in_denver(app, RIVERSIDE)  # the owner works in Riverside (her home practice), Lakeside stays UTC
     with app.app_context():
         AllowlistEntry.create(**AllowlistEntry.stored(ip_network("198.51.100.0/24"), None, label="Everywhere"),
                               added_at=WINTER)

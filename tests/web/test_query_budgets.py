@@ -98,3 +98,30 @@ def test_the_header_count_costs_one_query_for_one_practice_or_six(app, signed_in
     join_practices(app, "ann@example.com", 5)
     assert cost(ann, count_statements, "/")[0] == page
     assert fragment_cost()[0] == fragment, fragment_log
+
+
+def test_the_home_dashboard_costs_the_same_for_one_practice_or_six(app, signed_in, count_statements):
+    from datetime import timedelta
+
+    from pbnsec.models import AccessRequest, AuditEvent, TimeRule, utcnow
+
+    def busy(names):
+        """Pending requests, blocked sign-ins and Time Windows at each practice: every number has something to count."""
+        with app.app_context():
+            hal = User.get(User.email == "hal@example.com")
+            for practice in Practice.select().where(Practice.name.in_(names)):
+                AccessRequest.create(user=hal, practice=practice, ip="203.0.113.7")
+                AuditEvent.create(action="login_blocked", at=utcnow() - timedelta(days=1), actor_label=hal.email,
+                                  practice=practice, target=hal.email)
+                TimeRule.create(practice=practice, enabled=False)
+
+    restrict(app, "Riverside Dental", "127.0.0.0/24")
+    busy(["Riverside Dental"])
+    ann = signed_in("ann")
+    one, one_log = cost(ann, count_statements, "/")
+    assert 'class="pending"' in ann.get("/").text  # the dashboard's numbers are on the page
+    join_practices(app, "ann@example.com", 5)
+    busy([f"Extra Dental {n}" for n in range(5)])
+    six, six_log = cost(ann, count_statements, "/")
+    assert ann.get("/").text.count('class="pending"') == 6
+    assert six == one, f"one practice: {one_log}\nsix practices: {six_log}"

@@ -126,7 +126,8 @@ def test_page_shows_the_three_controls_of_the_admins_practice(app, ann):
 def test_an_admin_of_several_practices_picks_which_one(app, signed_in):
     owner = signed_in("owner")
     page = owner.get("/security/settings")
-    assert page.status_code == 200 and 'id="settings-practice"' in page.text
+    # The header's practice picker is the one control (issue 10: no second picker on the page).
+    assert page.status_code == 200 and 'id="practice-switch"' in page.text and 'id="settings-practice"' not in page.text
     assert f'<option value="{practice_id(app, "Riverside Dental")}"' in page.text
     assert f'<option value="{practice_id(app, "Lakeside Dental")}"' in page.text
     riverside = owner.get(f"/security/settings?practice={practice_id(app, 'Riverside Dental')}")

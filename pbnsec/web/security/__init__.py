@@ -1,7 +1,9 @@
 """Security Management: IP Allowlist, General Settings, Time Windows, IP Access Requests, Audit log, Why blocked?."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, g, request
+from dataclasses import replace
+
+from flask import Blueprint, abort, current_app, g, request, session
 from flask_login import current_user
 
 from pbnsec.core.text import parse_id
@@ -72,6 +74,23 @@ def my_practice_or_404(practice_id) -> Practice:
             abort(403, f"Your IP {g.client_ip or '(unknown)'} is not approved for {blocked.practice.name}: "
                        "it can be managed only from where it allows you in.")
         abort(404)
+    return practice
+
+
+def practice_to_work_in() -> Practice:
+    """The practice a Security Management page about one practice shows: the one being worked in.
+
+    The header's practice picker is the one control that chooses it; a link naming another practice
+    (`?practice=<id>`, as the home dashboard's) switches to it first, when it is administered from here, so the page
+    and the header always agree.
+    """
+    wanted = request.args.get("practice")
+    if wanted is None or parse_id(wanted) == g.practice.id:
+        return g.practice
+    practice = my_practice_or_404(wanted)
+    session["practice_id"] = practice.id
+    g.practice = practice
+    g.visit = replace(g.visit, practice=practice)
     return practice
 
 

@@ -24,6 +24,7 @@ from pbnsec.web.security import (
     bp,
     manages_every_practice,
     my_practice_or_404,
+    practice_to_work_in,
 )
 
 PAGE = "security/allowlist.html"
@@ -96,6 +97,7 @@ def typed_entry(form) -> EntryInput:
 
 @bp.route("/allowlist")
 def allowlist():
+    practice_to_work_in()
     return render_template(PAGE, **page_context())
 
 

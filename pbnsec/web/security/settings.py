@@ -9,11 +9,11 @@ from pbnsec.core.timezones import zone_names
 from pbnsec.domain import restrictions
 from pbnsec.domain.access import Refusal
 from pbnsec.web.security import (
-    administered_practices,
     bp,
     confirmed,
     control_response,
     my_practice_or_404,
+    practice_to_work_in,
 )
 
 # A choice that was not offered is bad input; a change the rules refuse conflicts with how things stand; and
@@ -28,7 +28,7 @@ def _context(practice, control: str | None = None, refusal: Refusal | None = Non
     return {"target": practice, "current": shown.settings, "requests_allowed": shown.requests_allowed,
             "default_duration": shown.default_duration, "show_admin_emails": shown.show_admin_emails, "time_zones": zone_names(),
             "scope": WAITING_FOR_A_TICK if waiting else shown.settings, "roles": shown.roles,
-            "members": shown.members, "practices": administered_practices(), "control": control,
+            "members": shown.members, "control": control,
             "refusal": refusal}
 
 
@@ -39,7 +39,7 @@ def _respond(practice, control: str, refusal: Refusal | None):
 
 @bp.route("/settings")
 def settings():
-    practice = my_practice_or_404(request.args.get("practice", g.practice.id))
+    practice = practice_to_work_in()
     return render_template("security/settings.html", **_context(practice))
 
 

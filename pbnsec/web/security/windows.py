@@ -9,11 +9,11 @@ from pbnsec.core.windows import DAY_NAMES, local_time
 from pbnsec.domain import time_windows
 from pbnsec.domain.access import Refusal
 from pbnsec.web.security import (
-    administered_practices,
     bp,
     confirmed,
     control_response,
     my_practice_or_404,
+    practice_to_work_in,
 )
 
 WAITING_FOR_A_TICK = Settings(everyone=False)
@@ -26,7 +26,7 @@ def _context(practice, control: str | None = None, refusal: Refusal | None = Non
     waiting = refusal is not None and refusal.code == "nothing_selected"
     return {"target": practice, "hours": shown.hours, "rows": shown.rows, "roles": shown.roles,
             "members": shown.members, "scope": WAITING_FOR_A_TICK if waiting else shown.hours,
-            "scope_endpoint": "security.set_windows_scope", "practices": administered_practices(),
+            "scope_endpoint": "security.set_windows_scope",
             "control": control, "refusal": refusal, "day_names": DAY_NAMES,
             "typed": typed or {"days": [], "start": "", "end": ""},
             "now_local": f"{local_time(g.visit.now, shown.hours.zone):%a %H:%M} ({shown.hours.zone})"}
@@ -39,7 +39,7 @@ def _respond(practice, control: str, refusal: Refusal | None, typed: dict | None
 
 @bp.route("/windows")
 def windows():
-    practice = my_practice_or_404(request.args.get("practice", g.practice.id))
+    practice = practice_to_work_in()
     return render_template("security/windows.html", **_context(practice))
 
 
