@@ -126,7 +126,8 @@ def app(request, tmp_path):
         from pbnsec.db import database
         if not database.is_closed():
             database.close()
-        database.obj.close_all()  # the pool's idle connections too
+        if hasattr(database.obj, "close_all"):  # a test may have made another app on SQLite meanwhile
+            database.obj.close_all()  # the pool's idle connections too
 
 
 def pytest_configure(config):
