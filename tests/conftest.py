@@ -338,13 +338,15 @@ def visit_of(who: str, ip: str | None = OFFICE_IP, practice: str | None = None):
                  practice_named(practice) if practice else None)
 
 
-def signed_in_earlier(who: str, ip: str, at) -> None:
-    """Record that a seeded person signed in from ip at `at` (UTC), as a successful sign-in audits it."""
+def signed_in_earlier(who: str, ip: str, at, practice: str | None = None) -> None:
+    """Record that a seeded person signed in from ip at `at` (UTC), landing in `practice` (default: their first), as
+    a successful sign-in audits it."""
     from pbnsec.models import AuditEvent
 
     user = person(who)
     AuditEvent.create(action="login_allowed", actor=user, actor_label=user.email, actor_ip=ip, at=at,
-                      target=user.email, detail="allowed by IP restrictions are off")
+                      practice=practice_named(practice or PEOPLE[who][3][0]), target=user.email,
+                      detail="allowed by IP restrictions are off")
 
 
 class Statements:

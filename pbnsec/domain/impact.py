@@ -1,5 +1,5 @@
 """Impact preview: what a change of IP restrictions or Time Windows would do to the people of a practice, judged
-from their recent successful sign-ins (the audit log's `login_allowed` events).
+from their recent successful sign-ins into it (the practice's `login_allowed` audit events).
 
 Each sign-in is decided twice with the one decide(): as the practice stands and as it would be after the change.
 A person is affected when a sign-in that is let in now would be blocked after. The address part is decided as of
@@ -74,9 +74,10 @@ def impact(practice: Practice, before: Settings, after: Settings, now: datetime,
     members = {u.id: u for u in User.select(User, Role).join(Role).switch(User).join(Membership)
                .where(Membership.practice == practice)}
     sign_ins: dict[int, list[tuple[str, datetime]]] = {}
+    # Only sign-ins into this practice: where and when its people signed in elsewhere is another practice's data.
     events = (AuditEvent.select(AuditEvent.actor, AuditEvent.actor_ip, AuditEvent.at)
-              .where((AuditEvent.action == "login_allowed") & (AuditEvent.at > now - timedelta(days=days))
-                     & (AuditEvent.at <= now)
+              .where((AuditEvent.action == "login_allowed") & (AuditEvent.practice == practice)
+                     & (AuditEvent.at > now - timedelta(days=days)) & (AuditEvent.at <= now)
                      & AuditEvent.actor.in_(Membership.select(Membership.user).where(Membership.practice == practice)))
               .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()))
     for event in events:

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from peewee import IntegrityError, fn
 from werkzeug.security import generate_password_hash
 
-from pbnsec.core.text import parse_id
+from pbnsec.core.text import parse_id, without_control_characters
 from pbnsec.db import change_lock, database
 from pbnsec.domain import audit, sessions
 from pbnsec.domain.access import Refusal
@@ -125,7 +125,8 @@ def _visible(administered: Collection[Practice]):
 
 def list_people(visit: Visit, administered: Sequence[Practice], search: str = "", page: int = 1) -> PeoplePage:
     """The people of the administered practices, by name, a page at a time: search matches name or email."""
-    search = " ".join((search or "").split())[:SEARCH_MAX]
+    # Control characters match no name or email (and NUL cannot even be sent to PostgreSQL): searched without them.
+    search = " ".join(without_control_characters(search or "").split())[:SEARCH_MAX]
     query = User.select(User, Role).join(Role).where(User.id.in_(_visible(administered)))
     if search:
         query = query.where(User.name.contains(search) | User.email.contains(search))

@@ -20,7 +20,7 @@ from pbnsec.core.decision import (
     status_of,
 )
 from pbnsec.core.iprules import EntryError, IPAddress, parse_address
-from pbnsec.core.text import parse_id
+from pbnsec.core.text import has_control_characters, parse_id
 from pbnsec.core.timezones import to_utc
 from pbnsec.core.windows import Hours, describe, local_time
 from pbnsec.domain.access import _decisions, _grants, _settings, entries_holding
@@ -128,6 +128,9 @@ def explain(admin_visit: Visit, user: str, ip: str, at: str | None, practice_ids
     Someone outside those practices is refused exactly like an unknown user: the answer reveals nothing else.
     """
     user_text, ip_text, role_text = (user or "").strip(), (ip or "").strip(), (role or "").strip()
+    for field, text in (("user", user_text), ("role", role_text)):
+        if has_control_characters(text):  # no email, id or role has one (and PostgreSQL refuses NUL)
+            return WhyRefused(field, f"The {field} contains a control character.")
     if not user_text and not role_text:
         return WhyRefused("user", "Enter the user's email address or id, or choose a role.")
     if user_text:

@@ -82,6 +82,13 @@ def test_only_the_last_30_days_count_and_not_other_practices_people(db):
     assert restrictions.set_enforced(ann_now(), practice_named(RIVERSIDE), True) is None
 
 
+def test_sign_ins_into_another_practice_are_not_this_practice_s_to_show(db):
+    """Hal works at both; where and when he signed in to Lakeside is Lakeside's audit data, not Riverside's."""
+    office_entry()
+    signed_in_earlier("hal", HOME, NOW - timedelta(days=1), practice="Lakeside Dental")
+    assert restrictions.set_enforced(ann_now(), practice_named(RIVERSIDE), True) is None
+
+
 def test_a_live_grant_lets_them_in_and_an_expired_one_does_not(db):
     office_entry()
     riverside = practice_named(RIVERSIDE)

@@ -317,3 +317,9 @@ def test_the_list_costs_the_same_for_four_people_or_forty(app, ann, count_statem
                               practice=riverside, target=user.email, at=utcnow())
     many, many_log = cost()
     assert many == few, f"four: {few_log}\nforty: {many_log}"
+
+
+def test_a_search_with_a_control_character_searches_without_it(app, signed_in):
+    ann = signed_in("ann")
+    response = ann.get("/people/?q=Fay%00")  # PostgreSQL cannot even be sent a NUL
+    assert response.status_code == 200 and "Fay Desk" in response.text

@@ -138,3 +138,10 @@ def test_a_role_is_offered_and_answered_page_and_fragment(app, ann):
         response = ann.get(f"/security/why?role={hygienist}&ip=127.0.0.1", htmx=htmx)
         assert response.status_code == 200 and "Someone with the role Hygienist" in response.text
         assert ("<html" in response.text) is not htmx and RIVERSIDE in answer_of(response)
+
+
+@pytest.mark.parametrize("query, message", [("user=x%00y&ip=127.0.0.1", "The user contains a control character."),
+                                            ("role=Ad%00min&ip=127.0.0.1", "The role contains a control character.")])
+def test_a_control_character_is_refused_on_both_databases(app, ann, query, message):
+    response = ann.get(f"/security/why?{query}")
+    assert response.status_code == 400 and message in response.text  # PostgreSQL would refuse the NUL: a 500
