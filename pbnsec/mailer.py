@@ -170,11 +170,16 @@ def send_pending(transport, now: datetime | None = None, worker: str | None = No
     settings = notifications.settings()
     if settings is None:
         raise RuntimeError("mail is off: PBNSEC_SMTP_URL is not set")
-    now = now or utcnow()
+    fixed, started = now, now or utcnow()
     worker = worker or worker_name()
     mail_from = settings.mail_from
     report = Report()
-    for mail_id in due_ids(now, limit, retry_now):
+    for mail_id in due_ids(started, limit, retry_now):
+        # Each claim's lease starts when it is taken, not when the round began: a slow server must not leave a
+        # mail claimed with a lease already run out, for another process to send again meanwhile.
+        now = fixed or utcnow()
+        if now - started > LEASE / 2:
+            break  # a slow round: the rest wait for the next one, claimed afresh
         if not claim(mail_id, worker, now, retry_now):
             continue  # another process took it
         mail = OutboxMail.get_by_id(mail_id)

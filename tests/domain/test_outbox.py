@@ -345,3 +345,30 @@ def test_a_mail_that_cannot_be_built_backs_off_and_the_others_still_go(outbox):
     assert (report.sent, report.failed, report.skipped) == (2, 1, 0)
     hals = OutboxMail.get(OutboxMail.kind == REQUEST_DECIDED)
     assert (hals.status, hals.attempts, hals.send_after) == (QUEUED, 1, T0 + MINUTE)
+
+
+def test_a_slow_round_stops_before_its_claims_could_lapse_and_no_mail_goes_twice(outbox, monkeypatch):
+    """Each claim's lease starts when it is taken; a round that has run half a lease leaves the rest to the next."""
+    access_requests.submit(replace(visit_of("hal", "203.0.113.7"), now=T0), [practice_named(RIVERSIDE)], "")
+    assert OutboxMail.select().count() == 2  # to Ann and to the Owner
+    clock = [T0]
+    monkeypatch.setattr(mailer, "utcnow", lambda: clock[0])
+    sent = []
+
+    class Other:
+        def send(self, message):
+            sent.append(("other", message["Message-ID"]))
+
+    class Slow:
+        def send(self, message):
+            sent.append(("slow", message["Message-ID"]))
+            if len(sent) == 1:
+                clock[0] += LEASE + MINUTE  # a slow SMTP server: the first mail took longer than a lease
+            else:
+                send_pending(Other(), worker="other")  # another process's round while this one sends
+
+    send_pending(Slow(), worker="slow")
+    send_pending(Other(), worker="other")  # the next round, wherever it runs, sends what is left
+    ids = [message_id for _, message_id in sent]
+    assert len(ids) == 2 and len(set(ids)) == 2, sent  # each mail once, whoever sent it
+    assert OutboxMail.select().where(OutboxMail.status == "sent").count() == 2
