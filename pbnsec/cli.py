@@ -251,10 +251,12 @@ def _show_issued(issued) -> None:
         click.echo(f"One-time password for {issued.user.email} (shown once; to be changed at first sign-in): "
                    f"{issued.password}")
     else:
-        hosts = current_app.config.get("TRUSTED_HOSTS") or ["localhost"]
-        click.echo(f"Invite link for {issued.user.email} (valid 72 hours, usable once): "
-                   f"/people/invite/{issued.invite_token}")
-        click.echo(f"  Open it at this server's address, e.g. https://{hosts[0]}/people/invite/{issued.invite_token}")
+        path = f"/people/invite/{issued.invite_token}"
+        base = current_app.config.get("BASE_URL")
+        click.echo(f"Invite link for {issued.user.email} (valid 72 hours, usable once): {base or ''}{path}")
+        if not base:
+            hosts = current_app.config.get("TRUSTED_HOSTS") or ["localhost"]
+            click.echo(f"  Open it at this server's address, e.g. https://{hosts[0]}{path}")
 
 
 @users_cli.command("list")
