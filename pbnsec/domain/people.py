@@ -252,6 +252,11 @@ def add_person(visit: Visit, administered: Collection[Practice], email: str, nam
             _record(visit, "user_created", user, [p.id for p in practices],
                     f"role: {role.name}; {'invite link' if how == INVITE_LINK else 'one-time password'}")
     except AccountError as exc:
+        if User.select().where(User.email == (email or "").strip().lower()).exists():
+            # The same words whichever practices the account is in: that is not this administrator's to learn.
+            return _refuse(visit, "invalid_choice", f"An account with the email {email.strip().lower()!r} already "
+                           "exists. If they work at your practice, find them in People; if not, an Owner can add "
+                           "your practice to their account.")
         return _refuse(visit, "invalid_choice", str(exc))
     return issued
 

@@ -100,7 +100,9 @@ def test_adding_with_a_one_time_password_asks_for_a_new_one_at_first_sign_in(ann
 
 
 @pytest.mark.parametrize("fields,message", [
-    ({"email": "fay@example.com"}, "A user with the email 'fay@example.com' already exists."),
+    ({"email": "fay@example.com"}, "An account with the email 'fay@example.com' already exists. If they work at "
+                                   "your practice, find them in People; if not, an Owner can add your practice to "
+                                   "their account."),
     ({"role": "Owner"}, "You cannot give the role Owner: it is above your own."),
     ({"practice": "999"}, "Choose among the practices you administer from here."),
     ({"how": "fax"}, "Choose a one-time password or an invite link."),
@@ -329,3 +331,12 @@ def test_the_invite_link_is_the_configured_address_never_the_request_s_host_or_s
     ann.headers = {"X-Forwarded-Proto": "http"}
     link = SECRET.search(add(ann).text).group(1)
     assert link.startswith("https://pbnsec.example.org/people/invite/"), link
+
+
+def test_adding_someone_of_another_practice_says_no_more_than_for_one_s_own(app, ann):
+    """Bob works at Lakeside only: Ann learns the address is taken (it must be unique), not where he works."""
+    own = add(ann, email="fay@example.com").text
+    other = add(ann, email="bob@example.com").text
+    assert "Lakeside" not in other
+    assert other.replace("bob@example.com", "X").count("An account with the email") == \
+        own.replace("fay@example.com", "X").count("An account with the email") == 1
