@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 from flask import current_app, flash, g, redirect, render_template, request, url_for
 from flask.globals import request_ctx
 from htmx_flask import make_response as htmx_response
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from werkzeug.routing import IntegerConverter
 
 from pbnsec.core.decision import STATUS_LABELS
@@ -181,6 +181,6 @@ def _error_page(error):
         return f"{error.code} {error.name}\n", error.code, {"Content-Type": "text/plain; charset=utf-8"}
     if request.htmx and error.code in (401, 403):
         # A fragment request that may not proceed gets no page to swap; htmx reports the error.
-        return error.description or error.name, error.code
+        return escape(error.description or error.name), error.code  # text, not markup: it names practices
     return render_template("errors/error.html", code=error.code, name=error.name,
                            description=error.description), error.code

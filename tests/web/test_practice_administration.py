@@ -120,3 +120,12 @@ def test_sweep_no_security_route_reads_or_changes_a_practice_that_blocks_this_ip
                 assert snapshot(app, rid) == before, where
                 tried += 1
     assert tried >= 30
+
+
+def test_the_403_an_htmx_request_gets_is_text_not_markup(app, signed_in, riverside):
+    with app.app_context():
+        Practice.update(name="Riverside <b>Dental</b>").where(Practice.id == riverside["practice_id"]).execute()
+    olive = signed_in("owner", ip=ELSEWHERE)
+    response = olive.post(f"/security/settings/{riverside['practice_id']}/enforced", {"enforced": "0"}, htmx=True)
+    assert response.status_code == 403 and "Riverside &lt;b&gt;Dental&lt;/b&gt;" in response.text
+    assert "<b>" not in response.text
