@@ -32,6 +32,10 @@ class Practice(BaseModel):
     name = CharField(max_length=100, unique=True)
     created_at = DateTimeField(default=utcnow)
     time_zone = CharField(max_length=64, default=default_time_zone)  # IANA name; every time shown there is in it
+    # Raised by database triggers (migrations.POLICY_TABLES) in the transaction of every write its access decisions
+    # depend on: a process's compiled policy for the practice (domain.policy) is good only at the number it was
+    # compiled at, and every request reads it.
+    policy_generation = IntegerField(default=0)
 
 
 # The seeded roles; Owners and Admins are security administrators.

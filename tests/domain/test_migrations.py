@@ -142,7 +142,8 @@ def test_a_database_from_any_earlier_commit_ends_up_with_todays_schema_and_its_d
     from pbnsec.config import default_time_zone
     width = len(before["practice"][0])
     assert [row[:width] for row in after["practice"]] == before["practice"]
-    assert [row[width:] for row in after["practice"]] == [(default_time_zone(),)] * len(before["practice"])
+    # ... and at 15, policy generation 0 (no compiled policy exists yet).
+    assert [row[width:] for row in after["practice"]] == [(default_time_zone(), 0)] * len(before["practice"])
     # Columns added at version 7: nothing expires and one-click approval stays until revoked, as before; at 12: no
     # request has a rejection reason, and the blocked page shows administrators' names but not their emails.
     for table, added in (("allowlist_entry", (None,)), ("grant", (None,)), ("ip_restriction", ("forever", 0)),
@@ -285,8 +286,9 @@ def test_a_version_9_database_keeps_its_data_and_its_old_blocked_sign_ins_sign_i
         width = len(before[table][0])
         assert [row[:width] for row in after[table]] == before[table]  # every row and value kept
         assert [row[width:] for row in after[table]] == [added] * len(before[table])
-    for table in ("practice", "user", "membership", "role"):
+    for table in ("user", "membership", "role"):
         assert after[table] == before[table]
+    assert after["practice"] == [(*row, 0) for row in before["practice"]]  # policy_generation (15) starts at 0
 
     from datetime import datetime
     from ipaddress import ip_address
