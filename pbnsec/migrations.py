@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from peewee import (
     SQL,
+    BigIntegerField,
     SqliteDatabase,
     BooleanField,
     CharField,
@@ -299,30 +300,40 @@ def _bumped(kind: str, row: str) -> str:
     return f"id = {row}.practice_id"
 
 
-_BUMP = "UPDATE practice SET policy_generation = policy_generation + 1 WHERE "
+# Raised to the time in microseconds (or by one, if that is not more): a database restored from a backup, or made
+# again, never hands a process a generation it compiled a different state at.
+_SQLITE_NOW_US = "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
+_POSTGRESQL_NOW_US = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
+
+
+def _bump(sqlite: bool) -> str:
+    raised = (f"MAX(policy_generation + 1, {_SQLITE_NOW_US})" if sqlite else
+              f"GREATEST(policy_generation + 1, {_POSTGRESQL_NOW_US})")
+    return f"UPDATE practice SET policy_generation = {raised} WHERE "
 
 
 def install_policy_triggers() -> None:
     """(Re)create the triggers that raise practice.policy_generation (see POLICY_TABLES); safe to run again."""
     if isinstance(database.obj, SqliteDatabase):
+        bump = _bump(sqlite=True)
         for table, kind, columns in POLICY_TABLES:
             for op, rows in (("INSERT", ("NEW",)), ("UPDATE", ("OLD", "NEW")), ("DELETE", ("OLD",))):
                 if columns is not None and op != "UPDATE":
                     continue  # a user without memberships reaches no practice; memberships have their own trigger
                 when = (" WHEN " + " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in columns)) if columns else ""
-                body = " ".join(f"{_BUMP}{_bumped(kind, row)};" for row in rows)
+                body = " ".join(f"{bump}{_bumped(kind, row)};" for row in rows)
                 name = f"policy_generation_{table}_{op.lower()}"
                 database.execute_sql(f'DROP TRIGGER IF EXISTS "{name}"')
                 database.execute_sql(f'CREATE TRIGGER "{name}" AFTER {op} ON "{table}" FOR EACH ROW{when} '
                                      f"BEGIN {body} END")
         return
-    branches = []
+    branches, bump = [], _bump(sqlite=False)
     for table, kind, columns in POLICY_TABLES:
-        steps = (f"IF TG_OP <> 'DELETE' THEN {_BUMP}{_bumped(kind, 'NEW')}; END IF; "
-                 f"IF TG_OP <> 'INSERT' THEN {_BUMP}{_bumped(kind, 'OLD')}; END IF;")
+        steps = (f"IF TG_OP <> 'DELETE' THEN {bump}{_bumped(kind, 'NEW')}; END IF; "
+                 f"IF TG_OP <> 'INSERT' THEN {bump}{_bumped(kind, 'OLD')}; END IF;")
         if columns is not None:
             changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in columns)
-            steps = f"IF TG_OP = 'UPDATE' AND ({changed}) THEN {_BUMP}{_bumped(kind, 'NEW')}; END IF;"
+            steps = f"IF TG_OP = 'UPDATE' AND ({changed}) THEN {bump}{_bumped(kind, 'NEW')}; END IF;"
         branches.append(f"IF TG_TABLE_NAME = '{table}' THEN {steps} END IF;")
     database.execute_sql("CREATE OR REPLACE FUNCTION pbnsec_policy_generation() RETURNS trigger AS $$ BEGIN "
                          + " ".join(branches) + " RETURN NULL; END $$ LANGUAGE plpgsql")
@@ -337,7 +348,7 @@ def install_policy_triggers() -> None:
 def add_policy_generations(migrator: SchemaMigrator) -> None:
     """practice.policy_generation, raised by triggers on every write access decisions depend on (cached policies)."""
     if "policy_generation" not in _columns("practice"):
-        field = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+        field = BigIntegerField(default=0, constraints=[SQL("DEFAULT 0")])
         migrator.alter_add_column("practice", "policy_generation", field, allow_not_null=True).run()
     install_policy_triggers()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from peewee import (
+    BigIntegerField,
     BooleanField,
     CharField,
     DateTimeField,
@@ -35,7 +36,7 @@ class Practice(BaseModel):
     # Raised by database triggers (migrations.POLICY_TABLES) in the transaction of every write its access decisions
     # depend on: a process's compiled policy for the practice (domain.policy) is good only at the number it was
     # compiled at, and every request reads it.
-    policy_generation = IntegerField(default=0)
+    policy_generation = BigIntegerField(default=0)
 
 
 # The seeded roles; Owners and Admins are security administrators.

@@ -136,10 +136,23 @@ def test_a_write_by_hand_raises_it_too_and_a_user_without_practices_reaches_none
     """The triggers are in the database: a console UPDATE cannot leave a process on an old policy."""
     before = generations()
     IPRestriction.create(practice=practice_named(LAKESIDE), enforced=True)
-    assert generations() == {**before, LAKESIDE: before[LAKESIDE] + 1}
+    after = generations()
+    assert after[RIVERSIDE] == before[RIVERSIDE] and after[LAKESIDE] > before[LAKESIDE]
     User.update(password_hash="x").where(User.email == "fay@example.com").execute()  # not a decision's business
+    assert generations() == after
     TimeWindow.create(practice=practice_named(LAKESIDE), day=0, start_minute=0, end_minute=60)
-    assert generations() == {**before, LAKESIDE: before[LAKESIDE] + 2}
+    assert generations()[LAKESIDE] > after[LAKESIDE]
+
+
+def test_generations_only_grow_and_a_restored_database_does_not_repeat_one(db):
+    """Raised to the time in microseconds: a backup's generations are below any a process compiled since."""
+    riverside = practice_named(RIVERSIDE)
+    Practice.update(policy_generation=2**62).where(Practice.id == riverside.id).execute()  # far in the future
+    IPRestriction.create(practice=riverside, enforced=True)
+    assert practice_named(RIVERSIDE).policy_generation == 2**62 + 1
+    before = practice_named(LAKESIDE).policy_generation
+    IPRestriction.create(practice=practice_named(LAKESIDE), enforced=True)
+    assert practice_named(LAKESIDE).policy_generation > max(before, 10**15)  # microseconds since 1970
 
 
 def fay_from_home(cache, now=None):
@@ -170,25 +183,26 @@ def test_a_cached_entry_s_expiry_is_judged_against_each_visit_s_now(office):
     assert cache.compiles == compiled
 
 
-def test_a_write_committed_while_a_policy_compiles_is_not_cached_under_the_old_generation(office, monkeypatch):
-    """Read the generation, compile, read it again: a write in between means compile again."""
+def test_a_write_committed_while_a_policy_compiles_is_compiled_again_and_kept_at_its_own_generation(office,
+                                                                                                   monkeypatch):
+    """The visit read generation g; a write commits (g + 1) before the compile reads the allowlist: what was
+    compiled is not labelled g. The generation is read again after the compile, and the compile repeated."""
     from pbnsec.domain import policy
 
     add(f"{FAY_HOME}/32")
     restrictions.set_enforced(owner(), practice_named(RIVERSIDE), True, confirmed=True)
     cache, compile_policies, raced = PolicyCache(), policy.compile_policies, []
 
-    def compile_then_write(ids):
-        compiled = compile_policies(ids)
-        if not raced:  # an administrator switches Fay's entry off right after this compile read it
+    def write_then_compile(ids):
+        if not raced:  # an administrator switches Fay's entry off between the visit's read and the compile
             raced.append(allowlist.set_active(owner(), entry(f"{FAY_HOME}/32"), False, {p.id for p in both()}))
-        return compiled
+        return compile_policies(ids)
 
-    monkeypatch.setattr(policy, "compile_policies", compile_then_write)
-    # This visit began before the write: either answer is the truth at some moment of it...
-    fay_from_home(cache)
-    # ...but the next one must see the entry gone.
+    monkeypatch.setattr(policy, "compile_policies", write_then_compile)
+    assert not fay_from_home(cache).decision.allowed and raced
+    assert cache.compiles == 1  # the first compile, from a state the visit's generation does not name, is dropped
     assert not fay_from_home(cache).decision.allowed
+    assert cache.compiles == 1  # the one kept is at the generation the next visit reads
 
 
 def test_the_cached_decision_agrees_with_the_direct_one(office):
