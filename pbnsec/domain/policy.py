@@ -11,8 +11,8 @@ already let the visit in.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
+from ipaddress import ip_network
 
 from pbnsec.core.decision import Rule, Settings
 from pbnsec.core.iprules import IPAddress, NetworkMatcher
@@ -47,7 +47,6 @@ def compile_policies(practice_ids) -> dict[int, Policy]:
     practice_ids = list(practice_ids)
     settings, no_requests = _settings(practice_ids)
     matchers: dict[int, NetworkMatcher[Rule]] = {pid: NetworkMatcher() for pid in practice_ids}
-    from ipaddress import ip_network
     for entry in AllowlistEntry.select().where(AllowlistEntry.scope.in_([*practice_ids, ALL_PRACTICES])
                                                & AllowlistEntry.active):
         rule = Rule(ip_network(entry.network), active=True, expires_at=entry.expires_at, ref=entry)
@@ -59,13 +58,13 @@ def compile_policies(practice_ids) -> dict[int, Policy]:
 class PolicyCache:
     """One process's compiled policies for one database (the app keeps one: a new app, a new cache).
 
-    Thread-safe: policies are immutable and replaced whole; a fork inherits a copy that is checked against the
-    database's generations like any other.
+    Thread- and fork-safe without a lock: policies are immutable and a dict item is replaced whole, so a racing
+    thread at worst keeps an older policy (labelled with its own generation: it is compiled again when next
+    read); a forked process inherits a copy that is checked against the database like any other.
     """
 
     def __init__(self) -> None:
         self._policies: dict[int, Policy] = {}
-        self._lock = threading.Lock()
         self.compiles = 0  # how many policies were compiled (for tests and the measurement)
         self._practices_sql: str | None = None
 
@@ -129,13 +128,7 @@ class PolicyCache:
         return None if stale else found
 
     def _keep(self, pid: int, policy: Policy) -> None:
-        with self._lock:
-            self.compiles += 1
-            kept = self._policies.get(pid)
-            if kept is None or kept.generation <= policy.generation:
-                self._policies[pid] = policy
-
-    def clear(self) -> None:
-        """Forget every policy (after a restore, the generations of another database)."""
-        with self._lock:
-            self._policies.clear()
+        self.compiles += 1
+        kept = self._policies.get(pid)
+        if kept is None or kept.generation <= policy.generation:
+            self._policies[pid] = policy

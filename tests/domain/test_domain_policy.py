@@ -246,3 +246,17 @@ def test_measure_the_decision_old_and_new(office, capsys):
               f"({old / new:.1f}x faster); in-memory matcher alone {match:.1f} µs")
     assert overview(fay, ip, None, cache).row(practice_named(RIVERSIDE).id).decision.allowed
 
+
+
+def test_a_practice_that_takes_a_deleted_one_s_id_never_meets_its_compiled_policy(db):
+    from pbnsec.domain.users import create_practice
+
+    cache = PolicyCache()
+    AllowlistEntry.create(**AllowlistEntry.stored(ip_network("192.0.2.0/24"), None, label="Head office"))
+    gone = create_practice("Gone Dental")  # written to by nothing since: its first generation
+    (compiled,) = cache.for_practices([practice_named("Gone Dental")]).values()
+    gone.delete_instance()
+    AllowlistEntry.delete().execute()  # reaches no practice of the deleted one's
+    again = Practice.create(id=gone.id, name="Again Dental")
+    assert again.policy_generation != compiled.generation
+    assert cache.for_practices([practice_named("Again Dental")])[gone.id].entries_holding(ip_address("192.0.2.1")) == []
