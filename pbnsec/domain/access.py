@@ -212,6 +212,7 @@ class PracticeAccess:
     decision: Decision
     status: str  # allowed | approved | pending | rejected | not_requested
     can_request: bool
+    settings: Settings = Settings()  # the practice's IP restrictions and Time Windows the decision was made on
 
 
 @dataclass(frozen=True)
@@ -261,7 +262,7 @@ def overview(user: User, ip, now: datetime | None = None, policies=None) -> Acce
             settings = {pid: policy.settings for pid, policy in compiled.items()}
             no_requests = {pid for pid, policy in compiled.items() if not policy.requests_allowed}
             decisions = _decisions(user, list(compiled), ip, now or utcnow(), settings, policies=compiled)
-            return _overview(user, ip, practices, decisions, no_requests)
+            return _overview(user, ip, practices, decisions, no_requests, settings)
     # The practices and their restrictions in one query: this runs on every request.
     practices = list(Practice.select(Practice, IPRestriction, TimeRule, Membership.id)
                      .join(Membership).switch(Practice)
@@ -274,11 +275,11 @@ def overview(user: User, ip, now: datetime | None = None, policies=None) -> Acce
                                       [p.time_rule for p in practices if p.time_rule is not None],
                                       {p.id: p for p in practices})
     decisions = _decisions(user, ids, ip, now or utcnow(), settings)
-    return _overview(user, ip, practices, decisions, no_requests)
+    return _overview(user, ip, practices, decisions, no_requests, settings)
 
 
-def _overview(user: User, ip, practices: list[Practice], decisions: dict[int, Decision],
-              no_requests: set[int]) -> AccessOverview:
+def _overview(user: User, ip, practices: list[Practice], decisions: dict[int, Decision], no_requests: set[int],
+              settings: dict[int, Settings]) -> AccessOverview:
     rows = []
     for practice in practices:
         decision = decisions[practice.id]
@@ -286,7 +287,7 @@ def _overview(user: User, ip, practices: list[Practice], decisions: dict[int, De
         # An access request approves an IP; it does not extend working hours.
         can_request = (not decision.allowed and status not in ("pending", "outside_hours")
                        and practice.id not in no_requests and ip is not None)
-        rows.append(PracticeAccess(practice, decision, status, can_request))
+        rows.append(PracticeAccess(practice, decision, status, can_request, settings[practice.id]))
     # Home: the first membership, i.e. the practice the user was created in (later ones are added to it).
     home = min(practices, key=lambda p: p.membership.id, default=None)
     return AccessOverview(user, tuple(rows), home.id if home is not None else None)
