@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from peewee import (
     SQL,
+    BigIntegerField,
+    SqliteDatabase,
     BooleanField,
     CharField,
     DateTimeField,
@@ -268,6 +270,89 @@ def add_deployment_settings(migrator: SchemaMigrator) -> None:
     database.create_tables([table])  # safe: only when missing
 
 
+# What each practice's compiled policy is made of, beside the practice row itself: a trigger on every one of these
+# tables raises practice.policy_generation of the practices a written row belongs to, in the same transaction, so
+# no write (by the app, the command line or by hand) can leave a process deciding on a policy compiled before it.
+# Grants and access requests are not in a policy (a visit reads its user's own), so approving recompiles nothing;
+# memberships and users are read per visit too, and raise it anyway: they are rare and about who the rules reach.
+# (table, how a row names its practices: "practice" its practice_id, "scope" an allowlist entry's scope (0 = every
+# practice), "user" every practice the user is a member of; columns whose change matters, None: any.)
+POLICY_TABLES = (
+    ("allowlist_entry", "scope", None),
+    ("ip_restriction", "practice", None),
+    ("restricted_role", "practice", None),
+    ("restricted_user", "practice", None),
+    ("time_rule", "practice", None),
+    ("time_rule_role", "practice", None),
+    ("time_rule_user", "practice", None),
+    ("time_window", "practice", None),
+    ("membership", "practice", None),
+    ("user", "user", ("active", "role_id")),
+)
+
+
+def _bumped(kind: str, row: str) -> str:
+    """The practices a row (NEW or OLD) reaches, as a WHERE condition on practice."""
+    if kind == "scope":
+        return f"({row}.scope = 0 OR id = {row}.scope)"
+    if kind == "user":
+        return f"id IN (SELECT practice_id FROM membership WHERE user_id = {row}.id)"
+    return f"id = {row}.practice_id"
+
+
+# Raised to the time in microseconds (or by one, if that is not more): a database restored from a backup, or made
+# again, never hands a process a generation it compiled a different state at.
+_SQLITE_NOW_US = "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
+_POSTGRESQL_NOW_US = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
+
+
+def _bump(sqlite: bool) -> str:
+    raised = (f"MAX(policy_generation + 1, {_SQLITE_NOW_US})" if sqlite else
+              f"GREATEST(policy_generation + 1, {_POSTGRESQL_NOW_US})")
+    return f"UPDATE practice SET policy_generation = {raised} WHERE "
+
+
+def install_policy_triggers() -> None:
+    """(Re)create the triggers that raise practice.policy_generation (see POLICY_TABLES); safe to run again."""
+    if isinstance(database.obj, SqliteDatabase):
+        bump = _bump(sqlite=True)
+        for table, kind, columns in POLICY_TABLES:
+            for op, rows in (("INSERT", ("NEW",)), ("UPDATE", ("OLD", "NEW")), ("DELETE", ("OLD",))):
+                if columns is not None and op != "UPDATE":
+                    continue  # a user without memberships reaches no practice; memberships have their own trigger
+                when = (" WHEN " + " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in columns)) if columns else ""
+                body = " ".join(f"{bump}{_bumped(kind, row)};" for row in rows)
+                name = f"policy_generation_{table}_{op.lower()}"
+                database.execute_sql(f'DROP TRIGGER IF EXISTS "{name}"')
+                database.execute_sql(f'CREATE TRIGGER "{name}" AFTER {op} ON "{table}" FOR EACH ROW{when} '
+                                     f"BEGIN {body} END")
+        return
+    branches, bump = [], _bump(sqlite=False)
+    for table, kind, columns in POLICY_TABLES:
+        steps = (f"IF TG_OP <> 'DELETE' THEN {bump}{_bumped(kind, 'NEW')}; END IF; "
+                 f"IF TG_OP <> 'INSERT' THEN {bump}{_bumped(kind, 'OLD')}; END IF;")
+        if columns is not None:
+            changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in columns)
+            steps = f"IF TG_OP = 'UPDATE' AND ({changed}) THEN {bump}{_bumped(kind, 'NEW')}; END IF;"
+        branches.append(f"IF TG_TABLE_NAME = '{table}' THEN {steps} END IF;")
+    database.execute_sql("CREATE OR REPLACE FUNCTION pbnsec_policy_generation() RETURNS trigger AS $$ BEGIN "
+                         + " ".join(branches) + " RETURN NULL; END $$ LANGUAGE plpgsql")
+    for table, _, columns in POLICY_TABLES:
+        name = f"policy_generation_{table}"
+        ops = "UPDATE" if columns is not None else "INSERT OR UPDATE OR DELETE"
+        database.execute_sql(f'DROP TRIGGER IF EXISTS "{name}" ON "{table}"')
+        database.execute_sql(f'CREATE TRIGGER "{name}" AFTER {ops} ON "{table}" FOR EACH ROW '
+                             "EXECUTE PROCEDURE pbnsec_policy_generation()")
+
+
+def add_policy_generations(migrator: SchemaMigrator) -> None:
+    """practice.policy_generation, raised by triggers on every write access decisions depend on (cached policies)."""
+    if "policy_generation" not in _columns("practice"):
+        field = BigIntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+        migrator.alter_add_column("practice", "policy_generation", field, allow_not_null=True).run()
+    install_policy_triggers()
+
+
 MIGRATIONS = [
     index_rate_limit_hits_by_time,
     add_must_change_password,
@@ -282,6 +367,7 @@ MIGRATIONS = [
     add_outbox,  # 11
     add_reasons_contacts_and_blocked_sign_in_binding,  # 12
     add_deployment_settings,  # 13
+    add_policy_generations,  # 15
 ]
 LATEST = len(MIGRATIONS)
 
@@ -337,6 +423,7 @@ def upgrade() -> list[str]:
             database.create_tables([SchemaVersion])
         else:
             database.create_tables(MODELS)
+            install_policy_triggers()
             SchemaVersion.create(version=LATEST, name="The tables were created at this version.")
             version = LATEST  # a new database: nothing was upgraded, so nothing to report
 

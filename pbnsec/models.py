@@ -1,9 +1,11 @@
 """Tables. Constraints live in Meta.indexes so the database, not the view, keeps the rules."""
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 from peewee import (
+    BigIntegerField,
     BooleanField,
     CharField,
     DateTimeField,
@@ -32,6 +34,12 @@ class Practice(BaseModel):
     name = CharField(max_length=100, unique=True)
     created_at = DateTimeField(default=utcnow)
     time_zone = CharField(max_length=64, default=default_time_zone)  # IANA name; every time shown there is in it
+    # Raised by database triggers (migrations.POLICY_TABLES) in the transaction of every write its access decisions
+    # depend on: a process's compiled policy for the practice (domain.policy) is good only at the number it was
+    # compiled at, and every request reads it.
+    # A new practice starts at the time in microseconds, like a raised one: one that takes a deleted practice's id
+    # never meets that practice's compiled policy.
+    policy_generation = BigIntegerField(default=lambda: time.time_ns() // 1000)
 
 
 # The seeded roles; Owners and Admins are security administrators.

@@ -116,8 +116,9 @@ def ipv6_privacy_network(ip: IPAddress) -> IPv6Network | None:
 class NetworkMatcher(Generic[T]):
     """Find every value whose network contains an address, one dict probe per prefix length in use.
 
-    Not on the request path yet: access is decided by the indexed database probe (domain.access.entries_holding);
-    `make bench` measures this in-memory matcher beside it for a per-process compiled policy.
+    Every request decides on it: each practice's compiled policy (domain.policy) holds its allowlist in one. The
+    indexed database probe (domain.access.entries_holding) answers where a decision is worked out afresh: sign-in,
+    lockout checks, why, impact.
     """
 
     def __init__(self, items: Iterable[tuple[IPNetwork, T]] = ()) -> None:

@@ -165,14 +165,19 @@ class _Lazy:
 
 def _decisions(user: User, practice_ids: list[int], ip, now: datetime, settings: dict[int, Settings],
                without_entry: int | None = None, without_grant: int | None = None,
-               entry_expiry: tuple[int, datetime | None] | None = None) -> dict[int, Decision]:
+               entry_expiry: tuple[int, datetime | None] | None = None,
+               policies: dict | None = None) -> dict[int, Decision]:
     """decide() once per practice; entries only where restrictions apply, grants and statuses only if needed.
 
-    `entry_expiry` (entry id, expiry): decide as if that entry expired then instead.
+    `entry_expiry` (entry id, expiry): decide as if that entry expired then instead. `policies`: the practices'
+    compiled policies (domain.policy), whose in-memory allowlists then stand in for the database's.
     """
     subject = Subject(user.id, user.role_id)
     applies = [pid for pid in practice_ids if settings[pid].enforced and settings[pid].applies_to(subject)]
-    entries = entries_holding(applies, ip)
+    if policies is not None:
+        entries = {pid: policies[pid].entries_holding(ip) for pid in applies}
+    else:
+        entries = entries_holding(applies, ip)
     if entry_expiry is not None:
         changed_id, expires_at = entry_expiry
         entries = {pid: [replace(r, expires_at=expires_at) if r.ref.id == changed_id else r for r in rules]
@@ -207,6 +212,7 @@ class PracticeAccess:
     decision: Decision
     status: str  # allowed | approved | pending | rejected | not_requested
     can_request: bool
+    settings: Settings = Settings()  # the practice's IP restrictions and Time Windows the decision was made on
 
 
 @dataclass(frozen=True)
@@ -241,9 +247,22 @@ class AccessOverview:
         return any(row.decision.reason in ("allowlist_entry", "user_grant") for row in self.rows)
 
 
-def overview(user: User, ip, now: datetime | None = None) -> AccessOverview:
-    """Each of the user's practices as seen from this IP: the same few queries for one practice or twenty."""
+def overview(user: User, ip, now: datetime | None = None, policies=None) -> AccessOverview:
+    """Each of the user's practices as seen from this IP: the same few queries for one practice or twenty.
+
+    `policies`: a domain.policy.PolicyCache. Then a visit costs one query (the practices with their policy
+    generations) while their compiled policies are current, and decides on them in memory; without it (sign-in,
+    the command line) everything is read from the database.
+    """
     ip = unmap(ip) if ip is not None else None  # ::ffff:a.b.c.d is looked up as the IPv4 address it is
+    if policies is not None:
+        practices = policies.practices_of(user.id)
+        compiled = policies.for_practices(practices)
+        if compiled is not None:
+            settings = {pid: policy.settings for pid, policy in compiled.items()}
+            no_requests = {pid for pid, policy in compiled.items() if not policy.requests_allowed}
+            decisions = _decisions(user, list(compiled), ip, now or utcnow(), settings, policies=compiled)
+            return _overview(user, ip, practices, decisions, no_requests, settings)
     # The practices and their restrictions in one query: this runs on every request.
     practices = list(Practice.select(Practice, IPRestriction, TimeRule, Membership.id)
                      .join(Membership).switch(Practice)
@@ -256,6 +275,11 @@ def overview(user: User, ip, now: datetime | None = None) -> AccessOverview:
                                       [p.time_rule for p in practices if p.time_rule is not None],
                                       {p.id: p for p in practices})
     decisions = _decisions(user, ids, ip, now or utcnow(), settings)
+    return _overview(user, ip, practices, decisions, no_requests, settings)
+
+
+def _overview(user: User, ip, practices: list[Practice], decisions: dict[int, Decision], no_requests: set[int],
+              settings: dict[int, Settings]) -> AccessOverview:
     rows = []
     for practice in practices:
         decision = decisions[practice.id]
@@ -263,7 +287,7 @@ def overview(user: User, ip, now: datetime | None = None) -> AccessOverview:
         # An access request approves an IP; it does not extend working hours.
         can_request = (not decision.allowed and status not in ("pending", "outside_hours")
                        and practice.id not in no_requests and ip is not None)
-        rows.append(PracticeAccess(practice, decision, status, can_request))
+        rows.append(PracticeAccess(practice, decision, status, can_request, settings[practice.id]))
     # Home: the first membership, i.e. the practice the user was created in (later ones are added to it).
     home = min(practices, key=lambda p: p.membership.id, default=None)
     return AccessOverview(user, tuple(rows), home.id if home is not None else None)

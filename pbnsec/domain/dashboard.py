@@ -1,7 +1,7 @@
 """The home page's dashboard: how each practice an administrator looks after stands, in a few numbers.
 
-Three grouped queries whatever the number of practices; the restriction state comes with the practices the access
-overview has already loaded.
+Three grouped queries whatever the number of practices; the restriction state comes with the access overview's
+rows (the settings their decisions were made on).
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from peewee import fn
 
+from pbnsec.domain.access import PracticeAccess
 from pbnsec.models import (
     ALL_PRACTICES,
     PENDING,
@@ -38,10 +39,9 @@ class PracticeSummary:
     blocked_sessions: int  # signed-in sessions stopped over the same days
 
 
-def summaries(practices: list[Practice], now: datetime) -> list[PracticeSummary]:
-    """Each practice's summary. `practices` come from the access overview (their restriction and Time Windows rows
-    joined as `restriction` and `time_rule`, None while never saved)."""
-    ids = [p.id for p in practices]
+def summaries(rows: list[PracticeAccess], now: datetime) -> list[PracticeSummary]:
+    """Each practice's summary, for rows of the access overview."""
+    ids = [row.practice.id for row in rows]
     if not ids:
         return []
     entries = dict(AllowlistEntry.select(AllowlistEntry.scope, fn.COUNT(AllowlistEntry.id))
@@ -62,14 +62,14 @@ def summaries(practices: list[Practice], now: datetime) -> list[PracticeSummary]
         blocked[practice_id, action] = int(count or 0)
     everywhere = entries.get(ALL_PRACTICES, 0)
     found = []
-    for p in practices:
-        restriction, hours = getattr(p, "restriction", None), getattr(p, "time_rule", None)
+    for row in rows:
+        p, settings = row.practice, row.settings
         found.append(PracticeSummary(
             practice=p,
-            enforced=bool(restriction and restriction.enforced),
-            everyone=restriction is None or restriction.everyone,
-            windows=bool(hours and hours.enabled),
-            windows_everyone=hours is None or hours.everyone,
+            enforced=settings.enforced,
+            everyone=settings.everyone,
+            windows=settings.hours.enabled,
+            windows_everyone=settings.hours.everyone,
             entries=entries.get(p.id, 0) + everywhere,
             pending=pending.get(p.id, 0),
             blocked_sign_ins=blocked.get((p.id, "login_blocked"), 0),

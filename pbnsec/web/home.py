@@ -26,7 +26,8 @@ def index():
     user = current_user._get_current_object()
     access = access_of(user)
     # Administrators see the numbers of the practices they administer from here; everyone sees their status.
-    shown = dashboard.summaries(access.allowed, g.visit.now) if user.is_security_admin else []
+    shown = (dashboard.summaries([row for row in access.rows if row.decision.allowed], g.visit.now)
+             if user.is_security_admin else [])
     return render_template("home/index.html", rows=access.rows,
                            summaries={s.practice.id: s for s in shown}, blocked_days=dashboard.BLOCKED_DAYS)
 

@@ -8,6 +8,7 @@ from flask_login import current_user, logout_user
 from pbnsec.core.clientip import resolve_client_ip
 from pbnsec.domain import audit, sessions
 from pbnsec.domain.access import AccessOverview, overview, why_blocked
+from pbnsec.domain.policy import PolicyCache
 from pbnsec.domain.visit import Visit
 from pbnsec.logs import security_event
 from pbnsec.web.pages import hx_redirect
@@ -49,10 +50,10 @@ def end_sign_in() -> None:
 
 def access_of(user) -> AccessOverview:
     """The user's access to each practice from this request's IP: worked out once per request, then shared by
-    the hook, the views and the header's practice switcher."""
+    the hook, the views and the header's practice switcher, on this process's compiled policies."""
     cached = g.get("access")
     if cached is None or cached.user.id != user.id:
-        g.access = overview(user, g.client_ip, g.visit.now)
+        g.access = overview(user, g.client_ip, g.visit.now, current_app.extensions["pbnsec.policies"])
     return g.access
 
 
@@ -121,4 +122,5 @@ def enforce():
 
 
 def init_app(app) -> None:
+    app.extensions["pbnsec.policies"] = PolicyCache()  # per app: one database's generations
     app.before_request(enforce)

@@ -3,12 +3,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import Visitor, make_app, table_rows
+from conftest import Visitor, make_app, restrict, table_rows
 
 from pbnsec import migrations
 from pbnsec.domain.users import create_user
 from pbnsec.migrations import LATEST, SchemaError
-from pbnsec.models import SchemaVersion, User
+from pbnsec.models import Practice, SchemaVersion, User
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "fixtures" / "schemas"
 # The commits that changed the schema, oldest first; the first is the first release.
@@ -142,7 +142,8 @@ def test_a_database_from_any_earlier_commit_ends_up_with_todays_schema_and_its_d
     from pbnsec.config import default_time_zone
     width = len(before["practice"][0])
     assert [row[:width] for row in after["practice"]] == before["practice"]
-    assert [row[width:] for row in after["practice"]] == [(default_time_zone(),)] * len(before["practice"])
+    # ... and at 15, policy generation 0 (no compiled policy exists yet).
+    assert [row[width:] for row in after["practice"]] == [(default_time_zone(), 0)] * len(before["practice"])
     # Columns added at version 7: nothing expires and one-click approval stays until revoked, as before; at 12: no
     # request has a rejection reason, and the blocked page shows administrators' names but not their emails.
     for table, added in (("allowlist_entry", (None,)), ("grant", (None,)), ("ip_restriction", ("forever", 0)),
@@ -285,8 +286,9 @@ def test_a_version_9_database_keeps_its_data_and_its_old_blocked_sign_ins_sign_i
         width = len(before[table][0])
         assert [row[:width] for row in after[table]] == before[table]  # every row and value kept
         assert [row[width:] for row in after[table]] == [added] * len(before[table])
-    for table in ("practice", "user", "membership", "role"):
+    for table in ("user", "membership", "role"):
         assert after[table] == before[table]
+    assert after["practice"] == [(*row, 0) for row in before["practice"]]  # policy_generation (15) starts at 0
 
     from datetime import datetime
     from ipaddress import ip_address
@@ -333,3 +335,40 @@ def test_a_database_from_before_invites_gets_the_invite_table_and_keeps_its_peop
     admin = Visitor(app)
     assert admin.login("ann@example.com").headers["Location"] == "/"
     assert "Fay Desk" in admin.get("/people/").text
+
+
+def test_a_database_from_before_policy_generations_gets_them_and_its_triggers_and_keeps_its_data(
+        tmp_path, seeded_database, current_schema):
+    import shutil
+
+    from pbnsec.migrations import MIGRATIONS, POLICY_TABLES, add_policy_generations
+
+    database = tmp_path / "pbnsec.db"
+    shutil.copyfile(seeded_database, database)
+    at = MIGRATIONS.index(add_policy_generations) + 1
+    con = sqlite3.connect(database)  # as the version before left it: no generation column, no triggers
+    for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        con.execute(f'DROP TRIGGER "{name}"')
+    con.execute("ALTER TABLE practice DROP COLUMN policy_generation")
+    con.execute("DELETE FROM schema_version")
+    con.execute("INSERT INTO schema_version (version, name, applied_at) VALUES (?, 'before generations', ?)",
+                (at - 1, WHEN))
+    con.commit()
+    con.close()
+    before = table_rows(database)
+
+    app = make_app(tmp_path)
+    assert schema(database) == current_schema
+    after = table_rows(database)
+    assert after["practice"] == [(*row, 0) for row in before["practice"]]
+    for table in ("user", "membership", "allowlist_entry", "ip_restriction"):
+        assert after[table] == before[table]
+    con = sqlite3.connect(database)
+    triggers = {table for (table,) in con.execute("SELECT tbl_name FROM sqlite_master WHERE type = 'trigger'")}
+    con.close()
+    assert triggers == {table for table, _, _ in POLICY_TABLES}
+    restrict(app, "Riverside Dental", "127.0.0.0/24")  # a write: the practice's compiled policies are stale now
+    with app.app_context():
+        assert {p.name: p.policy_generation > 0 for p in Practice.select()} == {
+            "Riverside Dental": True, "Lakeside Dental": False}
+    assert Visitor(app).login("fay@example.com").headers["Location"] == "/"

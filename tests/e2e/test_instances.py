@@ -13,7 +13,7 @@ import pytest
 from conftest import PASSWORD, make_app, seed
 from realworld import HttpVisitor, nginx, site_location_block, spawn_app, stop, wait_for_port
 
-from pbnsec.models import AccessRequest, AuditEvent, Grant, Practice, User
+from pbnsec.models import AccessRequest, AllowlistEntry, AuditEvent, Grant, Practice, User
 
 OFFICE, HOME, HAL_HOME, STRANGER = "127.0.0.1", "127.0.0.9", "127.0.0.8", "127.0.0.77"
 INSTANCES = 3
@@ -126,6 +126,19 @@ def test_changes_on_one_instance_stop_the_next_request_on_every_instance(group):
     with group.app.app_context():
         grant_id = Grant.get().id
     assert group.post(ann, f"/security/grants/{grant_id}/revoke", {}, page="/security/allowlist")[0] == 303
+    assert [group.get(fay, "/")[0] for fay in fays] == [303] * INSTANCES
+
+    # Her home added to the allowlist: every instance compiles Riverside's policy with it and keeps deciding on
+    # it; the entry switched off through one instance: each instance drops its compiled policy on her next request.
+    assert group.post(ann, "/security/allowlist", {"address": HOME, "label": "Fay at home", "practice": riverside,
+                                                   "confirm_local": HOME}, page="/security/allowlist")[0] == 303
+    fays = [group.visitor(HOME, "fay@example.com") for _ in range(INSTANCES)]
+    for _ in range(2):
+        assert [group.get(fay, "/")[0] for fay in fays] == [200] * INSTANCES
+    with group.app.app_context():
+        home_entry = AllowlistEntry.get(AllowlistEntry.label == "Fay at home").id
+    assert group.post(ann, f"/security/allowlist/{home_entry}/active", {"active": "0"},
+                      page="/security/allowlist")[0] == 303
     assert [group.get(fay, "/")[0] for fay in fays] == [303] * INSTANCES
 
     # Hal is deactivated by the Owner through one instance: his three sessions at the office stop everywhere.

@@ -112,3 +112,37 @@ def test_deactivation_in_one_process_ends_the_session_in_the_other(two_servers):
     fay.request(port_a, "GET", "/login")
     status, _, page = fay.request(port_a, "POST", "/login", {"email": "fay@example.com", "password": PASSWORD})
     assert status == 401 and "Wrong email or password." in page
+
+
+def test_a_policy_both_processes_compiled_is_dropped_by_a_change_in_either(two_servers, tmp_path):
+    """Each process keeps a compiled policy per practice: a change through one, or written by hand straight into
+    the database, stops the next request on both."""
+    from pbnsec.models import AllowlistEntry
+
+    app, (port_a, port_b) = two_servers
+    restrict(app, "Riverside Dental", "127.0.0.1", "127.0.0.5")  # Ann's desk and Fay's
+    with app.app_context():
+        fay_desk = AllowlistEntry.get(AllowlistEntry.network == "127.0.0.5/32").id
+    fay, ann = HttpVisitor("127.0.0.5"), HttpVisitor("127.0.0.1")
+    assert fay.sign_in(port_a, "fay@example.com", PASSWORD) == "/"
+    for _ in range(2):  # compiled, then used as compiled, in each process
+        assert fay.request(port_a, "GET", "/")[0] == 200 and fay.request(port_b, "GET", "/")[0] == 200
+
+    ann.sign_in(port_b, "ann@example.com", PASSWORD)
+    ann.request(port_b, "GET", "/security/allowlist")
+    status, _, _ = ann.request(port_b, "POST", f"/security/allowlist/{fay_desk}/active", {"active": "0"})
+    assert status == 303
+    assert fay.request(port_a, "GET", "/")[:2] == (303, "/login")  # the process that did not make the change
+
+    # Switched on again by hand (a console UPDATE, no app involved): both processes let her in again...
+    con = sqlite3.connect(tmp_path / "pbnsec.db")
+    with con:
+        con.execute("UPDATE allowlist_entry SET active = 1 WHERE id = ?", (fay_desk,))
+    assert fay.sign_in(port_a, "fay@example.com", PASSWORD) == "/"
+    for _ in range(2):
+        assert fay.request(port_a, "GET", "/")[0] == 200 and fay.request(port_b, "GET", "/")[0] == 200
+    # ...and off by hand: stopped on her very next request, whichever process answers it.
+    with con:
+        con.execute("UPDATE allowlist_entry SET active = 0 WHERE id = ?", (fay_desk,))
+    con.close()
+    assert fay.request(port_b, "GET", "/")[:2] == (303, "/login")

@@ -18,6 +18,9 @@ def join_practices(app, email, count):
 
 
 def cost(v, count_statements, url):
+    """What a page costs once this process's compiled policies are current (the first visit after a write
+    compiles them again: see test_a_visit_after_a_write_compiles_the_same_for_one_practice_or_six)."""
+    assert v.get(url).status_code == 200
     seen = count_statements()
     assert v.get(url).status_code == 200
     return len(seen.all), repr(seen)
@@ -126,3 +129,28 @@ def test_the_home_dashboard_costs_the_same_for_one_practice_or_six(app, signed_i
     six, six_log = cost(ann, count_statements, "/")
     assert ann.get("/").text.count('class="pending"') == 6
     assert six == one, f"one practice: {one_log}\nsix practices: {six_log}"
+
+
+def test_a_visit_after_a_write_compiles_the_same_for_one_practice_or_six(app, signed_in, count_statements):
+    """The first visit after a write compiles the changed practices' policies at once; later ones read only the
+    practices' generations, whatever the number of practices or entries."""
+    from ipaddress import ip_network
+
+    from pbnsec.models import AllowlistEntry
+
+    def first_visit_after_a_write(v, network):
+        with app.app_context():  # an All practices entry: every practice's policy must be compiled again
+            AllowlistEntry.create(**AllowlistEntry.stored(ip_network(network), None, label="Head office"))
+        seen = count_statements()
+        assert v.get("/").status_code == 200
+        return len(seen.all), repr(seen)
+
+    restrict(app, "Riverside Dental", "127.0.0.0/24")
+    fay = signed_in("fay")
+    one, one_log = first_visit_after_a_write(fay, "192.0.2.0/24")
+    join_practices(app, "fay@example.com", 5)
+    six, six_log = first_visit_after_a_write(fay, "198.51.100.0/24")
+    assert six == one, f"one practice: {one_log}\nsix practices: {six_log}"
+    warm, warm_log = cost(fay, count_statements, "/")
+    assert warm < one, f"compiled: {warm_log}\nbefore: {one_log}"
+    assert "allowlist_entry" not in warm_log and "ip_restriction" not in warm_log, warm_log
