@@ -1,0 +1,50 @@
+"""Keyset paging: a page starts at a row's (time, id), never at an OFFSET, and a list of several practices is read
+along each practice's own index and merged, so a page costs the same at row 10 as at row 100 000."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pbnsec.core.text import parse_id
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A place in a list: the (time, id) of a row, as a link carries it."""
+
+    at: datetime
+    id: int
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor | None:
+        """The cursor a link carries, or None when the text is not one."""
+        at, _, number = (text or "").strip().partition("_")
+        try:
+            when = datetime.strptime(at, "%Y%m%dT%H%M%S%f")
+        except ValueError:
+            return None
+        return cls(when, parse_id(number)) if parse_id(number) else None
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y%m%dT%H%M%S%f}_{self.id}"
+
+
+def beyond(column, id_column, cursor: Cursor | None, descending: bool) -> list:
+    """The conditions of rows past the cursor in (column, id) order: a range the index walks, then the tie."""
+    if cursor is None:
+        return []
+    if descending:
+        return [column <= cursor.at, (column < cursor.at) | (id_column < cursor.id)]
+    return [column >= cursor.at, (column > cursor.at) | (id_column > cursor.id)]
+
+
+def merged_ids(parts):
+    """The ids of several ordered, limited queries (each selecting the id first) as one subquery: each part keeps
+    its ORDER BY and LIMIT, so each is read along its index and only `limit` rows of each are looked at."""
+    wrapped = [part.select_from(part.c.id) for part in parts]
+    ids = wrapped[0]
+    for part in wrapped[1:]:
+        ids = ids.union_all(part)
+    return ids
