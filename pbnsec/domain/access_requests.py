@@ -17,7 +17,7 @@ from pbnsec.core.text import has_control_characters, without_control_characters
 from pbnsec.db import database
 from pbnsec.domain import audit, notifications, ratelimit
 from pbnsec.domain.access import AccessOverview
-from pbnsec.domain.paging import PAGE_SIZE, Cursor, beyond, merged_ids
+from pbnsec.domain.paging import PAGE_SIZE, Cursor, among, beyond
 from pbnsec.domain.signin_limits import ip_key
 from pbnsec.domain.visit import Visit
 from pbnsec.models import (
@@ -192,11 +192,11 @@ def _page(practice_ids: list[int], decided: bool, search: str, cursor: Cursor | 
     else:
         column, order = AccessRequest.created_at, (AccessRequest.created_at, AccessRequest.id)
         status = AccessRequest.status == PENDING
-    parts = [_searched(AccessRequest.select(AccessRequest.id, column), search)
+    parts = [_searched(AccessRequest.select(AccessRequest.id, column.alias("place")), search)
              .where((AccessRequest.practice == pid) & status & column.is_null(False),
                     *beyond(column, AccessRequest.id, cursor, descending=decided))
              .order_by(*order).limit(size + 1) for pid in practice_ids]
-    rows = list(_with_people().where(AccessRequest.id.in_(merged_ids(parts))).order_by(*order).limit(size + 1))
+    rows = list(among(_with_people(), AccessRequest, parts, size + 1, decided).order_by(*order).limit(size + 1))
     last = rows[size - 1] if len(rows) > size else None
     return rows[:size], (Cursor(getattr(last, column.name), last.id) if last is not None else None)
 

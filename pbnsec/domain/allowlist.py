@@ -48,7 +48,7 @@ from pbnsec.domain.access import (
     last_entry_refusal,
     lockout_for,
 )
-from pbnsec.domain.paging import PAGE_SIZE, Cursor, beyond, merged_ids
+from pbnsec.domain.paging import PAGE_SIZE, Cursor, among, beyond
 from pbnsec.domain.visit import Visit
 from pbnsec.models import (
     ALL_PRACTICES,
@@ -225,13 +225,13 @@ def entries_page(practice_id: int, search: EntrySearch = EntrySearch(), size: in
         if place is not None and group > place[0]:
             continue  # that part of the list came before the page
         cursor = place[1] if place is not None and group == place[0] else None
-        parts.append(AllowlistEntry.select(AllowlistEntry.id, AllowlistEntry.added_at)
+        parts.append(AllowlistEntry.select(AllowlistEntry.id, AllowlistEntry.added_at.alias("place"))
                      .where(AllowlistEntry.scope == scope, *where,
                             *beyond(AllowlistEntry.added_at, AllowlistEntry.id, cursor, descending=False))
                      .order_by(AllowlistEntry.added_at, AllowlistEntry.id).limit(size + 1))
     if not parts:
         return EntryPage([])
-    rows = list(_entries_with_details().where(AllowlistEntry.id.in_(merged_ids(parts)))
+    rows = list(among(_entries_with_details(), AllowlistEntry, parts, 2 * (size + 1), False)
                 .order_by(AllowlistEntry.scope.desc(), AllowlistEntry.added_at, AllowlistEntry.id).limit(size + 1))
     if len(rows) <= size:
         return EntryPage(rows)

@@ -18,7 +18,7 @@ from pbnsec.core.text import (
 )
 from pbnsec.core.timezones import to_local
 from pbnsec.db import database
-from pbnsec.domain.paging import PAGE_SIZE, Cursor, beyond, merged_ids
+from pbnsec.domain.paging import PAGE_SIZE, Cursor, among, beyond
 from pbnsec.models import AuditEvent, Practice, utcnow
 
 # Refusals a guesser or a stuck browser repeats many times a minute. A repeat of the same one (same practice,
@@ -83,6 +83,7 @@ def count_repeat(action: str, practice, actor_label: str, actor_ip: str, target:
 # --- reading the log: filters, pages, CSV ---
 
 CSV_MAX_ROWS = 100_000
+CSV_CHUNK = 200  # rows a statement of the download reads: few enough to be fetched by their ids, not a scan
 ACTIONS = (
     "login_allowed", "login_blocked", "login_failed", "login_rate_limited", "logout", "session_blocked",
     "entry_added", "entry_edited", "entry_enabled", "entry_disabled", "entry_deleted", "settings_changed",
@@ -171,7 +172,7 @@ def _window(group, f: AuditFilter, before: Cursor | None, after: Cursor | None, 
     else:
         where += beyond(AuditEvent.at, AuditEvent.id, before, descending=True)
         order = (AuditEvent.at.desc(), AuditEvent.id.desc())
-    return AuditEvent.select(AuditEvent.id, AuditEvent.at).where(*where).order_by(*order).limit(take)
+    return AuditEvent.select(AuditEvent.id, AuditEvent.at.alias("place")).where(*where).order_by(*order).limit(take)
 
 
 def event_rows(f: AuditFilter, administered: Collection[int], every_practice: bool, size: int = PAGE_SIZE,
@@ -185,10 +186,10 @@ def event_rows(f: AuditFilter, administered: Collection[int], every_practice: bo
     if not groups:
         return []
     take = offset + size
-    ids = merged_ids([_window(group, f, before, after, take) for group in groups])
+    parts = [_window(group, f, before, after, take) for group in groups]
     order = (AuditEvent.at, AuditEvent.id) if after is not None else (AuditEvent.at.desc(), AuditEvent.id.desc())
-    query = (AuditEvent.select(AuditEvent, Practice).join(Practice, JOIN.LEFT_OUTER, on=AuditEvent.practice)
-             .where(AuditEvent.id.in_(ids)).order_by(*order).offset(offset or None).limit(size))
+    query = (among(AuditEvent.select(AuditEvent, Practice).join(Practice, JOIN.LEFT_OUTER, on=AuditEvent.practice),
+                   AuditEvent, parts, take, after is None).order_by(*order).offset(offset or None).limit(size))
     rows = list(query)
     return rows[::-1] if after is not None else rows
 
@@ -223,7 +224,7 @@ def _at(event: AuditEvent) -> Cursor:
     return Cursor(event.at, event.id)
 
 
-def all_events(f: AuditFilter, administered: Collection[int], every_practice: bool, chunk: int = 1000):
+def all_events(f: AuditFilter, administered: Collection[int], every_practice: bool, chunk: int = CSV_CHUNK):
     """Every event that matches, newest first, read a chunk at a time from where the last chunk ended."""
     before = None
     while True:

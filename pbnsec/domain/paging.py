@@ -40,11 +40,20 @@ def beyond(column, id_column, cursor: Cursor | None, descending: bool) -> list:
     return [column >= cursor.at, (column > cursor.at) | (id_column > cursor.id)]
 
 
-def merged_ids(parts):
-    """The ids of several ordered, limited queries (each selecting the id first) as one subquery: each part keeps
-    its ORDER BY and LIMIT, so each is read along its index and only `limit` rows of each are looked at."""
-    wrapped = [part.select_from(part.c.id) for part in parts]
-    ids = wrapped[0]
+def merged_ids(parts, size: int, descending: bool):
+    """The ids of the first `size` rows of several ordered, limited queries (each selecting the id, then the place
+    it is ordered by as "place") as one subquery: each part keeps its ORDER BY and LIMIT, so each is read along its
+    index and only `size` rows of each are looked at; only `size` ids come out."""
+    wrapped = [part.select_from(part.c.id, part.c.place) for part in parts]
+    union = wrapped[0]
     for part in wrapped[1:]:
-        ids = ids.union_all(part)
-    return ids
+        union = union.union_all(part)
+    order = (union.c.place.desc(), union.c.id.desc()) if descending else (union.c.place, union.c.id)
+    return union.select_from(union.c.id).order_by(*order).limit(size)
+
+
+def among(query, model, parts, size: int, descending: bool):
+    """The query's rows whose ids the parts pick (see merged_ids): joined to them (not `id IN`), so each row is
+    fetched by its primary key rather than by matching the whole table against the list."""
+    ids = merged_ids(parts, size, descending).alias("page_ids")
+    return query.switch(model).join(ids, on=(model.id == ids.c.id))
