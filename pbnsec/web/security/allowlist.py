@@ -34,6 +34,7 @@ PAGE = "security/allowlist.html"
 ENTRY_ROW = "security/_entry_row.html"
 GRANT_ROW = "security/_grant_row.html"
 ADD_FORM = "security/_add_entry.html"
+LIST = "security/_allowlist_table.html"
 
 # What one response may add to the screen: a refused entry, the row being edited, a refused change and whose row
 # shows it, a message. None unless given (StrictUndefined: every name a template uses is passed).
@@ -112,8 +113,10 @@ def typed_entry(form) -> EntryInput:
 
 @bp.route("/allowlist")
 def allowlist():
+    """The page; for htmx (a search) the list alone. A search that is not one: 422, which htmx shows."""
     practice_to_work_in()
-    return render_template(PAGE, **page_context())
+    context = page_context()
+    return render_page(PAGE, LIST, code=422 if context["search"].error else 200, **context)
 
 
 @bp.route("/allowlist/status")
