@@ -55,7 +55,8 @@ def test_add_entry_through_htmx_returns_the_form_the_new_row_and_the_status_neve
     assert '<tbody hx-swap-oob="afterbegin:#allowlist-rows"><tr id="entry-' in body  # the new row goes on top
     assert "<code>2001:db8::1/128</code>" in body
     assert "198.51.100.0/24" not in body and 'id="allowlist-table"' not in body  # the rest of the list stays put
-    assert '<section id="ip-status"' in body  # the status comes fresh in the same response
+    status = re.search(r'<section id="ip-status"[^>]*>', body).group(0)  # the status comes fresh, in its place
+    assert 'hx-swap-oob="true"' in status
     assert "Added 2001:db8::1/128 (Remote Provider) to the allowlist." in body
     assert entries(app) == [("198.51.100.0/24", "Branch", "Riverside Dental", True),
                             ("2001:db8::1/128", "Remote Provider", "Riverside Dental", True)]
