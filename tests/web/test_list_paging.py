@@ -203,3 +203,18 @@ def test_a_list_page_costs_the_same_for_ten_rows_or_three_hundred(app, signed_in
     assert older, "300 rows need a second page"
     further, further_log = cost(owner, count_statements, older)
     assert further == ten, f"10 rows: {ten_log}\nthe next page: {further_log}"
+
+
+def test_an_audit_page_for_htmx_is_the_list_alone(app, signed_in):
+    owner = signed_in("owner")
+    add_events(app, 60)
+    page = owner.get("/security/audit?action=entry_added")
+    assert "<html" in page.text and 'id="audit-filters"' in page.text
+    older = link(page, "Older →")
+    fragment = owner.get(older, htmx=True)
+    assert fragment.status_code == 200 and "HX-Request" in fragment.headers["Vary"]
+    assert fragment.text.startswith('<div id="audit-list">') and "<html" not in fragment.text
+    assert 'id="audit-filters"' not in fragment.text
+    assert re.findall(r"<td data-label=\"Target\">(event-\d+)</td>", fragment.text) == [
+        f"event-{i}" for i in range(9, -1, -1)]
+    assert link(fragment, "← Newer") and link(fragment, "Older →") is None
