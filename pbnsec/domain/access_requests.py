@@ -17,7 +17,7 @@ from pbnsec.core.text import has_control_characters, without_control_characters
 from pbnsec.db import database
 from pbnsec.domain import audit, notifications, ratelimit
 from pbnsec.domain.access import AccessOverview
-from pbnsec.domain.paging import PAGE_SIZE, Cursor, among, beyond
+from pbnsec.domain.paging import MAX_PARTS, PAGE_SIZE, Cursor, among, beyond
 from pbnsec.domain.signin_limits import ip_key
 from pbnsec.domain.visit import Visit
 from pbnsec.models import (
@@ -192,10 +192,12 @@ def _page(practice_ids: list[int], decided: bool, search: str, cursor: Cursor | 
     else:
         column, order = AccessRequest.created_at, (AccessRequest.created_at, AccessRequest.id)
         status = AccessRequest.status == PENDING
+    groups = ([AccessRequest.practice == pid for pid in practice_ids] if len(practice_ids) <= MAX_PARTS
+              else [AccessRequest.practice.in_(practice_ids)])
     parts = [_searched(AccessRequest.select(AccessRequest.id, column.alias("place")), search)
-             .where((AccessRequest.practice == pid) & status & column.is_null(False),
+             .where(group & status & column.is_null(False),
                     *beyond(column, AccessRequest.id, cursor, descending=decided))
-             .order_by(*order).limit(size + 1) for pid in practice_ids]
+             .order_by(*order).limit(size + 1) for group in groups]
     rows = list(among(_with_people(), AccessRequest, parts, size + 1, decided).order_by(*order).limit(size + 1))
     last = rows[size - 1] if len(rows) > size else None
     return rows[:size], (Cursor(getattr(last, column.name), last.id) if last is not None else None)

@@ -18,7 +18,7 @@ from pbnsec.core.text import (
 )
 from pbnsec.core.timezones import to_local
 from pbnsec.db import database
-from pbnsec.domain.paging import PAGE_SIZE, Cursor, among, beyond
+from pbnsec.domain.paging import MAX_PARTS, PAGE_SIZE, Cursor, among, beyond
 from pbnsec.models import AuditEvent, Practice, utcnow
 
 # Refusals a guesser or a stuck browser repeats many times a minute. A repeat of the same one (same practice,
@@ -150,6 +150,9 @@ def _visible_groups(f: AuditFilter, administered: Collection[int], every_practic
     groups = [AuditEvent.practice == pid for pid in sorted(administered)]
     if every_practice:
         groups.append(AuditEvent.practice.is_null())
+    if len(groups) > MAX_PARTS:
+        visible = AuditEvent.practice.in_(list(administered))
+        return [visible | AuditEvent.practice.is_null() if every_practice else visible]
     return groups
 
 

@@ -8,6 +8,9 @@ from datetime import datetime
 from pbnsec.core.text import parse_id
 
 PAGE_SIZE = 50
+# More parts than this are read as one (slower, but SQLite allows at most 500 terms in a compound SELECT): a group
+# of over a hundred practices is beyond what this app is built for.
+MAX_PARTS = 100
 
 
 @dataclass(frozen=True)

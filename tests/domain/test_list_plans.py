@@ -162,3 +162,32 @@ def allowlist_plan(long_allowlist, count_statements, args):
                    ("allowlist_entry_scope_start",) if "covering" in args else ("allowlist_entry_scope_added_at_id",))
     if "covering" in args:
         assert [e.network for e in shown.entries] == ["10.0.12.0/24"]
+
+
+@pytest.mark.parametrize("every_practice", [False, True])
+def test_more_practices_than_can_be_merged_are_read_as_one_with_the_same_rows(practices, monkeypatch,
+                                                                              every_practice):
+    from pbnsec.domain import paging
+
+    insert(AuditEvent, [{"at": START + timedelta(seconds=i), "actor_label": "a@example.com", "actor_ip": "",
+                         "practice": practices[i % len(practices)] if i % 5 else None, "action": "entry_added",
+                         "target": f"t{i}", "detail": ""} for i in range(300)])
+    users = list(User.select())
+    insert(AccessRequest, [{"user": users[i % len(users)], "practice": practices[i % len(practices)],
+                            "ip": f"127.0.0.{i}", "status": ("pending", "approved")[i % 2],
+                            "created_at": START + timedelta(seconds=i),
+                            "decided_at": START + timedelta(seconds=i) if i % 2 else None} for i in range(200)])
+    ids = [p.id for p in practices[:5]]
+
+    def shown():
+        page = audit.events_page(AuditFilter(), ids, every_practice)
+        requests = access_requests.listing(ids)
+        return ([e.id for e in page.events], page.older,
+                [r.id for r in requests.pending], [r.id for r in requests.decided], requests.pending_next)
+
+    merged = shown()
+    assert merged[0] and merged[2] and merged[3]
+    monkeypatch.setattr(paging, "MAX_PARTS", 1)
+    monkeypatch.setattr(audit, "MAX_PARTS", 1)
+    monkeypatch.setattr(access_requests, "MAX_PARTS", 1)
+    assert shown() == merged
