@@ -353,6 +353,24 @@ def add_policy_generations(migrator: SchemaMigrator) -> None:
     install_policy_triggers()
 
 
+# (table, columns) of the indexes migration 14 adds, with the names the models give them.
+LIST_INDEXES_AT_14 = (
+    ("audit_event", ("practice_id", "at", "id")),
+    ("audit_event", ("practice_id", "action", "at", "id")),
+    ("access_request", ("practice_id", "status", "created_at", "id")),
+    ("access_request", ("practice_id", "decided_at", "id")),
+    ("allowlist_entry", ("scope", "added_at", "id")),
+)
+
+
+def index_lists_for_paging(migrator: SchemaMigrator) -> None:
+    """Indexes for paging the audit log, the access requests and the allowlist by practice and time."""
+    for table, columns in LIST_INDEXES_AT_14:
+        name = f"{table}_{'_'.join(columns)}"
+        if name not in _indexes(table):
+            migrator.add_index(table, columns, name=name).run()
+
+
 MIGRATIONS = [
     index_rate_limit_hits_by_time,
     add_must_change_password,
@@ -367,6 +385,7 @@ MIGRATIONS = [
     add_outbox,  # 11
     add_reasons_contacts_and_blocked_sign_in_binding,  # 12
     add_deployment_settings,  # 13
+    index_lists_for_paging,  # 14
     add_policy_generations,  # 15
 ]
 LATEST = len(MIGRATIONS)

@@ -150,6 +150,7 @@ class AllowlistEntry(BaseModel):
         indexes = (
             (("scope", "network"), True),
             (("scope", "start"), False),  # the lookup: (practice or all) x (ip masked per prefix length)
+            (("scope", "added_at", "id"), False),  # a page of the list: the practice's entries, then All practices
         )
 
     @property
@@ -256,6 +257,11 @@ class AccessRequest(BaseModel):
     reason = TextField(default="")  # why it was rejected, as the administrator typed it (optional; shown to the user)
 
 
+# A page of a practice's pending requests (oldest first) and of its decided ones (latest first), however many.
+AccessRequest.add_index(AccessRequest.index(AccessRequest.practice, AccessRequest.status, AccessRequest.created_at,
+                                            AccessRequest.id))
+AccessRequest.add_index(AccessRequest.index(AccessRequest.practice, AccessRequest.decided_at, AccessRequest.id))
+
 # At most one pending request per user, practice and IP, even when two submit at once.
 AccessRequest.add_index(
     AccessRequest.index(AccessRequest.user, AccessRequest.practice, AccessRequest.ip, unique=True)
@@ -292,8 +298,14 @@ class AuditEvent(BaseModel):
     last_at = DateTimeField(null=True)  # the last repeat; None while the row holds one event
 
     class Meta:
-        # Finding the row a repeat is counted on (audit.count_repeat), however big the log.
-        indexes = ((("action", "actor_label", "actor_ip", "at"), False),)
+        indexes = (
+            # Finding the row a repeat is counted on (audit.count_repeat), however big the log.
+            (("action", "actor_label", "actor_ip", "at"), False),
+            # A page of one practice's events (or of none: IS NULL is indexed too), newest first, with or without
+            # an action filter (audit.event_rows reads each practice along its index and merges them).
+            (("practice", "at", "id"), False),
+            (("practice", "action", "at", "id"), False),
+        )
 
 
 class RateLimitHit(BaseModel):

@@ -354,6 +354,7 @@ class Statements:
 
     def __init__(self):
         self.all: list[str] = []
+        self.params: list = []  # each statement's parameters, by position in `all`
         self.view_started_at = 0
 
     @property
@@ -379,6 +380,7 @@ def count_statements(app, monkeypatch):
                 # The change lock: one statement on PostgreSQL, part of BEGIN IMMEDIATE on SQLite (which peewee
                 # sends past execute_sql). Counted on neither, so a budget holds for both.
                 seen.all.append(sql)
+                seen.params.append(params)
             return execute_sql(sql, params, *args, **kwargs)
 
         monkeypatch.setattr(database.obj, "execute_sql", counted)
@@ -392,6 +394,25 @@ def count_statements(app, monkeypatch):
             monkeypatch.setitem(app.view_functions, endpoint, marked)
         return seen
     return start
+
+
+def query_plan(sql: str, params=None) -> list[str]:
+    """How the database would run a statement: EXPLAIN QUERY PLAN's steps on SQLite, EXPLAIN's lines on PostgreSQL
+    (run ANALYZE first, with enough rows, so PostgreSQL plans as it would for a big table)."""
+    from peewee import SqliteDatabase
+
+    from pbnsec.db import database
+
+    if isinstance(database.obj, SqliteDatabase):
+        return [step[-1] for step in database.execute_sql("EXPLAIN QUERY PLAN " + sql, params or ())]
+    return [line for (line,) in database.execute_sql("EXPLAIN " + sql, params or ())]
+
+
+def scans_of(plan: list[str], table: str) -> list[str]:
+    """The steps of a plan that read the whole table (not along an index)."""
+    return [step for step in plan
+            if step.startswith(f"SCAN {table}") and "USING" not in step  # SQLite (SCAN … USING INDEX walks one)
+            or f"Seq Scan on {table}" in step or f'Seq Scan on "{table}"' in step]  # PostgreSQL
 
 
 # --- small lookups the tests share (inside their own app context) ---

@@ -17,6 +17,7 @@ from pbnsec.core.text import has_control_characters, without_control_characters
 from pbnsec.db import database
 from pbnsec.domain import audit, notifications, ratelimit
 from pbnsec.domain.access import AccessOverview
+from pbnsec.domain.paging import MAX_PARTS, PAGE_SIZE, Cursor, among, beyond
 from pbnsec.domain.signin_limits import ip_key
 from pbnsec.domain.visit import Visit
 from pbnsec.models import (
@@ -31,8 +32,6 @@ from pbnsec.models import (
     Role,
     User,
 )
-
-DECIDED_SHOWN = 200  # the administrator's list shows every pending request and this many decided ones
 
 NOTE_MAX = 500
 NOTE_READ = 5000  # more than this is not even looked at; the count shown for an over-long note stops here
@@ -168,29 +167,59 @@ def _with_people():
 
 @dataclass(frozen=True)
 class Listing:
-    pending: list[AccessRequest]  # oldest first
-    decided: list[AccessRequest]  # latest first, at most DECIDED_SHOWN
+    pending: list[AccessRequest]  # oldest first, a page of them
+    decided: list[AccessRequest]  # latest first, a page of them
+    pending_next: Cursor | None = None  # where the next page of pending ones starts; None: this is the last
+    decided_next: Cursor | None = None  # likewise for the decided ones
 
 
-def listing(practice_ids: Iterable[int], decided_shown: int = DECIDED_SHOWN) -> Listing:
-    """The requests of these practices: every pending one, then the latest decided ones (two queries)."""
-    mine = _with_people().where(AccessRequest.practice.in_(list(practice_ids)))
-    pending = mine.where(AccessRequest.status == PENDING).order_by(AccessRequest.created_at, AccessRequest.id)
-    decided = (mine.where(AccessRequest.status != PENDING)
-               .order_by(AccessRequest.decided_at.desc(), AccessRequest.id.desc()).limit(decided_shown))
-    return Listing(list(pending), list(decided))
+def _searched(query, search: str):
+    """Requests whose user's name or email, or whose IP, contains the search text (any case)."""
+    if not search:
+        return query
+    return query.join(User, on=AccessRequest.user).where(
+        User.name.contains(search) | User.email.contains(search) | AccessRequest.ip.contains(search))
 
 
-def version(practice_ids: Iterable[int]) -> str:
-    """What these practices' request list looks like, in a few characters: it changes whenever a request arrives,
-    is decided or goes (the pending ones, and how many were decided; two small queries)."""
-    rows = (AccessRequest.select(AccessRequest.id, AccessRequest.status)
-            .where(AccessRequest.practice.in_(list(practice_ids)) & (AccessRequest.status == PENDING))
-            .order_by(AccessRequest.id).tuples())
-    decided = AccessRequest.select().where(AccessRequest.practice.in_(list(practice_ids))
-                                           & (AccessRequest.status != PENDING)).count()
-    pending = ",".join(str(rid) for rid, _ in rows)
-    return hashlib.sha256(f"{pending}|{decided}".encode()).hexdigest()[:16]
+def _page(practice_ids: list[int], decided: bool, search: str, cursor: Cursor | None, size: int):
+    """One page (and one row more, to know whether there is another) of one table: each practice's requests read
+    along its (practice, status, time) index and merged; one query with whatever each row shows."""
+    if not practice_ids:
+        return [], None
+    if decided:
+        column, order = AccessRequest.decided_at, (AccessRequest.decided_at.desc(), AccessRequest.id.desc())
+        status = AccessRequest.status.in_([APPROVED, REJECTED])
+    else:
+        column, order = AccessRequest.created_at, (AccessRequest.created_at, AccessRequest.id)
+        status = AccessRequest.status == PENDING
+    groups = ([AccessRequest.practice == pid for pid in practice_ids] if len(practice_ids) <= MAX_PARTS
+              else [AccessRequest.practice.in_(practice_ids)])
+    parts = [_searched(AccessRequest.select(AccessRequest.id, column.alias("place")), search)
+             .where(group & status & column.is_null(False),
+                    *beyond(column, AccessRequest.id, cursor, descending=decided))
+             .order_by(*order).limit(size + 1) for group in groups]
+    rows = list(among(_with_people(), AccessRequest, parts, size + 1, decided).order_by(*order).limit(size + 1))
+    last = rows[size - 1] if len(rows) > size else None
+    return rows[:size], (Cursor(getattr(last, column.name), last.id) if last is not None else None)
+
+
+def listing(practice_ids: Iterable[int], decided_shown: int = PAGE_SIZE, search: str = "",
+            pending_after: Cursor | None = None, decided_after: Cursor | None = None,
+            pending_shown: int = PAGE_SIZE) -> Listing:
+    """The requests of these practices (those whose user or IP matches `search`): a page of the pending ones, oldest
+    first, and one of the decided ones, latest first, each from where its cursor says (two queries)."""
+    practice_ids = sorted(practice_ids)
+    pending, pending_next = _page(practice_ids, False, search, pending_after, pending_shown)
+    decided, decided_next = _page(practice_ids, True, search, decided_after, decided_shown)
+    return Listing(pending, decided, pending_next, decided_next)
+
+
+def version(shown: Listing, pending_total: int) -> str:
+    """What a request list looks like, in a few characters: it changes whenever a request shown is decided or goes,
+    one arrives or is decided among those shown, or the number waiting changes (no query of its own)."""
+    rows = [f"{r.id}:{r.status}" for r in (*shown.pending, *shown.decided)]
+    return hashlib.sha256(f"{','.join(rows)}|{shown.pending_next}|{shown.decided_next}|{pending_total}"
+                          .encode()).hexdigest()[:16]
 
 
 def pending_count(practice_ids: Iterable[int]) -> int:

@@ -48,6 +48,7 @@ from pbnsec.domain.access import (
     last_entry_refusal,
     lockout_for,
 )
+from pbnsec.domain.paging import PAGE_SIZE, Cursor, among, beyond
 from pbnsec.domain.visit import Visit
 from pbnsec.models import (
     ALL_PRACTICES,
@@ -146,6 +147,96 @@ def visible_entries(practice_id: int) -> list[AllowlistEntry]:
     return list(_entries_with_details()
                 .where(AllowlistEntry.scope.in_([practice_id, ALL_PRACTICES]))
                 .order_by(AllowlistEntry.scope.desc(), AllowlistEntry.added_at, AllowlistEntry.id))
+
+
+SCOPES = {"": "Any", "practice": "This practice", "all-practices": "All practices"}  # the list's "Applies to" filter
+SEARCH_MAX = 100
+
+
+@dataclass(frozen=True)
+class EntrySearch:
+    """What the list is narrowed to: text in the address or label, a scope, the entries covering an IP."""
+
+    text: str = ""
+    scope: str = ""  # a key of SCOPES
+    covering: str = ""  # an IP as typed; the entries whose network holds it
+    after: str = ""  # where the page starts (EntryPage.next of the page before)
+    error: str | None = None
+
+    @classmethod
+    def from_args(cls, args) -> "EntrySearch":
+        text = without_control_characters(args.get("q", "").strip()[:SEARCH_MAX])
+        scope = args.get("scope", "").strip()
+        covering = args.get("covering", "").strip()[:SEARCH_MAX]
+        errors = []
+        if scope not in SCOPES:
+            errors.append(f"Applies to is one of {', '.join(repr(k) for k in SCOPES if k)}, not {scope[:20]!r}.")
+            scope = ""
+        if covering and _ip_of(covering) is None:
+            errors.append(f"{covering!r} is not an IP address: type one such as 203.0.113.7 or 2001:db8::1.")
+        return cls(text, scope, covering, args.get("after", "").strip()[:60], " ".join(errors) or None)
+
+    @property
+    def narrowed(self) -> bool:
+        return bool(self.text or self.scope or self.covering)
+
+    def args(self, **changes) -> dict:
+        found = {"q": self.text, "scope": self.scope, "covering": self.covering, "after": self.after, **changes}
+        return {k: v for k, v in found.items() if v}
+
+
+def _ip_of(text: str):
+    try:
+        network = ip_network(text.strip(), strict=True)
+    except ValueError:
+        return None
+    return network.network_address if network.num_addresses == 1 else None
+
+
+@dataclass(frozen=True)
+class EntryPage:
+    entries: list[AllowlistEntry]  # the practice's own first, then All practices ones; each by when added
+    next: str = ""  # where the next page starts (a link's `after`); empty on the last
+
+
+def _entry_place(text: str) -> tuple[int, Cursor] | None:
+    group, _, rest = text.partition("-")
+    cursor = Cursor.parse(rest)
+    return (0 if group == "a" else 1, cursor) if group in ("a", "p") and cursor else None
+
+
+def entries_page(practice_id: int, search: EntrySearch = EntrySearch(), size: int = PAGE_SIZE) -> EntryPage:
+    """A page of the entries a practice's list shows, those matching the search, with their practice and who added
+    them (one query: each scope read along its (scope, added_at) index; a covering search probes (scope, start))."""
+    scopes = {"": [practice_id, ALL_PRACTICES], "practice": [practice_id], "all-practices": [ALL_PRACTICES]}[search.scope]
+    where = []
+    if search.text:
+        where.append(AllowlistEntry.network.contains(search.text.lower()) | AllowlistEntry.label.contains(search.text))
+    ip = _ip_of(search.covering) if search.covering else None
+    if ip is not None:
+        # At most one entry per prefix length per scope can hold it: a short list, never paged.
+        found = (_entries_with_details().where(AllowlistEntry.scope.in_(scopes) & AllowlistEntry.holding(ip), *where)
+                 .order_by(AllowlistEntry.scope.desc(), AllowlistEntry.added_at, AllowlistEntry.id))
+        return EntryPage([e for e in found if ip in ip_network(e.network)])
+    place = _entry_place(search.after)
+    parts = []
+    for scope in scopes:
+        group = 0 if scope == ALL_PRACTICES else 1
+        if place is not None and group > place[0]:
+            continue  # that part of the list came before the page
+        cursor = place[1] if place is not None and group == place[0] else None
+        parts.append(AllowlistEntry.select(AllowlistEntry.id, AllowlistEntry.added_at.alias("place"))
+                     .where(AllowlistEntry.scope == scope, *where,
+                            *beyond(AllowlistEntry.added_at, AllowlistEntry.id, cursor, descending=False))
+                     .order_by(AllowlistEntry.added_at, AllowlistEntry.id).limit(size + 1))
+    if not parts:
+        return EntryPage([])
+    rows = list(among(_entries_with_details(), AllowlistEntry, parts, 2 * (size + 1), False)
+                .order_by(AllowlistEntry.scope.desc(), AllowlistEntry.added_at, AllowlistEntry.id).limit(size + 1))
+    if len(rows) <= size:
+        return EntryPage(rows)
+    last = rows[size - 1]
+    return EntryPage(rows[:size], f"{'a' if last.is_all_practices else 'p'}-{Cursor(last.added_at, last.id)}")
 
 
 def find_entry(entry_id: int) -> AllowlistEntry | None:

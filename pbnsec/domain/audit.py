@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import zlib
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pbnsec.core.text import (
 )
 from pbnsec.core.timezones import to_local
 from pbnsec.db import database
+from pbnsec.domain.paging import MAX_PARTS, PAGE_SIZE, Cursor, among, beyond
 from pbnsec.models import AuditEvent, Practice, utcnow
 
 # Refusals a guesser or a stuck browser repeats many times a minute. A repeat of the same one (same practice,
@@ -80,8 +82,8 @@ def count_repeat(action: str, practice, actor_label: str, actor_ip: str, target:
 
 # --- reading the log: filters, pages, CSV ---
 
-PAGE_SIZE = 50
 CSV_MAX_ROWS = 100_000
+CSV_CHUNK = 200  # rows a statement of the download reads: few enough to be fetched by their ids, not a scan
 ACTIONS = (
     "login_allowed", "login_blocked", "login_failed", "login_rate_limited", "logout", "session_blocked",
     "entry_added", "entry_edited", "entry_enabled", "entry_disabled", "entry_deleted", "settings_changed",
@@ -98,7 +100,9 @@ class AuditFilter:
     practice: str = ""
     action: str = ""
     user: str = ""
-    page: int = 1
+    page: int = 1  # the old numbered pages (bookmarks); the pager's links go by cursor instead
+    before: Cursor | None = None  # older than this row (the "Older" link)
+    after: Cursor | None = None  # newer than this row (the "Newer" link)
     error: str | None = None
 
     @classmethod
@@ -108,8 +112,17 @@ class AuditFilter:
         page = args.get("page", "1").strip()
         if not parse_id(page):
             errors.append(f"The page must be a whole number from 1 up, not {page[:20]!r}.")
+        elif parse_id(page) > MAX_PAGE:
+            errors.append(f"There is no page {parse_id(page)} to open by number: go further with Older →.")
         else:
             f.page = parse_id(page)
+        for name in ("before", "after"):
+            text = args.get(name, "").strip()
+            if text:
+                cursor = Cursor.parse(text)
+                if cursor is None:
+                    errors.append(f"{text[:40]!r} is not a place in the audit log: follow the Newer and Older links.")
+                setattr(f, name, cursor)
         if f.practice and parse_id(f.practice) not in practice_ids:
             errors.append("Choose one of your practices.")
         if f.action and f.action not in ACTIONS:
@@ -121,33 +134,108 @@ class AuditFilter:
         return f
 
     def query_args(self, **changes) -> dict:
-        args = {"practice": self.practice, "action": self.action, "user": self.user, "page": self.page}
+        args = {"practice": self.practice, "action": self.action, "user": self.user}
         args.update(changes)
         return {k: v for k, v in args.items() if v not in ("", None, 1)}
 
 
-def filtered_events(f: AuditFilter, administered: Collection[int], every_practice: bool):
-    """Events an admin may see: of the practices they administer from here; practice-less ones only when that is
-    every practice."""
-    visible = AuditEvent.practice.in_(list(administered))
-    if every_practice:
-        visible |= AuditEvent.practice.is_null()
-    # Each row's practice comes with it: a page of fifty rows is one query, not fifty-one.
-    query = (AuditEvent.select(AuditEvent, Practice).join(Practice, JOIN.LEFT_OUTER, on=AuditEvent.practice)
-             .where(visible))
+MAX_PAGE = 200  # numbered pages are read with OFFSET: further back goes by cursor
+
+
+def _visible_groups(f: AuditFilter, administered: Collection[int], every_practice: bool) -> list:
+    """One condition per practice whose events the admin may see (practice-less ones only when they administer
+    every practice): each is served by the index on (practice, at), where an OR of them all would not be."""
     if f.practice:
-        query = query.where(AuditEvent.practice == parse_id(f.practice))
+        return [AuditEvent.practice == parse_id(f.practice)]
+    groups = [AuditEvent.practice == pid for pid in sorted(administered)]
+    if every_practice:
+        groups.append(AuditEvent.practice.is_null())
+    if len(groups) > MAX_PARTS:
+        visible = AuditEvent.practice.in_(list(administered))
+        return [visible | AuditEvent.practice.is_null() if every_practice else visible]
+    return groups
+
+
+def _matching(f: AuditFilter):
+    """The conditions of the action and user filters."""
+    where = []
     if f.action:
-        query = query.where(AuditEvent.action == f.action)
+        where.append(AuditEvent.action == f.action)
     if f.user:
-        query = query.where(AuditEvent.actor_label.contains(f.user) | AuditEvent.target.contains(f.user))
-    return query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        where.append(AuditEvent.actor_label.contains(f.user) | AuditEvent.target.contains(f.user))
+    return where
 
 
-def totals(query) -> tuple[int, int]:
-    """(rows, events) of a filtered query: pages are of rows, the total an admin reads is of events."""
-    rows, events = query.select(fn.COUNT(AuditEvent.id), fn.SUM(AuditEvent.count)).order_by().scalar(as_tuple=True)
-    return rows, events or 0
+def _window(group, f: AuditFilter, before: Cursor | None, after: Cursor | None, take: int):
+    """The ids of up to `take` events of one practice next to the cursor, walked along its (practice, at) index."""
+    where = [group, *_matching(f)]
+    if after is not None:
+        where += beyond(AuditEvent.at, AuditEvent.id, after, descending=False)
+        order = (AuditEvent.at, AuditEvent.id)
+    else:
+        where += beyond(AuditEvent.at, AuditEvent.id, before, descending=True)
+        order = (AuditEvent.at.desc(), AuditEvent.id.desc())
+    return AuditEvent.select(AuditEvent.id, AuditEvent.at.alias("place")).where(*where).order_by(*order).limit(take)
+
+
+def event_rows(f: AuditFilter, administered: Collection[int], every_practice: bool, size: int = PAGE_SIZE,
+               before: Cursor | None = None, after: Cursor | None = None, offset: int = 0) -> list[AuditEvent]:
+    """Up to `size` events an admin may see, newest first: those older than `before`, or the `size` just newer
+    than `after` (still newest first), or from the newest on, skipping `offset`; with their practices (one query).
+
+    Events of the practices they administer from here; practice-less ones only when that is every practice.
+    """
+    groups = _visible_groups(f, administered, every_practice)
+    if not groups:
+        return []
+    take = offset + size
+    parts = [_window(group, f, before, after, take) for group in groups]
+    order = (AuditEvent.at, AuditEvent.id) if after is not None else (AuditEvent.at.desc(), AuditEvent.id.desc())
+    query = (among(AuditEvent.select(AuditEvent, Practice).join(Practice, JOIN.LEFT_OUTER, on=AuditEvent.practice),
+                   AuditEvent, parts, take, after is None).order_by(*order).offset(offset or None).limit(size))
+    rows = list(query)
+    return rows[::-1] if after is not None else rows
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    events: list[AuditEvent]  # newest first
+    newer: Cursor | None  # where the Newer link starts; None on the newest page
+    older: Cursor | None  # where the Older link starts; None on the oldest page
+
+    @property
+    def everything(self) -> bool:
+        """Whether these are all the events that match (then they can be counted)."""
+        return self.newer is None and self.older is None
+
+
+def events_page(f: AuditFilter, administered: Collection[int], every_practice: bool) -> AuditPage:
+    """A page of the log: one more row is read than shown, to know whether there is a page beyond (no count)."""
+    offset = (f.page - 1) * PAGE_SIZE if f.before is None and f.after is None else 0
+    rows = event_rows(f, administered, every_practice, PAGE_SIZE + 1, f.before, f.after, offset)
+    if f.after is not None:  # newest first; the extra row, if any, is the newest one
+        more_newer, rows = len(rows) > PAGE_SIZE, rows[-PAGE_SIZE:]
+        more_older = True
+    else:
+        more_older, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE]
+        more_newer = f.before is not None or offset > 0
+    return AuditPage(rows, _at(rows[0]) if rows and more_newer else None,
+                     _at(rows[-1]) if rows and more_older else None)
+
+
+def _at(event: AuditEvent) -> Cursor:
+    return Cursor(event.at, event.id)
+
+
+def all_events(f: AuditFilter, administered: Collection[int], every_practice: bool, chunk: int = CSV_CHUNK):
+    """Every event that matches, newest first, read a chunk at a time from where the last chunk ended."""
+    before = None
+    while True:
+        rows = event_rows(f, administered, every_practice, chunk, before)
+        yield from rows
+        if len(rows) < chunk:
+            return
+        before = _at(rows[-1])
 
 
 def _cell(value) -> str:
@@ -156,7 +244,7 @@ def _cell(value) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def csv_lines(query, limit: int = CSV_MAX_ROWS, time_zone: str = "UTC"):
+def csv_lines(events, limit: int = CSV_MAX_ROWS, time_zone: str = "UTC"):
     """The events as CSV text, a line at a time (streamed: a large log never sits in memory).
 
     time_local is in the event's practice's zone, or time_zone (the practice being worked in) for an event of none.
@@ -170,7 +258,7 @@ def csv_lines(query, limit: int = CSV_MAX_ROWS, time_zone: str = "UTC"):
     yield buffer.getvalue()  # the header, even when no event matches
     buffer.seek(0)
     buffer.truncate()
-    for e in query.limit(limit).iterator():
+    for e in itertools.islice(events, limit):
         last_utc = e.last_at.isoformat() + "Z" if e.last_at else ""
         practice = e.practice.name if e.practice_id else ""
         time_local = to_local(e.at, e.practice.time_zone if e.practice_id else time_zone).isoformat()

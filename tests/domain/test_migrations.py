@@ -372,3 +372,29 @@ def test_a_database_from_before_policy_generations_gets_them_and_its_triggers_an
         assert {p.name: p.policy_generation > 0 for p in Practice.select()} == {
             "Riverside Dental": True, "Lakeside Dental": False}
     assert Visitor(app).login("fay@example.com").headers["Location"] == "/"
+
+
+def test_a_database_from_before_the_list_indexes_gets_them_and_keeps_its_data(tmp_path, current_schema):
+    number = migrations.MIGRATIONS.index(migrations.index_lists_for_paging) + 1
+    path = old_database(tmp_path / "pbnsec.db", [FIRST_RELEASE])
+    make_app(tmp_path)
+    con = sqlite3.connect(path)  # back to the day before the lists were paged
+    for table, columns in migrations.LIST_INDEXES_AT_14:
+        con.execute(f'DROP INDEX "{table}_{"_".join(columns)}"')
+    con.execute("DELETE FROM schema_version WHERE version >= ?", (number,))
+    con.commit()
+    con.close()
+    before = table_rows(path)
+    assert schema(path) != current_schema
+
+    app = make_app(tmp_path)
+    assert schema(path) == current_schema
+    after = table_rows(path)
+    assert {t: rows for t, rows in after.items() if t != "schema_version"} == {
+        t: rows for t, rows in before.items() if t != "schema_version"}
+    with app.app_context():
+        assert [v.version for v in SchemaVersion.select().where(SchemaVersion.version >= number)] == list(
+            range(number, LATEST + 1))
+    owner = Visitor(app)
+    assert owner.login("owner@example.com").headers["Location"] == "/"
+    assert "Working from the back office" in owner.get("/security/requests").text

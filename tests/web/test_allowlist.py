@@ -44,19 +44,25 @@ def test_add_entry_as_a_plain_form_redirects_to_the_page_with_a_message(app, ann
     assert entries(app) == [("192.0.2.0/24", "Office Network", "Riverside Dental", True)]
 
 
-def test_add_entry_through_htmx_swaps_form_and_table_and_signals_the_change(app, ann):
+def test_add_entry_through_htmx_returns_the_form_the_new_row_and_the_status_never_the_list(app, ann):
+    add(ann, "198.51.100.0/24", "Branch")
     response = add(ann, "2001:DB8::1", "Remote Provider", htmx=True)
     assert response.status_code == 200
     assert "HX-Request" in response.headers["Vary"]
     body = response.text
-    assert body.startswith('<div id="allowlist"') and "<html" not in body
-    assert '<section id="ip-status"' in body  # the status comes fresh in the same swap
-    assert "<code>2001:db8::1/128</code>" in body
+    assert body.startswith('<form id="add-entry"') and "<html" not in body
     assert 'id="address" name="address" value=""' in body  # the form is fresh again
-    assert entries(app) == [("2001:db8::1/128", "Remote Provider", "Riverside Dental", True)]
+    assert '<tbody hx-swap-oob="afterbegin:#allowlist-rows"><tr id="entry-' in body  # the new row goes on top
+    assert "<code>2001:db8::1/128</code>" in body
+    assert "198.51.100.0/24" not in body and 'id="allowlist-table"' not in body  # the rest of the list stays put
+    status = re.search(r'<section id="ip-status"[^>]*>', body).group(0)  # the status comes fresh, in its place
+    assert 'hx-swap-oob="true"' in status
+    assert "Added 2001:db8::1/128 (Remote Provider) to the allowlist." in body
+    assert entries(app) == [("198.51.100.0/24", "Branch", "Riverside Dental", True),
+                            ("2001:db8::1/128", "Remote Provider", "Riverside Dental", True)]
     with app.app_context():
-        event = AuditEvent.get(AuditEvent.action == "entry_added")
-        assert (event.actor_label, event.actor_ip, event.target) == ("ann@example.com", "127.0.0.1", "2001:db8::1/128")
+        event = AuditEvent.get(AuditEvent.target == "2001:db8::1/128")
+        assert (event.action, event.actor_label, event.actor_ip) == ("entry_added", "ann@example.com", "127.0.0.1")
 
 
 @pytest.mark.parametrize("address,message", [

@@ -12,7 +12,10 @@ from pbnsec.domain import allowlist as domain
 from pbnsec.domain.access import Refusal
 from pbnsec.domain.allowlist import (
     ALL,
+    SCOPES,
     EntryInput,
+    EntryPage,
+    EntrySearch,
     EntryRefused,
     LabelRefused,
     UntilRefused,
@@ -30,6 +33,8 @@ from pbnsec.web.security import (
 PAGE = "security/allowlist.html"
 ENTRY_ROW = "security/_entry_row.html"
 GRANT_ROW = "security/_grant_row.html"
+ADD_FORM = "security/_add_entry.html"
+LIST = "security/_allowlist_table.html"
 
 # What one response may add to the screen: a refused entry, the row being edited, a refused change and whose row
 # shows it, a message. None unless given (StrictUndefined: every name a template uses is passed).
@@ -46,19 +51,30 @@ def may_change(entry: AllowlistEntry, every_practice: bool | None = None) -> boo
 
 
 def page_context(**state) -> dict:
-    """Everything the whole page shows, in the state one response leaves it in."""
+    """Everything the whole page shows, in the state one response leaves it in (a page of the list, as searched)."""
     practice = g.visit.practice
     every = manages_every_practice()
+    search = EntrySearch.from_args(request.args) if request.method == "GET" else EntrySearch()
+    shown = domain.entries_page(practice.id, search) if not search.error else EntryPage([])
     return {
         **NO_STATE,
-        "form": EntryInput(practice=practice.id),
-        "rows": [(entry, may_change(entry, every)) for entry in domain.visible_entries(practice.id)],
+        **form_context(),
+        "search": search,
+        "scopes": SCOPES,
+        "shown": shown,
+        "rows": [(entry, may_change(entry, every)) for entry in shown.entries],
         "grants": domain.practice_grants(practice.id),
         "status": domain.ip_status(g.visit, current_app.config["PROXIES"]),
-        "practice_choices": [(str(practice.id), practice.name)] + ([(ALL, "All practices")] if every else []),
         "connection": trace_client_ip(request.environ, current_app.config["PROXIES"]),
         **state,
     }
+
+
+def form_context(**state) -> dict:
+    """What the add form shows: empty, or as typed and refused."""
+    practice = g.visit.practice
+    choices = [(str(practice.id), practice.name)] + ([(ALL, "All practices")] if manages_every_practice() else [])
+    return {**NO_STATE, "form": EntryInput(practice=practice.id), "practice_choices": choices, **state}
 
 
 def row_context(entry: AllowlistEntry, **state) -> dict:
@@ -97,8 +113,10 @@ def typed_entry(form) -> EntryInput:
 
 @bp.route("/allowlist")
 def allowlist():
+    """The page; for htmx (a search) the list alone. A search that is not one: 422, which htmx shows."""
     practice_to_work_in()
-    return render_template(PAGE, **page_context())
+    context = page_context()
+    return render_page(PAGE, LIST, code=422 if context["search"].error else 200, **context)
 
 
 @bp.route("/allowlist/status")
@@ -114,13 +132,16 @@ def add_entry():
     added = domain.add_entry(g.visit, typed_entry(request.form), administered_ids(),
                              broadest=current_app.config["BROADEST_PREFIX"], proxies=current_app.config["PROXIES"])
     if isinstance(added, EntryRefused):
-        return render_page(PAGE, "security/_allowlist.html", code=422,
-                           **page_context(form=added.typed, refused=added))
+        if wants_fragment():  # the form with what is wrong: the list stays as it is
+            return render_page(PAGE, ADD_FORM, code=422, **form_context(form=added.typed, refused=added))
+        return render_template(PAGE, **page_context(form=added.typed, refused=added)), 422
     message = f"Added {added.network} ({added.label}) to the allowlist."
-    # The whole block (status included) is swapped in, so no allowlist-changed event is needed here; a plain form
-    # post gets a redirect, so the page is built only for htmx.
-    context = page_context(message=message) if wants_fragment() else {"message": message}
-    return done("security.allowlist", "security/_allowlist.html", **context)
+    # htmx gets the fresh form, the new row and the status (whose covering entries may have changed): never the
+    # whole list. A plain form post gets a redirect.
+    context = dict(form_context(), entry=added, may_change=may_change(added),
+                   status=domain.ip_status(g.visit, current_app.config["PROXIES"])) if wants_fragment() else {}
+    context.pop("message", None)  # given to done(), which flashes it for a plain form post
+    return done("security.allowlist", "security/_entry_added.html", message=message, **context)
 
 
 @bp.route("/allowlist/<int:entry_id>/edit")

@@ -1,11 +1,15 @@
 """Security Management › IP Access Requests: approve or reject in one click, race-safe."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import abort, g, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from pbnsec.core.durations import DurationError
+from pbnsec.core.text import without_control_characters
 from pbnsec.domain import access_requests
+from pbnsec.domain.paging import Cursor
 from pbnsec.models import APPROVED, REJECTED
 from pbnsec.web.pages import done, htmx_response, render_page, wants_fragment
 from pbnsec.web.security import administered_ids, bp
@@ -29,9 +33,37 @@ def _header_badge():
     return {"header_pending": header_pending}
 
 
-def _tables(practice_ids) -> dict:
-    shown = access_requests.listing(practice_ids)
-    return dict(pending=shown.pending, decided=shown.decided, version=access_requests.version(practice_ids),
+@dataclass(frozen=True)
+class Shown:
+    """Which part of the lists the administrator looks at: a search, and where each table's page starts."""
+
+    search: str = ""
+    pending_after: Cursor | None = None
+    decided_after: Cursor | None = None
+
+    @classmethod
+    def from_args(cls, args) -> "Shown":
+        # A cursor that is not one (an edited link) starts its table from the top rather than failing the page.
+        return cls(without_control_characters(args.get("q", "").strip()[:SEARCH_MAX]),
+                   Cursor.parse(args.get("pending_after", "")), Cursor.parse(args.get("decided_after", "")))
+
+    def args(self, **changes) -> dict:
+        """The query string of this view (with changes), for links and the refresh."""
+        found = {"q": self.search, "pending_after": self.pending_after, "decided_after": self.decided_after}
+        found.update(changes)
+        return {k: str(v) for k, v in found.items() if v not in ("", None)}
+
+
+SEARCH_MAX = 254
+
+
+def _tables(practice_ids, shown: Shown | None = None) -> dict:
+    shown = shown or Shown.from_args(request.args)
+    lists = access_requests.listing(practice_ids, search=shown.search, pending_after=shown.pending_after,
+                                    decided_after=shown.decided_after)
+    total = pending_count()
+    return dict(pending=lists.pending, decided=lists.decided, lists=lists, shown=shown, pending_total=total,
+                version=access_requests.version(lists, total),
                 defaults=access_requests.default_durations(practice_ids), duration_error=None, reason_error=None)
 
 
@@ -46,12 +78,13 @@ def requests_page():
 
 @bp.route("/requests/tables")
 def request_tables():
-    """The Pending and Decided tables, asked for again on the badge's event and poll: a row decided elsewhere moves
-    out of Pending by itself. Nothing to swap (204) while nothing changed since the page's `seen` version."""
-    ids = administered_ids()
-    if wants_fragment() and request.args.get("seen") == access_requests.version(ids):
+    """The Pending and Decided tables (the page and search being looked at), asked for again on the badge's event
+    and poll: a row decided elsewhere moves out of Pending by itself. Nothing to swap (204) while nothing changed
+    since the page's `seen` version."""
+    tables = _tables(administered_ids())
+    if wants_fragment() and request.args.get("seen") == tables["version"]:
         return "", 204
-    return render_page("security/requests.html", "security/_request_tables.html", conflict=None, **_tables(ids))
+    return render_page("security/requests.html", "security/_request_tables.html", conflict=None, **tables)
 
 
 @bp.route("/requests/badge")
