@@ -415,6 +415,15 @@ def scans_of(plan: list[str], table: str) -> list[str]:
             or f"Seq Scan on {table}" in step or f'Seq Scan on "{table}"' in step]  # PostgreSQL
 
 
+def page_cost(v, count_statements, url):
+    """The SQL statements a page costs once this process's compiled policies are current (the first visit after a
+    write compiles them again: see test_a_visit_after_a_write_compiles_the_same_for_one_practice_or_six)."""
+    assert v.get(url).status_code == 200
+    seen = count_statements()
+    assert v.get(url).status_code == 200
+    return len(seen.all), repr(seen)
+
+
 # --- small lookups the tests share (inside their own app context) ---
 
 def practice_id(app, name: str = "Riverside Dental") -> int:

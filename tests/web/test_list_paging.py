@@ -5,7 +5,7 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import PEOPLE, practice_id
+from conftest import page_cost as cost, PEOPLE, practice_id
 
 from pbnsec.models import ALL_PRACTICES, AccessRequest, AllowlistEntry, AuditEvent, Practice, User
 
@@ -102,7 +102,7 @@ def add_entries(app, count, scope="practice", start=0):
         practice = Practice.get(Practice.name == RIVERSIDE) if scope == "practice" else None
         made = []
         for i in range(start, start + count):
-            network = f"10.0.{i}.0/24"
+            network = f"10.{i >> 8}.{i & 255}.0/24"  # 10.0.0.0/24, 10.0.1.0/24 … 10.1.0.0/24 …
             made.append(AllowlistEntry.create(
                 practice=practice, scope=practice.id if practice else ALL_PRACTICES, network=network,
                 start=f"{(10 << 24) | (i << 8):032x}", prefix_length=24, label=f"Branch {i:03d}",
@@ -168,12 +168,6 @@ def test_an_htmx_search_gets_the_list_alone(app, ann):
 
 # --- what a page costs: the same for 10 rows or 300 ---
 
-def cost(v, count_statements, url):
-    seen = count_statements()
-    assert v.get(url).status_code == 200
-    return len(seen.all), repr(seen)
-
-
 def add_events(app, count, start=0):
     with app.app_context():
         practice = Practice.get(Practice.name == RIVERSIDE)
@@ -218,3 +212,12 @@ def test_an_audit_page_for_htmx_is_the_list_alone(app, signed_in):
     assert re.findall(r"<td data-label=\"Target\">(event-\d+)</td>", fragment.text) == [
         f"event-{i}" for i in range(9, -1, -1)]
     assert link(fragment, "← Newer") and link(fragment, "Older →") is None
+
+
+def test_the_oldest_audit_page_is_one_link_away(app, signed_in):
+    owner = signed_in("owner")
+    add_events(app, 120)
+    first = owner.get("/security/audit?action=entry_added")
+    oldest = owner.get(link(first, "Oldest ⇥"))
+    assert oldest.status_code == 200 and "event-0<" in oldest.text and "event-119<" not in oldest.text
+    assert link(oldest, "← Newer")

@@ -1,6 +1,6 @@
 """Query budgets: what a page costs the database does not grow with the number of practices or rows."""
 import pytest
-from conftest import restrict
+from conftest import page_cost as cost, restrict
 
 from pbnsec.domain.users import create_practice
 from pbnsec.models import Membership, Practice, User
@@ -15,15 +15,6 @@ def join_practices(app, email, count):
             Membership.create(user=user, practice=practice)
     for n in range(count):
         restrict(app, f"Extra Dental {n}", "127.0.0.0/24")
-
-
-def cost(v, count_statements, url):
-    """What a page costs once this process's compiled policies are current (the first visit after a write
-    compiles them again: see test_a_visit_after_a_write_compiles_the_same_for_one_practice_or_six)."""
-    assert v.get(url).status_code == 200
-    seen = count_statements()
-    assert v.get(url).status_code == 200
-    return len(seen.all), repr(seen)
 
 
 @pytest.mark.parametrize("url", ["/", "/access-requests"])
