@@ -69,6 +69,26 @@ def union_size(networks: Iterable[IPNetwork], version: int) -> int:
     return sum(n.num_addresses for n in collapse_addresses(n for n in networks if n.version == version))
 
 
+def merged_size(ranges: Iterable[tuple[int, int]]) -> int:
+    """How many addresses (first, last) ranges of one IP version cover together, overlaps counted once: a sort and
+    one pass over plain integers (an allowlist of 100,000 entries takes milliseconds)."""
+    total, current = 0, None
+    for first, last in sorted(ranges):
+        if current is not None and first <= current[1] + 1:
+            current = (current[0], max(current[1], last))
+            continue
+        if current is not None:
+            total += current[1] - current[0] + 1
+        current = (first, last)
+    return total + (current[1] - current[0] + 1 if current is not None else 0)
+
+
+def address_range(network: IPNetwork) -> tuple[int, int]:
+    """A network as the (first, last) addresses it covers, as integers."""
+    first = int(network.network_address)
+    return first, first + network.num_addresses - 1
+
+
 def covered_version(networks: Iterable[IPNetwork]) -> int | None:
     """4 or 6 when the networks together cover every address of that IP version, else None."""
     for version in (4, 6):

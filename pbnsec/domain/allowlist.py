@@ -26,11 +26,11 @@ from pbnsec.core.iprules import (
     EntryError,
     IPAddress,
     IPNetwork,
-    covered_version,
+    address_range,
     ipv6_privacy_network,
     is_broad,
+    merged_size,
     parse_entry,
-    union_size,
 )
 from pbnsec.core.text import (
     TYPED_WHITESPACE,
@@ -367,10 +367,12 @@ def add_entry(visit: Visit, typed: EntryInput, administered: Collection[int], *,
     try:
         # Under the change lock, so two admins adding the two halves of everything at once cannot both win.
         with change_lock():
-            if covering := everything_refusal(network, practice):
+            scopes = _scopes_with(network, practice)  # read once for both checks
+            if covering := everything_refusal(network, practice, scopes):
                 return EntryRefused(typed, {"address": FieldError("covers_everything", covering)})
             # Entries that are each small may add up to a broad allowlist: that needs the same confirmation.
-            if not _confirms(typed.confirm_broad, network) and (adds_up := broad_union(network, practice, broadest)):
+            if not _confirms(typed.confirm_broad, network) and (
+                    adds_up := broad_union(network, practice, broadest, scopes)):
                 return EntryRefused(typed, {"address": FieldError("needs_confirmation", adds_up)}, str(network), "")
             reached = [practice.id] if practice is not None else sorted(administered)
             if lockout := _expiry_lockout(visit, network, until, reached):
@@ -411,42 +413,56 @@ def _confirmation_needed(network: IPNetwork, broadest: dict[int, int], broad: st
     return " ".join(reasons)
 
 
-def _scopes_with(network: IPNetwork, practice: Practice | None) -> dict[str, list]:
-    """Per practice affected (by name), its active entries with this network added: own and All practices."""
-    active = AllowlistEntry.select(AllowlistEntry.network, AllowlistEntry.scope).where(AllowlistEntry.active)
+def _scopes_with(network: IPNetwork, practice: Practice | None) -> dict[str, dict[int, list[tuple[int, int]]]]:
+    """Per practice affected (by name), the address ranges of its active entries (own and All practices) with this
+    network added, per IP version: read from the stored start and prefix length, no address parsing per row."""
+    active = AllowlistEntry.select(AllowlistEntry.network, AllowlistEntry.scope, AllowlistEntry.start,
+                                   AllowlistEntry.prefix_length).where(AllowlistEntry.active)
     if practice is not None:
         active = active.where(AllowlistEntry.scope.in_([practice.id, ALL_PRACTICES]))
     by_scope: dict[int, list] = {}
-    for row in active:
-        by_scope.setdefault(row.scope, []).append(parse_entry(row.network))
-    shared = by_scope.pop(ALL_PRACTICES, []) + [network]
+    for row in active.tuples():
+        stored, scope, start, prefix = row
+        version, bits = (6, 128) if ":" in stored else (4, 32)
+        first = int(start, 16)
+        by_scope.setdefault(scope, []).append((version, (first, first + 2 ** (bits - prefix) - 1)))
+    shared = by_scope.pop(ALL_PRACTICES, []) + [(network.version, address_range(network))]
+
+    def per_version(ranges):
+        out: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+        for version, pair in ranges:
+            out[version].append(pair)
+        return out
+
     if practice is not None:
-        return {practice.name: shared + by_scope.get(practice.id, [])}
+        return {practice.name: per_version(shared + by_scope.get(practice.id, []))}
     names = {p.id: p.name for p in Practice.select(Practice.id, Practice.name)} if by_scope else {}
-    return {names[pid]: shared + own for pid, own in by_scope.items()} or {"every practice": shared}
+    return ({names[pid]: per_version(shared + own) for pid, own in by_scope.items()}
+            or {"every practice": per_version(shared)})
 
 
-def everything_refusal(network: IPNetwork, practice: Practice | None) -> str | None:
+def everything_refusal(network: IPNetwork, practice: Practice | None, scopes=None) -> str | None:
     """Why adding (or switching on) this network would, with the active entries there, allow every address, or
     more than half of all addresses of its IP version (many /8s add up as surely as two /1s)."""
-    for name, networks in _scopes_with(network, practice).items():
-        version = covered_version(networks)
-        if version is not None:
-            return (f"{network} would, together with the entries already there, allow every IPv{version} address "
-                    f"for {name}: enter a smaller network.")
+    for name, ranges in (scopes or _scopes_with(network, practice)).items():
+        for version, bits in ((4, 32), (6, 128)):
+            if ranges[version] and merged_size(ranges[version]) == 2 ** bits:
+                return (f"{network} would, together with the entries already there, allow every IPv{version} "
+                        f"address for {name}: enter a smaller network.")
         bits = network.max_prefixlen
-        total = union_size(networks, network.version)
+        total = merged_size(ranges[network.version])
         if total > 2 ** (bits - 1):
             return (f"{network} would, together with the entries already there, allow {total:,} IPv"
                     f"{network.version} addresses for {name}, more than half of all of them: enter smaller networks.")
     return None
 
 
-def broad_union(network: IPNetwork, practice: Practice | None, broadest: dict[int, int]) -> str | None:
+def broad_union(network: IPNetwork, practice: Practice | None, broadest: dict[int, int],
+                scopes=None) -> str | None:
     """When this network and the active entries there together cover more than one broad network: what they cover."""
     limit = 2 ** (network.max_prefixlen - broadest[network.version])
-    for name, networks in _scopes_with(network, practice).items():
-        total = union_size(networks, network.version)
+    for name, ranges in (scopes or _scopes_with(network, practice)).items():
+        total = merged_size(ranges[network.version])
         if total > limit:
             return (f"Together with the entries already there, the allowlist for {name} would cover {total:,} "
                     f"addresses, more than a /{broadest[network.version]}: confirm below that you mean to allow "

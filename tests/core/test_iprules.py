@@ -300,3 +300,14 @@ def test_broad_entries_are_those_shorter_than_the_limit(text, broad):
 def test_sets_of_entries_that_together_cover_everything(texts, version):
     from pbnsec.core.iprules import covered_version
     assert covered_version([ip_network(t) for t in texts]) == version
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 32)), max_size=30))
+def test_merged_size_counts_what_the_networks_cover_together(starts):
+    """The integer union the allowlist checks use agrees with the standard library's collapse_addresses."""
+    from ipaddress import IPv4Network
+
+    from pbnsec.core.iprules import address_range, merged_size, union_size
+
+    networks = [IPv4Network((start >> (32 - prefix) << (32 - prefix), prefix)) for start, prefix in starts]
+    assert merged_size(address_range(n) for n in networks) == union_size(networks, 4)
