@@ -84,7 +84,10 @@
   document.addEventListener("htmx:afterSettle", function (evt) { restore(before.get(evt.detail.xhr)); });
   // A target removed by its swap (a deleted row) is detached: its afterSettle never reaches the document.
   document.addEventListener("htmx:beforeSwap", function (evt) {
-    var seen = before.get(evt.detail.xhr);
+    var seen = before.get(evt.detail.xhr), target = evt.detail.target, active = document.activeElement;
+    // The focus may have moved while the request was out (a table refreshing itself after an approval, whose
+    // row took the focus meanwhile): what is focused now, inside what is swapped, is what to find again.
+    if (seen && target && active && active !== document.body && target.contains(active)) seen.was = describe(active);
     window.setTimeout(function () { restore(seen); }, 100);
   });
 })();

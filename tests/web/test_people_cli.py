@@ -73,7 +73,7 @@ def test_deactivate_reactivate_set_role_and_add_practice(runner, app):
     result = runner.invoke(args=["users", "add-practice", "fay@example.com", "lakeside dental"])
     assert result.exit_code == 0 and "is now in Lakeside Dental, Riverside Dental" in result.output
     with app.app_context():
-        actions = [e.action for e in AuditEvent.select().where(AuditEvent.actor_label == "cli")]
+        actions = [e.action for e in AuditEvent.select().where(AuditEvent.actor_label == "cli").order_by(AuditEvent.id)]
     assert actions == ["user_deactivated", "user_reactivated", "user_role_changed", "user_practices_changed",
                        "user_practices_changed"]  # the last one in each of Fay's two practices now
 
