@@ -69,6 +69,9 @@
     if (!focusable(el) && was.anchor) {
       var anchor = document.getElementById(was.anchor);
       if (anchor) el = anchor.querySelector(was.selector);
+      // The control is gone but the element around it came back (a decided request's row, redrawn by the table
+      // refreshing itself): that element, rather than the first control of everything swapped.
+      if (!focusable(el) && focusable(anchor)) el = anchor;
     }
     if (!focusable(el) && seen.targetId) {
       var replaced = document.getElementById(seen.targetId);
