@@ -305,6 +305,13 @@ def test_a_version_9_database_keeps_its_data_and_its_old_blocked_sign_ins_sign_i
     assert "Pending" in fay.get("/blocked").text
 
 
+
+def stamp_version(con, number: int, name: str) -> None:
+    """Make an SQLite database say it stopped at schema version `number` (as a release before a migration left it)."""
+    con.execute("DELETE FROM schema_version")
+    con.execute("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)", (number, name, WHEN))
+
+
 def test_a_database_from_before_invites_gets_the_invite_table_and_keeps_its_people(tmp_path, seeded_database,
                                                                                      current_schema):
     import shutil
@@ -316,9 +323,7 @@ def test_a_database_from_before_invites_gets_the_invite_table_and_keeps_its_peop
     con = sqlite3.connect(database)  # as version 9 left it: no invite table, stamped 9
     con.execute("DROP TABLE invite")
     at = MIGRATIONS.index(add_invites) + 1
-    con.execute("DELETE FROM schema_version")
-    con.execute("INSERT INTO schema_version (version, name, applied_at) VALUES (?, 'before invites', ?)",
-                (at - 1, WHEN))
+    stamp_version(con, at - 1, "before invites")
     con.commit()
     con.close()
     before = table_rows(database)
@@ -350,9 +355,7 @@ def test_a_database_from_before_policy_generations_gets_them_and_its_triggers_an
     for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
         con.execute(f'DROP TRIGGER "{name}"')
     con.execute("ALTER TABLE practice DROP COLUMN policy_generation")
-    con.execute("DELETE FROM schema_version")
-    con.execute("INSERT INTO schema_version (version, name, applied_at) VALUES (?, 'before generations', ?)",
-                (at - 1, WHEN))
+    stamp_version(con, at - 1, "before generations")
     con.commit()
     con.close()
     before = table_rows(database)
