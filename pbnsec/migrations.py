@@ -371,6 +371,33 @@ def index_lists_for_paging(migrator: SchemaMigrator) -> None:
             migrator.add_index(table, columns, name=name).run()
 
 
+def _protected_apps_at_16():
+    """The protected app tables as migration 16 made them."""
+    def meta(name, indexes=()):
+        return type("Meta", (), {"database": database, "table_name": name, "legacy_table_names": False,
+                                 "indexes": indexes})
+    app = type("_ProtectedAppAt16", (Model,), {
+        "name": CharField(max_length=100, unique=True), "host": CharField(max_length=262, unique=True),
+        "proxy": CharField(max_length=10, default="nginx"), "all_roles": BooleanField(default=True),
+        "created_by": ForeignKeyField(_UserAt4, null=True, backref="+", on_delete="SET NULL"),
+        "created_at": DateTimeField(default=utcnow), "updated_at": DateTimeField(default=utcnow),
+        "Meta": meta("protected_app")})
+    practice = type("_ProtectedAppPracticeAt16", (Model,), {
+        "app": ForeignKeyField(app, backref="+", on_delete="CASCADE"),
+        "practice": ForeignKeyField(_PracticeAt9, backref="+", on_delete="CASCADE"),
+        "Meta": meta("protected_app_practice", ((("app", "practice"), True), (("practice", "app"), False)))})
+    role = type("_ProtectedAppRoleAt16", (Model,), {
+        "app": ForeignKeyField(app, backref="+", on_delete="CASCADE"),
+        "role": ForeignKeyField(_RoleAt9, backref="+", on_delete="CASCADE"),
+        "Meta": meta("protected_app_role", ((("app", "role"), True),))})
+    return [app, practice, role]
+
+
+def add_protected_apps(migrator: SchemaMigrator) -> None:
+    """protected_app (+ its practices and roles): other web tools the gate (/gate/verify) lets people into."""
+    database.create_tables(_protected_apps_at_16())  # safe: only when missing
+
+
 MIGRATIONS = [
     index_rate_limit_hits_by_time,
     add_must_change_password,
@@ -387,6 +414,7 @@ MIGRATIONS = [
     add_deployment_settings,  # 13
     index_lists_for_paging,  # 14
     add_policy_generations,  # 15
+    add_protected_apps,  # 16
 ]
 LATEST = len(MIGRATIONS)
 

@@ -371,12 +371,51 @@ class DeploymentSetting(BaseModel):
     value = CharField(max_length=200)
 
 
+# How a protected app's proxy wants "sign in first" said (ProtectedApp.proxy): nginx's auth_request turns only
+# 401/403 into its own answers (auth_request_set + error_page 401 picks up Location); Caddy and Traefik pass any
+# other answer of the gate, a 302 included, straight back to the browser.
+PROXIES = ("nginx", "caddy", "traefik")
+
+
+class ProtectedApp(BaseModel):
+    """Another web tool of the practice that its reverse proxy lets through only when /gate/verify says so."""
+
+    name = CharField(max_length=100, unique=True)
+    host = CharField(max_length=262, unique=True)  # core.gate.Host as text: lower-case name, ":port" when not default
+    proxy = CharField(max_length=10, default="nginx")  # one of PROXIES: the snippet shown, and 401 or 302
+    all_roles = BooleanField(default=True)  # False: only the roles in ProtectedAppRole
+    created_by = ForeignKeyField(User, null=True, backref="+", on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class ProtectedAppPractice(BaseModel):
+    """A practice an app belongs to: its people use the app under that practice's rules."""
+
+    app = ForeignKeyField(ProtectedApp, backref="practices", on_delete="CASCADE")
+    practice = ForeignKeyField(Practice, backref="+", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("app", "practice"), True), (("practice", "app"), False))
+
+
+class ProtectedAppRole(BaseModel):
+    """A role that may use an app whose all_roles is off."""
+
+    app = ForeignKeyField(ProtectedApp, backref="roles", on_delete="CASCADE")
+    role = ForeignKeyField(Role, backref="+", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("app", "role"), True),)
+
+
 MODELS = [
     Practice, Role, User, SignIn, Membership, AllowlistEntry, IPRestriction, RestrictedRole, RestrictedUser,
     AccessRequest, Grant, AuditEvent, RateLimitHit, SchemaVersion, TimeRule, TimeRuleRole, TimeRuleUser, TimeWindow,
     OutboxMail,
     Invite,
     DeploymentSetting,
+    ProtectedApp, ProtectedAppPractice, ProtectedAppRole,
 ]
 
 

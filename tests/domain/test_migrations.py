@@ -401,3 +401,28 @@ def test_a_database_from_before_the_list_indexes_gets_them_and_keeps_its_data(tm
     owner = Visitor(app)
     assert owner.login("owner@example.com").headers["Location"] == "/"
     assert "Working from the back office" in owner.get("/security/requests").text
+
+
+def test_a_database_from_before_protected_apps_gets_their_tables_and_keeps_its_data(tmp_path, current_schema):
+    number = migrations.MIGRATIONS.index(migrations.add_protected_apps) + 1
+    path = old_database(tmp_path / "pbnsec.db", [FIRST_RELEASE])
+    make_app(tmp_path)
+    con = sqlite3.connect(path)  # back to the day before the gate
+    for table in ("protected_app_role", "protected_app_practice", "protected_app"):
+        con.execute(f'DROP TABLE "{table}"')
+    con.execute("DELETE FROM schema_version WHERE version >= ?", (number,))
+    con.commit()
+    con.close()
+    before = table_rows(path)
+    assert schema(path) != current_schema
+
+    app = make_app(tmp_path)
+    assert schema(path) == current_schema
+    after = table_rows(path)
+    assert {t: rows for t, rows in after.items() if t != "schema_version"} == {
+        t: rows for t, rows in before.items() if t != "schema_version"} | {
+        "protected_app": [], "protected_app_practice": [], "protected_app_role": []}
+    with app.app_context():
+        assert [v.version for v in SchemaVersion.select().where(SchemaVersion.version >= number)] == list(
+            range(number, LATEST + 1))
+    assert Visitor(app).login("owner@example.com").headers["Location"] == "/"
