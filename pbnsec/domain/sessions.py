@@ -21,7 +21,11 @@ BLOCKED_LIFETIME = timedelta(hours=2)
 
 def password_stamp(user: User) -> str:
     """A digest of the user's password hash: it changes whenever the password does."""
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()
+    return _stamp(user.password_hash)
+
+
+def _stamp(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode()).hexdigest()
 
 
 def _ip_text(ip) -> str:
@@ -30,28 +34,36 @@ def _ip_text(ip) -> str:
 
 
 def start(user: User, blocked: bool = False, ip=None, now: datetime | None = None) -> str:
-    """Record a new sign-in for the user and return its token; a blocked one is bound to `ip` and the password."""
+    """Record a new sign-in for the user and return its token. It is bound to the password `user` holds (the one
+    just checked): a password set meanwhile — an administrator's reset racing this sign-in — ends it on its first
+    use. A blocked one is bound to `ip` as well."""
     now = now or utcnow()
     SignIn.delete().where(SignIn.expires_at <= now).execute()  # tidy as we go: no cron job needed
     token = secrets.token_urlsafe(32)
     SignIn.create(token=token, user=user, blocked=blocked, created_at=now,
                   expires_at=now + (BLOCKED_LIFETIME if blocked else FULL_LIFETIME),
                   ip=_ip_text(ip) if blocked else None,
-                  password_stamp=password_stamp(user) if blocked else None)
+                  password_stamp=password_stamp(user))
     return token
 
 
 def find(token, blocked: bool = False) -> User | None:
-    """The active user of a live sign-in of this kind, else None."""
+    """The active user of a live sign-in of this kind, with the password it began with, else None."""
     if not isinstance(token, str) or not token:
         return None
     # The role comes with the user: every request asks whether they are a security administrator.
-    user = (User.select(User, Role).join(Role).switch(User).join(SignIn)
-            .where((SignIn.token == token) & (SignIn.blocked == blocked) & (SignIn.expires_at > utcnow())
-                   & User.active)
-            .first())
-    if user is not None:
-        user.sign_in_token = token
+    row = (SignIn.select(SignIn, User, Role).join(User).join(Role)
+           .where((SignIn.token == token) & (SignIn.blocked == blocked) & (SignIn.expires_at > utcnow())
+                  & User.active)
+           .first())
+    if row is None:
+        return None
+    user = row.user
+    # NULL: a full sign-in made before sign-ins were bound to the password (they end within FULL_LIFETIME).
+    if row.password_stamp is not None and row.password_stamp != password_stamp(user):
+        end(token)
+        return None
+    user.sign_in_token = token
     return user
 
 
@@ -109,6 +121,9 @@ def end(token) -> None:
         SignIn.delete().where(SignIn.token == token).execute()
 
 
-def end_others(user: User, keep: str | None) -> None:
-    """End every sign-in of the user except `keep` (after a password change)."""
+def end_others(user: User, keep: str | None, password_hash: str | None = None) -> None:
+    """End every sign-in of the user except `keep` (after a password change: `keep` is then bound to the new
+    `password_hash`, the others end whatever they were bound to)."""
     SignIn.delete().where((SignIn.user == user) & (SignIn.token != (keep or ""))).execute()
+    if keep and password_hash is not None:
+        SignIn.update(password_stamp=_stamp(password_hash)).where(SignIn.token == keep).execute()

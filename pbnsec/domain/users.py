@@ -245,10 +245,10 @@ def change_password(user: User, current: str, new: str, repeat: str) -> dict[str
     if not errors and new == current:
         errors["new"] = "Choose a password you have not been using."
     if not errors:
+        password_hash = generate_password_hash(new)
         with database.atomic():
-            User.update(password_hash=generate_password_hash(new), must_change_password=False).where(
-                User.id == user.id).execute()
-            sessions.end_others(user, keep=user.sign_in_token)
+            User.update(password_hash=password_hash, must_change_password=False).where(User.id == user.id).execute()
+            sessions.end_others(user, keep=user.sign_in_token, password_hash=password_hash)
     return errors
 
 

@@ -64,3 +64,30 @@ def test_a_home_practice_that_blocks_the_ip_is_passed_over_for_one_that_lets_it_
     with app.app_context():
         result = sign_in.attempt(Visit(None, HOME), "owner@example.com", PASSWORD)
         assert result.practice.name == "Lakeside Dental"
+
+
+def test_a_sign_in_racing_a_password_reset_ends_at_its_first_use(app):
+    """The password was right when checked; an administrator's reset lands before the sign-in is recorded."""
+    from pbnsec.domain import people, sessions
+    from pbnsec.models import Practice, User
+    with app.app_context():
+        result = sign_in.attempt(Visit(None, OFFICE), "fay@example.com", PASSWORD)
+        assert result.user is not None and not result.blocked
+        owner = User.get(User.email == "owner@example.com")
+        issued = people.reset_password(Visit(owner, OFFICE), list(Practice.select()),
+                                       User.get(User.email == "fay@example.com"), people.ONE_TIME_PASSWORD)
+        assert issued.password
+        token = sessions.start(result.user)  # the sign-in made with the password checked before the reset
+        assert sessions.find(token) is None
+        assert sessions.find(token) is None  # and it is gone for good
+
+
+def test_changing_ones_own_password_keeps_this_sign_in_and_ends_the_others(app):
+    from pbnsec.domain import sessions, users
+    from pbnsec.models import User
+    with app.app_context():
+        fay = User.get(User.email == "fay@example.com")
+        here, elsewhere = sessions.start(fay), sessions.start(fay)
+        fay = sessions.find(here)
+        assert users.change_password(fay, PASSWORD, "plum orchard tractor 88", "plum orchard tractor 88") == {}
+        assert sessions.find(here) is not None and sessions.find(elsewhere) is None
