@@ -376,3 +376,20 @@ def test_each_practice_s_audit_log_shows_what_happened_to_its_apps(app, signed_i
     bob = signed_in("bob")
     log = bob.get(f"/security/audit?practice={practice_id(app, 'Lakeside Dental')}&action=app_added").text
     assert "app added" in log and "Shared" in log and "owner@example.com" in log
+
+
+# --- cost ---
+
+def test_the_list_costs_the_same_for_one_app_or_twenty(app, signed_in, count_statements):
+    from conftest import page_cost
+
+    owner = signed_in("owner")
+    add(owner, practice=[str(practice_id(app)), str(practice_id(app, "Lakeside Dental"))], roles="chosen",
+        role=[str(r) for r in role_ids(app, "Provider")])
+    one, one_log = page_cost(owner, count_statements, "/security/apps")
+    for n in range(19):
+        add(owner, name=f"App {n}", host=f"app-{n}.riverside.example", roles="chosen",
+            role=[str(r) for r in role_ids(app, "Provider", "Billing")])
+    twenty, twenty_log = page_cost(owner, count_statements, "/security/apps")
+    assert "20 protected apps" in owner.get("/security/apps").text
+    assert twenty == one, f"one app: {one_log}\ntwenty apps: {twenty_log}"
