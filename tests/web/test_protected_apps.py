@@ -109,7 +109,8 @@ def test_the_list_is_a_page_and_a_fragment(app, ann):
     assert "HX-Request" in page.headers["Vary"]
     fragment = ann.get("/security/apps", htmx=True)
     assert fragment.status_code == 200 and "HX-Request" in fragment.headers["Vary"]
-    assert fragment.text.startswith('<div id="apps-list">') and "<html" not in fragment.text
+    assert fragment.text.startswith('<div id="apps-list"') and "<html" not in fragment.text
+    assert 'hx-trigger="apps-changed from:body"' in fragment.text  # it follows removals
     assert "1 protected app<" in fragment.text and "<code>charts.riverside.example</code>" in fragment.text
 
 
@@ -187,7 +188,7 @@ def test_an_htmx_add_swaps_the_form_and_the_list_out_of_band(app, ann):
     assert body.startswith('<form id="app-form"') and "<html" not in body
     assert 'value="Alpha"' not in body  # the form is empty again
     assert '<div id="apps-message" hx-swap-oob="true"><p class="flash flash-success" role="status">Added Alpha' in body
-    assert '<div id="apps-list" hx-swap-oob="true">' in body
+    assert '<div id="apps-list" hx-swap-oob="true"' in body
     listed = re.findall(r'<h3 id="app-\d+-name">([^<]+)</h3>', body)
     assert listed == ["Alpha", "Zebra"]  # by name, the new one in its place
 
@@ -366,6 +367,7 @@ def test_an_htmx_remove_answers_an_empty_body_for_the_card(app, ann):
     add(ann)
     response = ann.post(f"/security/apps/{app_id(app)}/delete", {}, htmx=True)
     assert response.status_code == 200 and response.text == "" and "HX-Request" in response.headers["Vary"]
+    assert response.headers["HX-Trigger"] == "apps-changed"  # the list (its count) fetches itself again
     assert stored(app) == []
 
 

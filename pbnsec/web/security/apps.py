@@ -148,5 +148,5 @@ def delete_app(app_id: int):
     result = domain.remove_app(g.visit, administered_practices(), app_id)
     if not isinstance(result, AppRow):
         abort(404)
-    return done("security.apps", None, message=f"Removed {result.app.name} ({result.app.host}): its proxy now "
+    return done("security.apps", None, trigger="apps-changed", message=f"Removed {result.app.name} ({result.app.host}): its proxy now "
                                                  "refuses every request for it until you take the snippet out.")
