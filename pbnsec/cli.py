@@ -1,4 +1,4 @@
-"""Command line: flask --app app init-db | serve | practices … | users … | mail … | backup | restore | version"""
+"""Command line: flask --app app init-db | serve | practices … | users … | mail … | apps … | backup | restore | version"""
 from __future__ import annotations
 
 import errno
@@ -359,6 +359,75 @@ def unlock_command(practice_name):
         click.echo(f"IP restrictions were already off for {practice.name}; nothing changed.")
 
 
+apps_cli = AppGroup("apps", help="Protected apps: the practice's other web tools behind the gate.")
+
+
+def _gate_settings():
+    from pbnsec.domain.protected_apps import GateSettings
+
+    return GateSettings(current_app.config.get("COOKIE_DOMAIN"), current_app.config.get("BASE_URL"))
+
+
+def _app_done(result):
+    """A domain result, or what was wrong with it (one line per field) and a non-zero exit; nothing was changed."""
+    from pbnsec.domain.protected_apps import AppRefused
+
+    if isinstance(result, AppRefused):
+        raise click.ClickException("\n".join(f"{name}: {error.message}" for name, error in result.errors.items()))
+    return _done(result)
+
+
+@apps_cli.command("list")
+@_needs_database
+def list_apps_command():
+    """List the protected apps: name, host, proxy, practices and roles."""
+    from pbnsec.domain import protected_apps
+
+    for row in protected_apps.list_apps(protected_apps.every_practice()):
+        click.echo("\t".join([row.app.name, row.app.host, row.app.proxy, ", ".join(p.name for p in row.practices),
+                              "all roles" if row.app.all_roles else ", ".join(r.name for r in row.roles)]))
+
+
+@apps_cli.command("add")
+@click.option("--name", default="", help="What people call it, e.g. \"Patient charts\".")
+@click.option("--host", default="", help="Its host as people type it, e.g. charts.riverside.example[:port].")
+@click.option("--proxy", default="nginx", show_default=True, help="nginx, caddy or traefik.")
+@click.option("--practice", "practices", multiple=True, help="A practice whose people use it; repeat for several.")
+@click.option("--role", "roles", multiple=True, help="A role that may use it; repeat for several (default: all).")
+@_fail_on_account_error
+@_needs_database
+def add_app_command(name, host, proxy, practices, roles):
+    """Protect another web tool of the practices (its proxy asks /gate/verify about every request)."""
+    from pbnsec.domain import protected_apps
+    from pbnsec.domain.users import find_role
+
+    typed = protected_apps.AppInput(name=name, host=host, proxy=proxy.strip().lower(),
+                                    practices=tuple(find_practice(p).id for p in practices),
+                                    all_roles=not roles, roles=tuple(find_role(r).id for r in roles))
+    row = _app_done(protected_apps.add_app(protected_apps.console_visit(), protected_apps.every_practice(), typed,
+                                           _gate_settings()))
+    click.echo(f"Added {row.app.name} ({row.app.host}, {row.app.proxy}) for "
+               f"{', '.join(p.name for p in row.practices)}; "
+               f"{'all roles' if row.app.all_roles else ', '.join(r.name for r in row.roles)}.")
+    click.echo("Its proxy snippet is on the Protected apps screen (Security Management), and in deploy/gate/.")
+
+
+@apps_cli.command("remove")
+@click.argument("name_or_host")
+@_needs_database
+def remove_app_command(name_or_host):
+    """Stop protecting an app (its proxy then refuses every request for it): by its name or its host."""
+    from pbnsec.domain import protected_apps
+
+    app = protected_apps.find_by_name_or_host(name_or_host)
+    if app is None:
+        raise click.ClickException(f"No protected app is called or has the host {name_or_host.strip()!r} "
+                                   "(`flask --app app apps list` lists them).")
+    row = _app_done(protected_apps.remove_app(protected_apps.console_visit(), protected_apps.every_practice(),
+                                              app.id))
+    click.echo(f"Removed {row.app.name} ({row.app.host}). Take its snippet out of the proxy's configuration.")
+
+
 mail_cli = AppGroup("mail", help="Notification mail: the outbox.")
 
 
@@ -510,5 +579,5 @@ def restore_command(src):
 
 def register_cli(app) -> None:
     for command in (init_db_command, serve_command, practices_cli, users_cli, security_cli, mail_cli, demo_command,
-                    version_command, backup_command, restore_command):
+                    version_command, backup_command, restore_command, apps_cli):
         app.cli.add_command(command)

@@ -92,6 +92,7 @@ ACTIONS = (
     "owner_created", "demo_loaded", "practice_created", "user_created", "password_changed", "password_change_failed",
     "password_reset", "invite_used", "user_role_changed", "user_practices_changed", "user_deactivated",
     "user_reactivated", "practice_renamed",
+    "app_added", "app_changed", "app_removed",
 )
 
 

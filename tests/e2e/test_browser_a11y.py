@@ -90,10 +90,15 @@ def test_every_control_has_a_name_and_the_colours_have_enough_contrast(owner_pag
     app, base_url, page = owner_page
     page.set_viewport_size({"width": width, "height": 740})
     found = {}
-    for path in PAGES + ["/security/windows", "/security/confirm"]:
+    for path in PAGES + ["/security/windows", "/security/confirm", "/security/apps/edit", "/security/apps/confirm"]:
         if path == "/security/confirm":  # the delete confirmation page (without JavaScript, Delete opens it)
             page.goto(base_url + "/security/allowlist")
             path = page.locator("#allowlist-table form.inline").first.get_attribute("action")
+        if path.startswith("/security/apps/"):  # an app's edit view, and its removal page (Remove without JavaScript)
+            page.goto(base_url + "/security/apps")
+            card = page.locator("article.app").first
+            path = (card.get_by_role("link", name="Change").get_attribute("href") if path.endswith("edit")
+                    else card.locator("form.inline").get_attribute("action"))
         page.goto(base_url + path)
         page.wait_for_load_state("load")
         snapshot = page.locator("body").aria_snapshot()

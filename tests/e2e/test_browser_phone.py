@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 SIZES = [(360, 740), (1280, 800)]
 PAGES = ["/", "/security/allowlist", "/security/settings", "/security/windows", "/security/requests",
          "/security/audit", "/security/why?user=fay@example.com&ip=2001:db8:abcd:1234:5678:9abc:def0:1234",
-         "/access-requests", "/account/password"]
+         "/access-requests", "/account/password", "/security/apps"]
 LONG_NOTE = ("Working from the hospital on-call room on Thursdays and every other weekend; the address changes when "
              "the hospital's network does, please approve quickly so I can read the morning list")
 ROWS = 50
@@ -28,6 +28,8 @@ def with_long_rows(app):
         Grant,
         IPRestriction,
         Practice,
+        ProtectedApp,
+        ProtectedAppPractice,
         RestrictedUser,
         User,
         utcnow,
@@ -49,6 +51,12 @@ def with_long_rows(app):
         AuditEvent.create(action="login_blocked", actor=fay, actor_label="fay@example.com", actor_ip=ip,
                           practice=lakeside, target="fay@example.com",
                           detail=f"ip_not_approved: IP {ip} is not approved", count=5, last_at=utcnow())
+    # Protected apps with long names and hosts: their snippets' long lines scroll inside their boxes.
+    for n, proxy in enumerate(("nginx", "caddy", "traefik")):
+        protected = ProtectedApp.create(name=f"Imaging viewer for the third-floor surgery, workstation {n}",
+                                        host=f"imaging-viewer-third-floor-{n}.lakeside-dental-group.example:8443",
+                                        proxy=proxy)
+        ProtectedAppPractice.create(app=protected, practice=lakeside)
     IPRestriction.create(practice=lakeside, enforced=True)
     IPRestriction.create(practice=riverside, enforced=True, everyone=False)
     RestrictedUser.create(practice=riverside, user=fay)
@@ -83,6 +91,11 @@ def test_every_screen_fits_a_phone_and_a_desktop(tmp_path, width, height):
             widths[path] = overflow(page)
             if path == "/security/requests":  # the data is really there
                 assert page.locator("#pending-requests tbody tr").count() == ROWS // 2
+            if path == "/security/apps":  # each app's own snippet is open, its long lines scrolling in their box
+                boxes = page.locator("details[open] pre.snippet-box")
+                assert boxes.count() == 3
+                if width == 360:
+                    assert boxes.first.evaluate("e => e.scrollWidth > e.clientWidth")
 
         # A refusal inside a row (switching off the one entry that lets the Owner in) widens nothing.
         page.goto(base_url + "/security/allowlist")

@@ -13,13 +13,15 @@ from pbnsec.models import (
     Grant,
     IPRestriction,
     Practice,
+    ProtectedApp,
+    ProtectedAppPractice,
     TimeRule,
     TimeWindow,
     User,
 )
 
 OFFICE, ELSEWHERE = "127.0.0.210", "127.0.0.9"
-SECRETS = ("Riverside secret label", "Riverside secret note", "Riverside secret audit")
+SECRETS = ("Riverside secret label", "Riverside secret note", "Riverside secret audit", "Riverside secret app")
 
 
 @pytest.fixture
@@ -35,8 +37,10 @@ def riverside(app):
         grant = Grant.create(user=hal, practice=practice, ip="127.0.0.78")
         AuditEvent.create(action="settings_changed", practice=practice, actor_label="x", detail=SECRETS[2])
         window = TimeWindow.create(practice=practice, day=1, start_minute=420, end_minute=1080)
+        protected = ProtectedApp.create(name=SECRETS[3], host="secret.riverside.example")
+        ProtectedAppPractice.create(app=protected, practice=practice)
         return {"practice_id": practice.id, "entry_id": entry.id, "request_id": request.id, "grant_id": grant.id,
-                "window_id": window.id}
+                "window_id": window.id, "app_id": protected.id}
 
 
 def snapshot(app, practice_id):
@@ -48,6 +52,8 @@ def snapshot(app, practice_id):
             sorted((g.user_id, g.ip) for g in Grant.select()),
             sorted((w.practice_id, w.day, w.start_minute, w.end_minute) for w in TimeWindow.select()),
             sorted((r.practice_id, r.enabled, r.everyone) for r in TimeRule.select()),
+            sorted((a.name, a.host, a.proxy, a.all_roles) for a in ProtectedApp.select()),
+            sorted((link.app_id, link.practice_id) for link in ProtectedAppPractice.select()),
         )
 
 
@@ -70,7 +76,7 @@ def test_an_administrator_elsewhere_works_only_in_the_practice_that_lets_them_in
     assert olive.post(f"/security/allowlist/{riverside['entry_id']}/delete").status_code == 403
     assert olive.get(f"/security/audit?practice={rid}").status_code == 400
     for page in ("/security/requests", "/security/audit", "/security/audit.csv", "/security/settings",
-                 "/security/allowlist", "/security/requests/badge",
+                 "/security/allowlist", "/security/requests/badge", "/security/apps",
                  f"/security/why?user=hal@example.com&ip={OFFICE}", f"/security/why?user=hal@example.com&ip={OFFICE}&practice={rid}"):
         body = olive.get(page).text
         assert not any(secret in body for secret in SECRETS), page

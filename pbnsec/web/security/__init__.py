@@ -1,4 +1,5 @@
-"""Security Management: IP Allowlist, General Settings, Time Windows, IP Access Requests, Audit log, Why blocked?."""
+"""Security Management: IP Allowlist, General Settings, Time Windows, IP Access Requests, Audit log, Why blocked?,
+Protected apps."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -97,7 +98,8 @@ def practice_to_work_in() -> Practice:
 # The tabs of Security Management, each the module its views live in.
 TABS = (("allowlist", "security.allowlist", "IP Allowlist"), ("settings", "security.settings", "General Settings"),
         ("windows", "security.windows", "Time Windows"), ("requests", "security.requests_page", "IP Access Requests"),
-        ("audit_log", "security.audit_log", "Audit log"), ("why", "security.why", "Why blocked?"))
+        ("audit_log", "security.audit_log", "Audit log"), ("why", "security.why", "Why blocked?"),
+        ("apps", "security.apps", "Protected apps"))
 
 
 @bp.context_processor
@@ -110,4 +112,4 @@ def _security_globals():
     return {"pending_requests": pending_count, "tabs": TABS, "active_tab": active, "reason_max": REASON_MAX}
 
 
-from pbnsec.web.security import allowlist, audit_log, requests, settings, why, windows  # noqa: E402,F401  (routes register on bp)
+from pbnsec.web.security import allowlist, apps, audit_log, requests, settings, why, windows  # noqa: E402,F401  (routes register on bp)

@@ -1,0 +1,86 @@
+"""The proxy snippets the Protected apps screen shows, filled in for one app (pure: no Flask, no database, no files).
+
+The templates are `deploy/gate/nginx.conf`, `deploy/gate/Caddyfile` and `deploy/gate/traefik.yml`; they name what
+differs per app and per deployment with placeholders in double braces, `{{app_host}}`. A value pbnsec does not know
+(PBNSEC_BASE_URL unset, the app's own address, which pbnsec never stores) becomes a marker in angle brackets that
+says what to put there, so a pasted snippet fails loudly in the proxy instead of pointing at a guess.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# Every placeholder a snippet may hold, and the marker shown when its value is not known.
+MISSING = {
+    "app_host": "<the app's host>",
+    "app_scheme": "<https or http>",
+    "pbnsec_url": "<set PBNSEC_BASE_URL>",
+    "pbnsec_upstream": "<where the proxy reaches pbnsec, e.g. http://127.0.0.1:8000>",
+    "app_upstream": "<the app's own address, e.g. http://127.0.0.1:3000>",
+}
+PLACEHOLDERS = tuple(MISSING)
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """One proxy's snippet for one app: which proxy, its text filled in, and the placeholders left as markers."""
+
+    proxy: str
+    text: str
+    missing: tuple[str, ...]
+
+
+def placeholders(template: str) -> list[str]:
+    """The placeholder names a template uses, in order of first use."""
+    return list(dict.fromkeys(_PLACEHOLDER.findall(template)))
+
+
+def fill(template: str, values: Mapping[str, str | None]) -> tuple[str, tuple[str, ...]]:
+    """The template with each known placeholder replaced by its value, or by its marker when the value is None or
+    empty; and the names that got a marker. One pass: a value holding `{{…}}` is never filled in again. An unknown
+    name is left as it is (test_snippets checks the deploy files use known ones only)."""
+    missing: list[str] = []
+
+    def value_of(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in MISSING:
+            return match.group(0)
+        value = values.get(name)
+        if not value:
+            missing.append(name)
+            return MISSING[name]
+        return value
+
+    return _PLACEHOLDER.sub(value_of, template), tuple(dict.fromkeys(missing))
+
+
+def upstream_of(listen_hosts: str, port: int) -> str:
+    """Where a proxy on this machine reaches pbnsec: http:// the first address PBNSEC_HOST listens on (a wildcard
+    address becomes loopback) and PBNSEC_PORT."""
+    host = next((h.strip() for h in (listen_hosts or "").split(",") if h.strip()), "127.0.0.1")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(host, host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def scheme_of(base_url: str | None) -> str:
+    """The scheme apps are reached with: pbnsec's own (its sign-in cookie must reach them), else https."""
+    if base_url and base_url.lower().startswith("http://"):
+        return "http"
+    return "https"
+
+
+def snippets_for(templates: Mapping[str, str | None], values: Mapping[str, str | None]) -> list[Snippet]:
+    """Each proxy's snippet filled in with `values`; a proxy whose template could not be read (None) gets a line
+    saying so."""
+    found = []
+    for proxy, template in templates.items():
+        if template is None:
+            found.append(Snippet(proxy, f"# The {proxy} snippet file is missing from deploy/gate/.", ()))
+            continue
+        text, missing = fill(template, values)
+        found.append(Snippet(proxy, text, missing))
+    return found
