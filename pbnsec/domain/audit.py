@@ -18,7 +18,7 @@ from pbnsec.core.text import (
 )
 from pbnsec.core.timezones import to_local
 from pbnsec.db import database
-from pbnsec.domain.paging import MAX_PARTS, PAGE_SIZE, Cursor, among, beyond
+from pbnsec.domain.paging import MAX_PARTS, PAGE_SIZE, Cursor, beyond, merged_ids
 from pbnsec.models import AuditEvent, Practice, utcnow
 
 # Refusals a guesser or a stuck browser repeats many times a minute. A repeat of the same one (same practice,
@@ -185,16 +185,44 @@ def event_rows(f: AuditFilter, administered: Collection[int], every_practice: bo
 
     Events of the practices they administer from here; practice-less ones only when that is every practice.
     """
+    return _rows(f, administered, every_practice, size, before, after, offset)[0]
+
+
+def _rows(f: AuditFilter, administered: Collection[int], every_practice: bool, size: int,
+          before: Cursor | None = None, after: Cursor | None = None, offset: int = 0,
+          probe: bool = False) -> tuple[list[AuditEvent], bool]:
+    """event_rows, and with `probe` whether there is an event on the other side of the cursor (the one it names
+    included), read in the same statement: a page that went Older knows if there is a Newer, and the other way."""
     groups = _visible_groups(f, administered, every_practice)
     if not groups:
-        return []
+        return [], False
     take = offset + size
-    parts = [_window(group, f, before, after, take) for group in groups]
-    order = (AuditEvent.at, AuditEvent.id) if after is not None else (AuditEvent.at.desc(), AuditEvent.id.desc())
-    query = (among(AuditEvent.select(AuditEvent, Practice).join(Practice, JOIN.LEFT_OUTER, on=AuditEvent.practice),
-                   AuditEvent, parts, take, after is None).order_by(*order).offset(offset or None).limit(size))
+    ascending = after is not None
+    ids = merged_ids([_window(group, f, before, after, take) for group in groups], take, not ascending)
+    if probe:
+        cursor = after or before
+        # Past the cursor the other way, the row it names included: at or before (at, id), or at or after it.
+        other_before, other_after = ((Cursor(cursor.at, cursor.id + 1), None) if ascending
+                                     else (None, Cursor(cursor.at, cursor.id - 1)))
+        other_ids = merged_ids([_window(group, f, other_before, other_after, 1) for group in groups], 1, ascending)
+        ids = ids.select_from(ids.c.id).union_all(other_ids.select_from(other_ids.c.id))
+    page_ids = ids.alias("page_ids")
+    order = (AuditEvent.at, AuditEvent.id) if ascending else (AuditEvent.at.desc(), AuditEvent.id.desc())
+    query = (AuditEvent.select(AuditEvent, Practice).join(Practice, JOIN.LEFT_OUTER, on=AuditEvent.practice)
+             .switch(AuditEvent).join(page_ids, on=(AuditEvent.id == page_ids.c.id))
+             .order_by(*order).offset(offset or None).limit(size + probe))
     rows = list(query)
-    return rows[::-1] if after is not None else rows
+    probed = False
+    if probe:
+        # In the page's order the probed row, if any, comes first: it is on the near side of the cursor.
+        place = (cursor.at, cursor.id)
+        probed = bool(rows) and ((rows[0].at, rows[0].id) <= place if ascending else (rows[0].at, rows[0].id) >= place)
+        rows = rows[1:] if probed else rows[:size]
+    return (rows[::-1] if ascending else rows), probed
+
+
+# Where the "Oldest" link starts: just after a time before any event, so it shows the oldest page.
+BEFORE_EVERYTHING = Cursor(datetime(1, 1, 1), 1)
 
 
 @dataclass(frozen=True)
@@ -210,15 +238,29 @@ class AuditPage:
 
 
 def events_page(f: AuditFilter, administered: Collection[int], every_practice: bool) -> AuditPage:
-    """A page of the log: one more row is read than shown, to know whether there is a page beyond (no count)."""
-    offset = (f.page - 1) * PAGE_SIZE if f.before is None and f.after is None else 0
-    rows = event_rows(f, administered, every_practice, PAGE_SIZE + 1, f.before, f.after, offset)
-    if f.after is not None:  # newest first; the extra row, if any, is the newest one
-        more_newer, rows = len(rows) > PAGE_SIZE, rows[-PAGE_SIZE:]
-        more_older = True
-    else:
-        more_older, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE]
-        more_newer = f.before is not None or offset > 0
+    """A page of the log, with a Newer / Older link only where that link leads to events, known without a count and
+    in one statement: a row more than shown is read in the direction the page goes, and one row on the other side
+    of where it starts. A place with nothing past it (bookmarked, made up) shows the newest or oldest page instead.
+    """
+    def read(size: int, before: Cursor | None = None, after: Cursor | None = None, offset: int = 0, probe=False):
+        return _rows(f, administered, every_practice, size, before, after, offset, probe)
+
+    if f.after is not None:
+        rows, more_older = read(PAGE_SIZE + 1, after=f.after, probe=True)  # newest first: the extra row is first
+        if rows:
+            return _page(rows[-PAGE_SIZE:], len(rows) > PAGE_SIZE, more_older)
+    elif f.before is not None:
+        rows, more_newer = read(PAGE_SIZE + 1, before=f.before, probe=True)
+        if rows:
+            return _page(rows[:PAGE_SIZE], more_newer, len(rows) > PAGE_SIZE)
+        rows, _ = read(PAGE_SIZE + 1, after=BEFORE_EVERYTHING)
+        return _page(rows[-PAGE_SIZE:], len(rows) > PAGE_SIZE, False)
+    offset = (f.page - 1) * PAGE_SIZE if f.after is None else 0
+    rows, _ = read(PAGE_SIZE + 1, offset=offset)
+    return _page(rows[:PAGE_SIZE], offset > 0, len(rows) > PAGE_SIZE)
+
+
+def _page(rows: list[AuditEvent], more_newer: bool, more_older: bool) -> AuditPage:
     return AuditPage(rows, _at(rows[0]) if rows and more_newer else None,
                      _at(rows[-1]) if rows and more_older else None)
 

@@ -383,3 +383,15 @@ def test_wrong_current_passwords_can_be_filtered_and_are_counted(app, ann):
                                PEOPLE["ann"][0], "wrong current password")]
     assert times(response)[0].split(" ", 3)[3].startswith("×3, ")  # date, time, zone, then the repeats
     assert "3 events in 1 row." in response.text
+
+
+@pytest.mark.parametrize("place,shown", [
+    ("before=20000101T000000000000_1", range(49, -1, -1)),  # older than every event: the oldest page
+    ("after=29990101T000000000000_1", range(59, 9, -1)),  # newer than every event: the newest page
+])
+def test_a_place_past_either_end_of_the_log_shows_that_end(app, ann, place, shown):
+    create_events(app, 60)
+    response = ann.get(f"/security/audit?action=entry_added&{place}")
+    assert [r[4] for r in rows(response)] == [f"event-{i:02d}" for i in shown]
+    newest, oldest = shown[0] == 59, shown[-1] == 0
+    assert ("← Newer" in response.text) != newest and ("Older →" in response.text) != oldest

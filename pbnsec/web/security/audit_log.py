@@ -3,7 +3,15 @@ from __future__ import annotations
 
 from flask import Response, request, stream_with_context
 
-from pbnsec.domain.audit import ACTIONS, AuditFilter, AuditPage, all_events, csv_lines, events_page
+from pbnsec.domain.audit import (
+    ACTIONS,
+    BEFORE_EVERYTHING,
+    AuditFilter,
+    AuditPage,
+    all_events,
+    csv_lines,
+    events_page,
+)
 from pbnsec.web.pages import render_page, zone_of
 from pbnsec.web.security import (
     administered_ids,
@@ -21,7 +29,7 @@ def _filter():
 def _page(f: AuditFilter, practices, code: int = 200, shown: AuditPage = AuditPage([], None, None)):
     """The page, or for htmx the list alone (Newer / Older swap it)."""
     return render_page("security/audit.html", "security/_audit_table.html", code, f=f, practices=practices,
-                       actions=ACTIONS, shown=shown, events=shown.events, row_count=len(shown.events),
+                       actions=ACTIONS, shown=shown, oldest=str(BEFORE_EVERYTHING), events=shown.events, row_count=len(shown.events),
                        event_count=sum(e.count for e in shown.events))
 
 
