@@ -305,6 +305,8 @@ class AuditEvent(BaseModel):
             # an action filter (audit.event_rows reads each practice along its index and merges them).
             (("practice", "at", "id"), False),
             (("practice", "action", "at", "id"), False),
+            # The same for the events from one IP (the audit log's IP filter).
+            (("practice", "actor_ip", "at", "id"), False),
         )
 
 

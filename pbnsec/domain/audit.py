@@ -4,10 +4,11 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import re
 import zlib
-from collections.abc import Collection
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 
 from peewee import JOIN, SqliteDatabase, fn
 
@@ -16,7 +17,8 @@ from pbnsec.core.text import (
     parse_id,
     without_control_characters,
 )
-from pbnsec.core.timezones import to_local
+from pbnsec.core.iprules import EntryError, parse_address
+from pbnsec.core.timezones import to_local, to_utc
 from pbnsec.db import database
 from pbnsec.domain.paging import MAX_PARTS, PAGE_SIZE, Cursor, beyond, merged_ids
 from pbnsec.models import AuditEvent, Practice, utcnow
@@ -103,10 +105,20 @@ class AuditFilter:
     page: int = 1  # the old numbered pages (bookmarks); the pager's links go by cursor instead
     before: Cursor | None = None  # older than this row (the "Older" link)
     after: Cursor | None = None  # newer than this row (the "Newer" link)
-    error: str | None = None
+    error: str | None = None  # a value no form field gives (a tampered link): 400
+    ip: str = ""  # events from this address (the IP the visit came from), normalised once it parses
+    from_date: str = ""  # YYYY-MM-DD, the first day shown, as typed
+    to_date: str = ""  # YYYY-MM-DD, the last day shown, as typed
+    time_zone: str = "UTC"  # the days are the practice's days
+    since: datetime | None = None  # UTC: the start of the From day
+    until: datetime | None = None  # UTC: the end of the To day (the start of the day after)
+    field_errors: dict[str, str] = field(default_factory=dict)  # a typed IP or date that is not one, by field
 
     @classmethod
-    def from_args(cls, args, practice_ids: set[int]) -> "AuditFilter":
+    def from_args(cls, args, practice_zones: Collection[int] | Mapping[int, str],
+                  time_zone: str = "UTC") -> "AuditFilter":
+        """The filters of a request's arguments; practice_zones are the admin's practices (with their time zones
+        when a mapping: the days of the date filter are the chosen practice's, else those of time_zone)."""
         f = cls(args.get("practice", "").strip(), args.get("action", "").strip(), args.get("user", "").strip()[:254])
         errors = []
         page = args.get("page", "1").strip()
@@ -123,20 +135,73 @@ class AuditFilter:
                 if cursor is None:
                     errors.append(f"{text[:40]!r} is not a place in the audit log: follow the Newer and Older links.")
                 setattr(f, name, cursor)
-        if f.practice and parse_id(f.practice) not in practice_ids:
+        if f.practice and parse_id(f.practice) not in practice_zones:
             errors.append("Choose one of your practices.")
+        elif f.practice and isinstance(practice_zones, Mapping):
+            time_zone = practice_zones[parse_id(f.practice)]
         if f.action and f.action not in ACTIONS:
             errors.append(f"There is no action called {f.action!r}.")
         if has_control_characters(f.user):
             errors.append("The user filter contains a control character.")
             f.user = without_control_characters(f.user)  # shown back in the form without them
         f.error = " ".join(errors) or None
+        f.time_zone = time_zone
+        f._read_ip(args.get("ip", ""))
+        f._read_days(args.get("from", ""), args.get("to", ""))
         return f
 
+    def _read_ip(self, typed: str) -> None:
+        typed = typed.strip()
+        self.ip = without_control_characters(typed[:MAX_TYPED])  # as shown back in the form
+        if not typed:
+            return
+        try:
+            self.ip = str(parse_address(typed))
+        except EntryError as refused:
+            invalid = refused.message.endswith("is not a valid IP address or network.")
+            self.field_errors["ip"] = (f"{self.ip!r} is not an IP address: type one such as 203.0.113.7 or "
+                                       f"2001:db8::1." if invalid else refused.message)
+
+    def _read_days(self, typed_from: str, typed_to: str) -> None:
+        typed_from, typed_to = typed_from.strip(), typed_to.strip()
+        self.from_date = without_control_characters(typed_from[:MAX_TYPED])
+        self.to_date = without_control_characters(typed_to[:MAX_TYPED])
+        first = _day(typed_from, "from", self.field_errors)
+        last = _day(typed_to, "to", self.field_errors)
+        if first and last and first > last:
+            self.field_errors["to"] = f"The last day ({last}) is before the first ({first}): swap them."
+            return
+        if first:
+            self.since = to_utc(datetime.combine(first, time()), self.time_zone)
+        if last:
+            self.until = to_utc(datetime.combine(last + timedelta(days=1), time()), self.time_zone)
+
     def query_args(self, **changes) -> dict:
-        args = {"practice": self.practice, "action": self.action, "user": self.user}
+        args = {"practice": self.practice, "action": self.action, "user": self.user, "ip": self.ip,
+                "from": self.from_date, "to": self.to_date}
         args.update(changes)
         return {k: v for k, v in args.items() if v not in ("", None, 1)}
+
+
+MAX_TYPED = 64
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)  # far enough, and a day from the end of datetime
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _day(typed: str, name: str, errors: dict[str, str]) -> date | None:
+    """A YYYY-MM-DD day (what a date field sends), or None with the reason in errors[name]."""
+    if not typed:
+        return None
+    try:
+        day = date.fromisoformat(typed) if _DAY.fullmatch(typed) else None
+    except ValueError:
+        day = None
+    if day is None:
+        errors[name] = f"{typed[:MAX_TYPED]!r} is not a date: write it as YYYY-MM-DD, such as 2026-01-31."
+    elif not FIRST_DAY <= day <= LAST_DAY:
+        errors[name] = f"Choose a day from {FIRST_DAY} to {LAST_DAY}, not {day}."
+        day = None
+    return day
 
 
 MAX_PAGE = 200  # numbered pages are read with OFFSET: further back goes by cursor
@@ -157,10 +222,16 @@ def _visible_groups(f: AuditFilter, administered: Collection[int], every_practic
 
 
 def _matching(f: AuditFilter):
-    """The conditions of the action and user filters."""
+    """The conditions of the action, IP, day and user filters."""
     where = []
     if f.action:
         where.append(AuditEvent.action == f.action)
+    if f.ip:
+        where.append(AuditEvent.actor_ip == f.ip)
+    if f.since is not None:
+        where.append(AuditEvent.at >= f.since)
+    if f.until is not None:
+        where.append(AuditEvent.at < f.until)
     if f.user:
         where.append(AuditEvent.actor_label.contains(f.user) | AuditEvent.target.contains(f.user))
     return where

@@ -401,3 +401,31 @@ def test_a_database_from_before_the_list_indexes_gets_them_and_keeps_its_data(tm
     owner = Visitor(app)
     assert owner.login("owner@example.com").headers["Location"] == "/"
     assert "Working from the back office" in owner.get("/security/requests").text
+
+
+def test_a_database_from_before_the_audit_ip_index_gets_it_and_keeps_its_events(tmp_path, current_schema):
+    number = migrations.MIGRATIONS.index(migrations.index_audit_events_by_ip) + 1
+    path = old_database(tmp_path / "pbnsec.db", [FIRST_RELEASE])
+    make_app(tmp_path)
+    con = sqlite3.connect(path)  # back to the day before the audit log was filtered by IP
+    table, columns = migrations.AUDIT_IP_INDEX_AT_18
+    con.execute(f'DROP INDEX "{table}_{"_".join(columns)}"')
+    con.execute("INSERT INTO audit_event (at, actor_label, actor_ip, action, target, detail, count) "
+                "VALUES ('2026-11-30 08:00:00', 'cli', '127.0.0.7', 'demo_loaded', '', '', 1)")
+    con.execute("DELETE FROM schema_version WHERE version >= ?", (number,))
+    con.commit()
+    con.close()
+    before = table_rows(path)
+    assert schema(path) != current_schema
+
+    app = make_app(tmp_path)
+    assert schema(path) == current_schema
+    after = table_rows(path)
+    assert {t: rows for t, rows in after.items() if t != "schema_version"} == {
+        t: rows for t, rows in before.items() if t != "schema_version"}
+    with app.app_context():
+        assert [v.version for v in SchemaVersion.select().where(SchemaVersion.version >= number)] == list(
+            range(number, LATEST + 1))
+    owner = Visitor(app)
+    assert owner.login("owner@example.com").headers["Location"] == "/"
+    assert "demo loaded" in owner.get("/security/audit?ip=127.0.0.7").text

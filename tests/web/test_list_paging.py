@@ -185,6 +185,10 @@ def add_events(app, count, start=0):
     ("/security/allowlist?q=Branch", lambda app, n, s: add_entries(app, n, start=s)),
     ("/security/audit", lambda app, n, s: add_events(app, n, s)),
     ("/security/audit?action=entry_added", lambda app, n, s: add_events(app, n, s)),
+    ("/security/audit?ip=127.0.0.9", lambda app, n, s: add_events(app, n, s)),
+    ("/security/audit?from=2026-01-01&to=2026-01-01", lambda app, n, s: add_events(app, n, s)),
+    ("/security/audit?ip=127.0.0.9&from=2025-12-31&to=2026-01-02&action=entry_added",
+     lambda app, n, s: add_events(app, n, s)),
 ])
 def test_a_list_page_costs_the_same_for_ten_rows_or_three_hundred(app, signed_in, count_statements, url, grow):
     owner = signed_in("owner")  # every practice: the audit log shows practice-less events too
