@@ -296,6 +296,8 @@ class AuditEvent(BaseModel):
     # A refusal repeated within minutes (see audit.REPEATED_ACTIONS) is counted on its first event's row.
     count = IntegerField(default=1)
     last_at = DateTimeField(null=True)  # the last repeat; None while the row holds one event
+    # The IP an event is about when that is not where it came from: an access request decided, a grant revoked.
+    subject_ip = CharField(max_length=64, default="")
 
     class Meta:
         indexes = (
@@ -305,8 +307,9 @@ class AuditEvent(BaseModel):
             # an action filter (audit.event_rows reads each practice along its index and merges them).
             (("practice", "at", "id"), False),
             (("practice", "action", "at", "id"), False),
-            # The same for the events from one IP (the audit log's IP filter).
+            # The same for the events from one IP, and about one (the audit log's IP filter).
             (("practice", "actor_ip", "at", "id"), False),
+            (("practice", "subject_ip", "at", "id"), False),
         )
 
 

@@ -41,20 +41,21 @@ def record_by(visit, action: str, **fields) -> AuditEvent | None:
 
 
 def record(action: str, *, practice=None, target: str = "", detail: str = "", actor=None,
-           actor_label: str | None = None, actor_ip: str = "") -> AuditEvent | None:
-    """Write one audit event, or count it on the row it repeats (then None)."""
+           actor_label: str | None = None, actor_ip: str = "", subject_ip: str = "") -> AuditEvent | None:
+    """Write one audit event, or count it on the row it repeats (then None). subject_ip: the IP the event is about
+    (a request's, a grant's), so the log's IP filter finds the decision made from elsewhere."""
     if actor_label is None:
         actor_label = actor.email if actor is not None else "anonymous"
     event = dict(action=action, practice=practice, target=target[:300], detail=detail,
                  actor_label=actor_label, actor_ip=actor_ip or "")
     if action not in REPEATED_ACTIONS:
-        return AuditEvent.create(actor=actor, **event)
+        return AuditEvent.create(actor=actor, subject_ip=subject_ip, **event)
     with database.atomic():
         _take_turns(event)
         now = utcnow()
         if count_repeat(now=now, **event).execute():
             return None
-        return AuditEvent.create(actor=actor, at=now, **event)
+        return AuditEvent.create(actor=actor, at=now, subject_ip=subject_ip, **event)
 
 
 def _take_turns(event: dict) -> None:
@@ -222,12 +223,10 @@ def _visible_groups(f: AuditFilter, administered: Collection[int], every_practic
 
 
 def _matching(f: AuditFilter):
-    """The conditions of the action, IP, day and user filters."""
+    """The conditions of the action, day and user filters (the IP filter's are _about_ip's)."""
     where = []
     if f.action:
         where.append(AuditEvent.action == f.action)
-    if f.ip:
-        where.append(AuditEvent.actor_ip == f.ip)
     if f.since is not None:
         where.append(AuditEvent.at >= f.since)
     if f.until is not None:
@@ -235,6 +234,20 @@ def _matching(f: AuditFilter):
     if f.user:
         where.append(AuditEvent.actor_label.contains(f.user) | AuditEvent.target.contains(f.user))
     return where
+
+
+def _about_ip(f: AuditFilter) -> list:
+    """The IP filter as conditions each read along an index of its own: the events from the IP, and those about it
+    from elsewhere (an approval made at the office for a request from home). None: no IP filter."""
+    if not f.ip:
+        return [None]
+    return [AuditEvent.actor_ip == f.ip, (AuditEvent.subject_ip == f.ip) & (AuditEvent.actor_ip != f.ip)]
+
+
+def _windows(groups: list, f: AuditFilter, before: Cursor | None, after: Cursor | None, take: int) -> list:
+    """_window for each practice and each way an event can match the IP filter."""
+    return [_window(group if ip is None else group & ip, f, before, after, take)
+            for group in groups for ip in _about_ip(f)]
 
 
 def _window(group, f: AuditFilter, before: Cursor | None, after: Cursor | None, take: int):
@@ -269,13 +282,13 @@ def _rows(f: AuditFilter, administered: Collection[int], every_practice: bool, s
         return [], False
     take = offset + size
     ascending = after is not None
-    ids = merged_ids([_window(group, f, before, after, take) for group in groups], take, not ascending)
+    ids = merged_ids(_windows(groups, f, before, after, take), take, not ascending)
     if probe:
         cursor = after or before
         # Past the cursor the other way, the row it names included: at or before (at, id), or at or after it.
         other_before, other_after = ((Cursor(cursor.at, cursor.id + 1), None) if ascending
                                      else (None, Cursor(cursor.at, cursor.id - 1)))
-        other_ids = merged_ids([_window(group, f, other_before, other_after, 1) for group in groups], 1, ascending)
+        other_ids = merged_ids(_windows(groups, f, other_before, other_after, 1), 1, ascending)
         ids = ids.select_from(ids.c.id).union_all(other_ids.select_from(other_ids.c.id))
     page_ids = ids.alias("page_ids")
     order = (AuditEvent.at, AuditEvent.id) if ascending else (AuditEvent.at.desc(), AuditEvent.id.desc())

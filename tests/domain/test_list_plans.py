@@ -57,6 +57,7 @@ def big_log(practices):
     actions = ("login_allowed", "entry_added", "login_failed", "settings_changed")
     insert(AuditEvent, [
         {"at": START + timedelta(minutes=i), "actor_label": f"user{i % 40}@example.com", "actor_ip": f"127.0.{i % 7}.9",
+         "subject_ip": f"127.0.{(i + 1) % 7}.9" if i % 11 == 0 else "",  # a decision about another IP
          "practice": practices[i % len(practices)] if i % 13 else None, "action": actions[i % len(actions)],
          "target": f"t{i}", "detail": ""} for i in range(ROWS)])
     analyze()
@@ -93,9 +94,12 @@ def audit_page_plan(big_log, count_statements, filters, every_practice, place):
     case = f"{filters} {every_practice} {place}"
     if "ip" in filters:  # one address's events are found along their own index, not among all of a practice's
         ran = len(seen.all)
-        assert_no_scan(seen, "audit_event", case, ("audit_event_practice_id_actor_ip_at_id",))
+        assert_no_scan(seen, "audit_event", case,
+                       ("audit_event_practice_id_actor_ip_at_id", "audit_event_practice_id_subject_ip_at_id"))
         del seen.all[ran:], seen.params[ran:]  # the EXPLAINs just run
-        assert all("audit_event_practice_id_actor_ip_at_id" in "\n".join(plan) for _, plan in plans_of(seen)), case
+        for _, plan in plans_of(seen):  # from the IP, and about it from elsewhere: each along its index
+            assert all(f"audit_event_practice_id_{column}_at_id" in "\n".join(plan)
+                       for column in ("actor_ip", "subject_ip")), f"{case}\n" + "\n".join(plan)
     else:
         assert_no_scan(seen, "audit_event", case,
                        ("audit_event_practice_id_at_id", "audit_event_practice_id_action_at_id"))

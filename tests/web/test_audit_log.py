@@ -525,3 +525,25 @@ def test_the_filters_are_a_plain_get_form_and_each_works_as_a_page_and_as_the_li
         assert fragment.status_code == 200 and "HX-Request" in fragment.headers["Vary"]
         assert fragment.text.startswith('<div id="audit-list">') and "<html" not in fragment.text
         assert [r[4] for r in rows(fragment)] == ["the one"]
+
+
+def test_the_ip_filter_finds_the_decisions_about_that_address_made_from_elsewhere(app, ann):
+    from pbnsec.models import AccessRequest, Grant, User
+
+    with app.app_context():
+        fay = User.get(User.email == PEOPLE["fay"][0])
+        riverside = Practice.get(Practice.name == "Riverside Dental")
+        home, cafe = (AccessRequest.create(user=fay, practice=riverside, ip=ip).id for ip in ("127.0.0.5", "::1"))
+    assert ann.post(f"/security/requests/{home}/approve").status_code == 303  # Ann is at the office, 127.0.0.1
+    assert ann.post(f"/security/requests/{cafe}/reject").status_code == 303
+    with app.app_context():
+        grant = Grant.get(Grant.ip == "127.0.0.5").id
+    assert ann.post(f"/security/grants/{grant}/revoke").status_code == 303
+    about_home = ann.get("/security/audit?ip=127.0.0.5")
+    assert [(r[0], r[1], r[3], r[4]) for r in rows(about_home)] == [
+        ("ann@example.com", "127.0.0.1", "grant revoked", "fay@example.com from 127.0.0.5"),
+        ("ann@example.com", "127.0.0.1", "request approved", "fay@example.com from 127.0.0.5")]
+    assert [(r[3], r[4]) for r in rows(ann.get("/security/audit?ip=::1"))] == [
+        ("request rejected", "fay@example.com from ::1")]
+    from_office = {r[3] for r in rows(ann.get("/security/audit?ip=127.0.0.1"))}
+    assert {"login allowed", "request approved", "request rejected", "grant revoked"} <= from_office
