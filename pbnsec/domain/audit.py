@@ -107,7 +107,7 @@ class AuditFilter:
     before: Cursor | None = None  # older than this row (the "Older" link)
     after: Cursor | None = None  # newer than this row (the "Newer" link)
     error: str | None = None  # a value no form field gives (a tampered link): 400
-    ip: str = ""  # events from this address (the IP the visit came from), normalised once it parses
+    ip: str = ""  # events from this address, or about it (subject_ip), normalised once it parses
     from_date: str = ""  # YYYY-MM-DD, the first day shown, as typed
     to_date: str = ""  # YYYY-MM-DD, the last day shown, as typed
     time_zone: str = "UTC"  # the days are the practice's days

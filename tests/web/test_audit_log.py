@@ -516,8 +516,10 @@ def test_the_filters_are_a_plain_get_form_and_each_works_as_a_page_and_as_the_li
                      r'</form>', page.text, re.S).group(1)
     assert {name for name in re.findall(r'name="(\w+)"', form)} == {"practice", "action", "user", "ip", "from", "to"}
     assert 'type="date"' in form and "hx-" not in form  # without JavaScript, a browser submits it as it is
+    riverside = practice_id(app, "Riverside Dental")
     for query in ("ip=2001:db8::1&to=2024-01-01", "from=2024-01-01&to=2024-01-01&ip=2001:db8::1",
-                  "ip=2001:db8::1&from=2023-12-31&to=2024-01-02&action=entry_added"):
+                  "ip=2001:db8::1&from=2023-12-31&to=2024-01-02&action=entry_added",
+                  f"practice={riverside}&user=script&ip=2001:db8::1&to=2024-01-01"):
         whole = ann.get(f"/security/audit?{query}")
         assert whole.status_code == 200 and "HX-Request" in whole.headers["Vary"]
         assert "<html" in whole.text and [r[4] for r in rows(whole)] == ["the one"]
