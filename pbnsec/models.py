@@ -5,6 +5,7 @@ import time
 from datetime import datetime, timezone
 
 from peewee import (
+    SQL,
     BigIntegerField,
     BooleanField,
     CharField,
@@ -297,7 +298,8 @@ class AuditEvent(BaseModel):
     count = IntegerField(default=1)
     last_at = DateTimeField(null=True)  # the last repeat; None while the row holds one event
     # The IP an event is about when that is not where it came from: an access request decided, a grant revoked.
-    subject_ip = CharField(max_length=64, default="")
+    # A database default too, as migration 18 added it: a bulk load naming the columns it knows still works.
+    subject_ip = CharField(max_length=64, default="", constraints=[SQL("DEFAULT ''")])
 
     class Meta:
         indexes = (
