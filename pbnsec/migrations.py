@@ -398,6 +398,45 @@ def add_protected_apps(migrator: SchemaMigrator) -> None:
     database.create_tables(_protected_apps_at_16())  # safe: only when missing
 
 
+# The indexes migration 18 adds (with the names the model gives them), and the events whose target names the IP
+# they are about ("hal@example.com from 203.0.113.7"), as the releases before it wrote them.
+AUDIT_IP_INDEXES_AT_18 = (("practice_id", "actor_ip", "at", "id"), ("practice_id", "subject_ip", "at", "id"))
+ABOUT_AN_IP_AT_18 = ("request_approved", "request_rejected", "grant_revoked")
+
+
+def index_audit_events_by_ip(migrator: SchemaMigrator) -> None:
+    """audit_event.subject_ip (the IP a decision is about) and indexes for the audit log's IP filter."""
+    from pbnsec.core.iprules import client_address
+
+    if "subject_ip" not in _columns("audit_event"):
+        field = CharField(max_length=64, default="", constraints=[SQL("DEFAULT ''")])
+        migrator.alter_add_column("audit_event", "subject_ip", field, allow_not_null=True).run()
+    for columns in AUDIT_IP_INDEXES_AT_18:
+        name = f"audit_event_{'_'.join(columns)}"
+        if name not in _indexes("audit_event"):
+            migrator.add_index("audit_event", columns, name=name).run()
+    # The decisions already logged: their IP from their target (found along the index on action).
+    found = (_AuditEventAt18.select(_AuditEventAt18.id, _AuditEventAt18.target)
+             .where(_AuditEventAt18.action.in_(ABOUT_AN_IP_AT_18) & (_AuditEventAt18.subject_ip == "")).tuples())
+    for event_id, target in list(found):
+        ip = client_address(target.rpartition(" from ")[2])
+        if ip is not None:
+            _AuditEventAt18.update(subject_ip=str(ip)).where(_AuditEventAt18.id == event_id).execute()
+
+
+class _AuditEventAt18(Model):
+    """The audit_event columns migration 18 reads and writes."""
+
+    action = CharField(max_length=50)
+    target = CharField(max_length=300)
+    subject_ip = CharField(max_length=64)
+
+    class Meta:
+        database = database
+        table_name = "audit_event"
+        legacy_table_names = False
+
+
 MIGRATIONS = [
     index_rate_limit_hits_by_time,
     add_must_change_password,
@@ -415,6 +454,7 @@ MIGRATIONS = [
     index_lists_for_paging,  # 14
     add_policy_generations,  # 15
     add_protected_apps,  # 16
+    index_audit_events_by_ip,  # 18 (17 is the perf branch's until it is merged)
 ]
 LATEST = len(MIGRATIONS)
 

@@ -5,6 +5,7 @@ import time
 from datetime import datetime, timezone
 
 from peewee import (
+    SQL,
     BigIntegerField,
     BooleanField,
     CharField,
@@ -296,6 +297,9 @@ class AuditEvent(BaseModel):
     # A refusal repeated within minutes (see audit.REPEATED_ACTIONS) is counted on its first event's row.
     count = IntegerField(default=1)
     last_at = DateTimeField(null=True)  # the last repeat; None while the row holds one event
+    # The IP an event is about when that is not where it came from: an access request decided, a grant revoked.
+    # A database default too, as migration 18 added it: a bulk load naming the columns it knows still works.
+    subject_ip = CharField(max_length=64, default="", constraints=[SQL("DEFAULT ''")])
 
     class Meta:
         indexes = (
@@ -305,6 +309,9 @@ class AuditEvent(BaseModel):
             # an action filter (audit.event_rows reads each practice along its index and merges them).
             (("practice", "at", "id"), False),
             (("practice", "action", "at", "id"), False),
+            # The same for the events from one IP, and about one (the audit log's IP filter).
+            (("practice", "actor_ip", "at", "id"), False),
+            (("practice", "subject_ip", "at", "id"), False),
         )
 
 

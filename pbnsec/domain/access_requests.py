@@ -317,6 +317,6 @@ def decide(visit: Visit, request_id: int, status: str, practice_ids: Iterable[in
             elif reason:
                 detail += f"; reason: {reason}"
             audit.record_by(visit, f"request_{status}", practice=request.practice_id,
-                            target=f"{request.user.email} from {request.ip}", detail=detail)
+                            target=f"{request.user.email} from {request.ip}", detail=detail, subject_ip=request.ip)
             notifications.request_decided(request, visit.now)  # mail to the requester, queued only if this commits
     return Decided(request, won)

@@ -566,6 +566,6 @@ def revoke_grant(visit: Visit, grant: Grant) -> Refusal | None:
                               without_grant=grant.id, now=visit.now)
         if lockout is None and Grant.delete().where(Grant.id == grant.id).execute():
             audit.record_by(visit, "grant_revoked", practice=grant.practice_id,
-                            target=f"{grant.user.email} from {grant.ip}",
+                            target=f"{grant.user.email} from {grant.ip}", subject_ip=grant.ip,
                             detail=f"request #{grant.request_id}" if grant.request_id else "")
     return lockout

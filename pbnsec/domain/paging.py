@@ -31,7 +31,8 @@ class Cursor:
         return cls(when, parse_id(number)) if parse_id(number) else None
 
     def __str__(self) -> str:
-        return f"{self.at:%Y%m%dT%H%M%S%f}_{self.id}"
+        # The year by hand: %Y writes year 1 as "1" on some platforms, which parse() would not read back.
+        return f"{self.at.year:04d}{self.at:%m%dT%H%M%S%f}_{self.id}"
 
 
 def beyond(column, id_column, cursor: Cursor | None, descending: bool) -> list:

@@ -151,10 +151,10 @@ def test_a_database_from_any_earlier_commit_ends_up_with_todays_schema_and_its_d
         width = len(before[table][0]) if before[table] else 0
         assert [row[:width] for row in after[table]] == before[table]
         assert [row[width:] for row in after[table]] == [added] * len(before[table])
-    # Every event kept, each counted once: the repeat columns came later.
+    # Every event kept, each counted once: the repeat columns came later; and (at 18) about no other IP.
     width = len(before["audit_event"][0])
     assert [row[:width] for row in after["audit_event"]] == before["audit_event"]
-    assert [row[width:] for row in after["audit_event"]] == [(1, None)] * len(before["audit_event"])
+    assert [row[width:] for row in after["audit_event"]] == [(1, None, "")] * len(before["audit_event"])
     assert [row[:3] for row in after["user"]] == [row[:3] for row in before["user"]]
     assert Visitor(app).login("owner@example.com").headers["Location"] == "/"
     with app.app_context():  # a database from c023d00 kept a NOT NULL session_version that stopped this
@@ -401,6 +401,65 @@ def test_a_database_from_before_the_list_indexes_gets_them_and_keeps_its_data(tm
     owner = Visitor(app)
     assert owner.login("owner@example.com").headers["Location"] == "/"
     assert "Working from the back office" in owner.get("/security/requests").text
+
+
+def test_a_database_from_before_the_audit_ip_filter_gets_its_column_and_indexes_and_keeps_its_events(
+        tmp_path, current_schema):
+    number = migrations.MIGRATIONS.index(migrations.index_audit_events_by_ip) + 1
+    path = old_database(tmp_path / "pbnsec.db", [FIRST_RELEASE])
+    make_app(tmp_path)
+    con = sqlite3.connect(path)  # back to the day before the audit log was filtered by IP
+    for columns in migrations.AUDIT_IP_INDEXES_AT_18:
+        con.execute(f'DROP INDEX "audit_event_{"_".join(columns)}"')
+    con.execute("ALTER TABLE audit_event DROP COLUMN subject_ip")
+    events = [("127.0.0.7", "demo_loaded", ""), ("127.0.0.1", "request_approved", "fay@example.com from 127.0.0.5"),
+              ("127.0.0.1", "grant_revoked", "fay@example.com from 2001:db8::5"),
+              ("127.0.0.1", "request_rejected", "fay@example.com from nowhere")]
+    for ip, action, target in events:
+        con.execute("INSERT INTO audit_event (at, actor_label, actor_ip, action, target, detail, count) "
+                    "VALUES ('2026-11-30 08:00:00', 'owner@example.com', ?, ?, ?, '', 1)", (ip, action, target))
+    con.execute("DELETE FROM schema_version WHERE version >= ?", (number,))
+    con.commit()
+    con.close()
+    before = table_rows(path)
+    assert schema(path) != current_schema
+
+    app = make_app(tmp_path)
+    assert schema(path) == current_schema
+    after = table_rows(path)
+    assert {t: rows for t, rows in after.items() if t not in ("schema_version", "audit_event")} == {
+        t: rows for t, rows in before.items() if t not in ("schema_version", "audit_event")}
+    assert [row[:-1] for row in after["audit_event"]] == before["audit_event"]
+    # The decisions logged before know the IP they were about, from their target.
+    assert [row[-1] for row in after["audit_event"]] == ["", "", "127.0.0.5", "2001:db8::5", ""]
+    with app.app_context():
+        assert [v.version for v in SchemaVersion.select().where(SchemaVersion.version >= number)] == list(
+            range(number, LATEST + 1))
+    owner = Visitor(app)
+    assert owner.login("owner@example.com").headers["Location"] == "/"
+    assert "demo loaded" in owner.get("/security/audit?ip=127.0.0.7").text
+    assert "fay@example.com from 127.0.0.5" in owner.get("/security/audit?ip=127.0.0.5").text
+
+
+def test_the_audit_ip_migration_runs_on_either_database_and_fills_in_past_decisions(db):
+    from pbnsec.db import database
+    from pbnsec.models import AuditEvent
+
+    number = migrations.MIGRATIONS.index(migrations.index_audit_events_by_ip) + 1
+    for columns in migrations.AUDIT_IP_INDEXES_AT_18:
+        database.execute_sql(f'DROP INDEX "audit_event_{"_".join(columns)}"')
+    database.execute_sql("ALTER TABLE audit_event DROP COLUMN subject_ip")
+    database.execute_sql("INSERT INTO audit_event (at, actor_label, actor_ip, action, target, detail, count) "
+                         "VALUES ('2026-11-30 08:00:00', 'owner@example.com', '127.0.0.1', 'request_approved', "
+                         "'fay@example.com from 127.0.0.5', '', 1)")
+    SchemaVersion.delete().execute()
+    SchemaVersion.create(version=number - 1, name="before the audit log's IP filter")
+
+    assert migrations.upgrade()[0] == f"version {number}: {migrations.index_audit_events_by_ip.__doc__}"
+    indexes = {index.name for index in database.get_indexes("audit_event")}
+    assert {"audit_event_practice_id_actor_ip_at_id", "audit_event_practice_id_subject_ip_at_id"} <= indexes
+    assert [e.subject_ip for e in AuditEvent.select().where(AuditEvent.action == "request_approved")] == ["127.0.0.5"]
+    assert migrations.upgrade() == []  # and once is enough
 
 
 def test_a_database_from_before_protected_apps_gets_their_tables_and_keeps_its_data(tmp_path, current_schema):

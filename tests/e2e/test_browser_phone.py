@@ -6,6 +6,7 @@ from ipaddress import ip_network
 import pytest
 from browser_support import chromium_page, live_app, sign_in
 from conftest import PASSWORD, practice_id, seed
+from pbnsec.models import utcnow
 from playwright.sync_api import expect
 
 SIZES = [(360, 740), (1280, 800)]
@@ -130,3 +131,28 @@ def test_on_a_phone_an_address_is_never_broken_and_the_actions_are_on_screen(tmp
         for name in ("Approve", "Reject"):
             box = page.locator("#pending-requests").get_by_role("button", name=name).first.bounding_box()
             assert 0 <= box["x"] and box["x"] + box["width"] <= 360, (name, box)
+
+
+def test_on_a_phone_the_audit_filters_stack_and_filter_by_ip_and_day(tmp_path):
+    with live_app(tmp_path, setup=with_long_rows) as (app, base_url), chromium_page() as page:
+        page.set_viewport_size({"width": 360, "height": 740})
+        sign_in(page, base_url, "owner@example.com", PASSWORD)
+        page.goto(base_url + "/security/audit?ip=nonsense&from=2024-13-01")
+        expect(page.locator("#f-ip-error")).to_have_text(
+            "'nonsense' is not an IP address: type one such as 203.0.113.7 or 2001:db8::1.")
+        expect(page.locator("#f-from-error")).to_contain_text("is not a date")
+        assert fits(page), overflow(page)
+        boxes = [page.locator(f"#f-{name}").bounding_box() for name in ("practice", "action", "user", "ip", "from", "to")]
+        assert len({round(box["x"]) for box in boxes}) == 1, boxes  # one field a row: stacked
+        assert all(box["x"] >= 0 and box["x"] + box["width"] <= 360 for box in boxes), boxes
+
+        today = utcnow().date().isoformat()
+        page.locator("#f-ip").fill("::ffff:127.0.0.1")  # where the Owner signed in from, just now
+        page.locator("#f-from").fill(today)
+        page.locator("#f-to").fill(today)
+        page.get_by_role("button", name="Filter").click()
+        expect(page.locator("#audit-table td[data-label='Action']").first).to_have_text("login allowed")
+        assert set(page.locator("#audit-table td[data-label='IP']").all_inner_texts()) == {"127.0.0.1"}
+        expect(page.locator("#f-ip")).to_have_value("127.0.0.1")
+        assert "ip=%3A%3Affff%3A127.0.0.1" in page.url and f"from={today}" in page.url and f"to={today}" in page.url
+        assert fits(page), overflow(page)

@@ -383,3 +383,169 @@ def test_wrong_current_passwords_can_be_filtered_and_are_counted(app, ann):
                                PEOPLE["ann"][0], "wrong current password")]
     assert times(response)[0].split(" ", 3)[3].startswith("×3, ")  # date, time, zone, then the repeats
     assert "3 events in 1 row." in response.text
+
+
+@pytest.mark.parametrize("place,shown", [
+    ("before=20000101T000000000000_1", range(49, -1, -1)),  # older than every event: the oldest page
+    ("after=29990101T000000000000_1", range(59, 9, -1)),  # newer than every event: the newest page
+])
+def test_a_place_past_either_end_of_the_log_shows_that_end(app, ann, place, shown):
+    create_events(app, 60)
+    response = ann.get(f"/security/audit?action=entry_added&{place}")
+    assert [r[4] for r in rows(response)] == [f"event-{i:02d}" for i in shown]
+    newest, oldest = shown[0] == 59, shown[-1] == 0
+    assert ("← Newer" in response.text) != newest and ("Older →" in response.text) != oldest
+
+
+# --- the IP and day filters ---
+
+def event_at(app, at, ip="127.0.0.9", practice="Riverside Dental", target="", action="entry_added"):
+    with app.app_context():
+        place = Practice.get(Practice.name == practice) if practice else None
+        AuditEvent.create(at=at, actor_label="script@example.com", actor_ip=ip, practice=place, action=action,
+                          target=target or f"{ip} at {at:%Y-%m-%d %H:%M}", detail="")
+
+
+def field_error(response, field):
+    found = re.search(rf'<p class="error" id="f-{field}-error" role="alert">([^<]*)</p>', response.text)
+    return html.unescape(found.group(1)) if found else None
+
+
+@pytest.mark.parametrize("typed,stored", [
+    ("127.0.0.9", "127.0.0.9"),
+    (" 2001:DB8:0::1 ", "2001:db8::1"),  # as the log writes it: lower case, zeros compressed
+    ("::ffff:127.0.0.9", "127.0.0.9"),  # an IPv4-mapped address is the IPv4 address
+])
+def test_the_ip_filter_shows_the_events_from_that_address(app, ann, typed, stored):
+    for ip in ("127.0.0.9", "127.0.0.10", "2001:db8::1", "2001:db8::10"):
+        event_at(app, datetime(2024, 1, 1), ip=ip)
+    response = ann.get("/security/audit", query_string={"ip": typed})
+    assert response.status_code == 200
+    assert [(r[1], r[4]) for r in rows(response)] == [(stored, f"{stored} at 2024-01-01 00:00")]
+    assert f'name="ip" type="text" value="{stored}"' in response.text  # the form shows what it filtered by
+    table = csv_rows(ann.get(link_of(response, "Download CSV")))
+    assert [r[2] for r in table[1:]] == [stored]
+
+
+def link_of(response, text):
+    found = re.search(rf'<a [^>]*href="([^"]+)"[^>]*>{re.escape(text)}</a>', response.text)
+    return html.unescape(found.group(1)) if found else None
+
+
+@pytest.mark.parametrize("query,field,message", [
+    ("ip=nonsense", "ip", "'nonsense' is not an IP address: type one such as 203.0.113.7 or 2001:db8::1."),
+    ("ip=203.0.113.0/24", "ip", "Enter a single address, not a network (203.0.113.0/24 contains a /)."),
+    ("ip=010.0.0.1", "ip", "010.0.0.1 is ambiguous: write the IPv4 address as four decimal numbers separated by "
+                           "dots, without leading zeros, such as 192.0.2.1."),
+    ("ip=fe80::1%25eth0", "ip", "fe80::1%eth0 has a zone id (the %eth0 part), which is not allowed here: remove it."),
+    ("from=2024-13-01", "from", "'2024-13-01' is not a date: write it as YYYY-MM-DD, such as 2026-01-31."),
+    ("to=yesterday", "to", "'yesterday' is not a date: write it as YYYY-MM-DD, such as 2026-01-31."),
+    ("from=2024-02-30", "from", "'2024-02-30' is not a date: write it as YYYY-MM-DD, such as 2026-01-31."),
+    ("from=1066-10-14", "from", "Choose a day from 1900-01-01 to 9998-12-31, not 1066-10-14."),
+    ("from=2024-01-02&to=2024-01-01", "to", "The last day (2024-01-01) is before the first (2024-01-02): swap them."),
+])
+def test_an_ip_or_day_that_is_not_one_is_said_under_its_field_and_shows_nothing(app, ann, query, field, message):
+    event_at(app, datetime(2024, 1, 1))
+    response = ann.get(f"/security/audit?{query}")
+    assert response.status_code == 200
+    assert field_error(response, field) == message
+    assert re.search(rf'aria-describedby="f-{field}-error[ "]', response.text)
+    assert rows(response) == [] and "No events shown: correct the filter above." in response.text
+    assert "Download CSV" not in response.text
+    fragment = ann.get(f"/security/audit?{query}", htmx=True)  # the list alone says why it is empty
+    assert fragment.status_code == 200 and "HX-Request" in fragment.headers["Vary"]
+    assert error_of(fragment) == message and rows(fragment) == []
+    download = ann.get(f"/security/audit.csv?{query}")
+    assert download.status_code == 400 and download.get_data(as_text=True).strip() == message
+
+
+def test_the_days_are_the_practices_days_both_included(app, ann):
+    with app.app_context():
+        Practice.update(time_zone="America/Denver").where(Practice.name == "Riverside Dental").execute()
+    for at in (datetime(2024, 1, 1, 6, 59), datetime(2024, 1, 1, 7, 0), datetime(2024, 1, 3, 6, 59),
+               datetime(2024, 1, 3, 7, 0)):  # Denver is 7 hours behind UTC in January
+        event_at(app, at)
+    response = ann.get("/security/audit?from=2024-01-01&to=2024-01-02")
+    assert [r[4] for r in rows(response)] == ["127.0.0.9 at 2024-01-03 06:59", "127.0.0.9 at 2024-01-01 07:00"]
+    assert "Days in America/Denver, both included." in response.text
+    one_day = ann.get("/security/audit?from=2024-01-02&to=2024-01-02")
+    assert [r[4] for r in rows(one_day)] == ["127.0.0.9 at 2024-01-03 06:59"]
+    open_ended = ann.get("/security/audit?from=2024-01-02&ip=127.0.0.9")
+    assert [r[4] for r in rows(open_ended)] == ["127.0.0.9 at 2024-01-03 07:00", "127.0.0.9 at 2024-01-03 06:59"]
+
+
+def test_the_days_of_a_chosen_practice_are_read_in_its_zone(app, owner):
+    with app.app_context():
+        Practice.update(time_zone="Asia/Tokyo").where(Practice.name == "Lakeside Dental").execute()
+    event_at(app, datetime(2024, 1, 1, 16, 0), practice="Lakeside Dental")  # 2024-01-02 01:00 in Tokyo
+    lakeside = practice_id(app, "Lakeside Dental")
+    response = owner.get(f"/security/audit?practice={lakeside}&from=2024-01-02&to=2024-01-02")
+    assert [r[4] for r in rows(response)] == ["127.0.0.9 at 2024-01-01 16:00"]
+    assert "Days in Asia/Tokyo, both included." in response.text
+    assert rows(owner.get(f"/security/audit?practice={lakeside}&to=2024-01-01")) == []
+
+
+def test_paging_and_the_csv_keep_the_ip_and_day_filters(app, ann):
+    for i in range(300):  # one an hour, from two IPs in turn
+        event_at(app, datetime(2024, 1, 1) + timedelta(hours=i), ip="127.0.0.9" if i % 2 else "127.0.0.8",
+                 target=f"event-{i:03d}")
+    query = "ip=127.0.0.9&from=2024-01-02&to=2024-01-11"  # hours 24 to 263, the odd ones: 120 events
+    wanted = [f"event-{i:03d}" for i in range(263, 23, -1) if i % 2]
+    seen, response = [], ann.get(f"/security/audit?{query}")
+    while True:
+        seen += [r[4] for r in rows(response)]
+        for text in ("← Newer", "Older →", "Oldest ⇥", "Download CSV"):
+            target = link_of(response, text)
+            assert target is None or all(part in target for part in query.split("&")), (text, target)
+        if link_of(response, "Older →") is None:
+            break
+        response = ann.get(link_of(response, "Older →"))
+    assert seen == wanted
+    oldest = ann.get(link_of(ann.get(f"/security/audit?{query}"), "Oldest ⇥"))
+    assert [r[4] for r in rows(oldest)] == wanted[-50:]
+    download = ann.get(link_of(response, "Download CSV"))
+    assert [r[5] for r in csv_rows(download)[1:]] == wanted
+
+
+def test_the_filters_are_a_plain_get_form_and_each_works_as_a_page_and_as_the_list_alone(app, ann):
+    event_at(app, datetime(2024, 1, 1, 12), ip="2001:db8::1", target="the one")
+    event_at(app, datetime(2024, 1, 5, 12), ip="2001:db8::1", target="a later one")
+    event_at(app, datetime(2024, 1, 1, 12), ip="127.0.0.8", target="another address")
+    page = ann.get("/security/audit")
+    form = re.search(r'<form method="get" action="/security/audit" class="card filters" id="audit-filters">(.*?)'
+                     r'</form>', page.text, re.S).group(1)
+    assert {name for name in re.findall(r'name="(\w+)"', form)} == {"practice", "action", "user", "ip", "from", "to"}
+    assert 'type="date"' in form and "hx-" not in form  # without JavaScript, a browser submits it as it is
+    riverside = practice_id(app, "Riverside Dental")
+    for query in ("ip=2001:db8::1&to=2024-01-01", "from=2024-01-01&to=2024-01-01&ip=2001:db8::1",
+                  "ip=2001:db8::1&from=2023-12-31&to=2024-01-02&action=entry_added",
+                  f"practice={riverside}&user=script&ip=2001:db8::1&to=2024-01-01"):
+        whole = ann.get(f"/security/audit?{query}")
+        assert whole.status_code == 200 and "HX-Request" in whole.headers["Vary"]
+        assert "<html" in whole.text and [r[4] for r in rows(whole)] == ["the one"]
+        fragment = ann.get(f"/security/audit?{query}", htmx=True)
+        assert fragment.status_code == 200 and "HX-Request" in fragment.headers["Vary"]
+        assert fragment.text.startswith('<div id="audit-list">') and "<html" not in fragment.text
+        assert [r[4] for r in rows(fragment)] == ["the one"]
+
+
+def test_the_ip_filter_finds_the_decisions_about_that_address_made_from_elsewhere(app, ann):
+    from pbnsec.models import AccessRequest, Grant, User
+
+    with app.app_context():
+        fay = User.get(User.email == PEOPLE["fay"][0])
+        riverside = Practice.get(Practice.name == "Riverside Dental")
+        home, cafe = (AccessRequest.create(user=fay, practice=riverside, ip=ip).id for ip in ("127.0.0.5", "::1"))
+    assert ann.post(f"/security/requests/{home}/approve").status_code == 303  # Ann is at the office, 127.0.0.1
+    assert ann.post(f"/security/requests/{cafe}/reject").status_code == 303
+    with app.app_context():
+        grant = Grant.get(Grant.ip == "127.0.0.5").id
+    assert ann.post(f"/security/grants/{grant}/revoke").status_code == 303
+    about_home = ann.get("/security/audit?ip=127.0.0.5")
+    assert [(r[0], r[1], r[3], r[4]) for r in rows(about_home)] == [
+        ("ann@example.com", "127.0.0.1", "grant revoked", "fay@example.com from 127.0.0.5"),
+        ("ann@example.com", "127.0.0.1", "request approved", "fay@example.com from 127.0.0.5")]
+    assert [(r[3], r[4]) for r in rows(ann.get("/security/audit?ip=::1"))] == [
+        ("request rejected", "fay@example.com from ::1")]
+    from_office = {r[3] for r in rows(ann.get("/security/audit?ip=127.0.0.1"))}
+    assert {"login allowed", "request approved", "request rejected", "grant revoked"} <= from_office

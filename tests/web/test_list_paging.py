@@ -185,6 +185,10 @@ def add_events(app, count, start=0):
     ("/security/allowlist?q=Branch", lambda app, n, s: add_entries(app, n, start=s)),
     ("/security/audit", lambda app, n, s: add_events(app, n, s)),
     ("/security/audit?action=entry_added", lambda app, n, s: add_events(app, n, s)),
+    ("/security/audit?ip=127.0.0.9", lambda app, n, s: add_events(app, n, s)),
+    ("/security/audit?from=2026-01-01&to=2026-01-01", lambda app, n, s: add_events(app, n, s)),
+    ("/security/audit?ip=127.0.0.9&from=2025-12-31&to=2026-01-02&action=entry_added",
+     lambda app, n, s: add_events(app, n, s)),
 ])
 def test_a_list_page_costs_the_same_for_ten_rows_or_three_hundred(app, signed_in, count_statements, url, grow):
     owner = signed_in("owner")  # every practice: the audit log shows practice-less events too
@@ -221,3 +225,35 @@ def test_the_oldest_audit_page_is_one_link_away(app, signed_in):
     oldest = owner.get(link(first, "Oldest ⇥"))
     assert oldest.status_code == 200 and "event-0<" in oldest.text and "event-119<" not in oldest.text
     assert link(oldest, "← Newer")
+
+
+def targets(response):
+    return re.findall(r'<td data-label="Target">(event-\d+)</td>', response.text)
+
+
+@pytest.mark.parametrize("count", [50, 51, 100])  # exactly a page, one more, two pages
+def test_every_audit_link_leads_to_events_and_the_ends_have_no_link_beyond(app, signed_in, count):
+    owner = signed_in("owner")
+    add_events(app, count)
+    newest, oldest = f"event-{count - 1}", "event-0"
+    first_url = "/security/audit?action=entry_added"
+    first = owner.get(first_url)
+    assert targets(first)[0] == newest and link(first, "← Newer") is None
+    seen, waiting, older_chain = {first_url}, [first_url], []
+    while waiting:  # every page any link leads to, and every link on it
+        url = waiting.pop()
+        page = owner.get(url)
+        shown = targets(page)
+        assert page.status_code == 200 and shown, f"{url} shows no events"
+        assert (link(page, "← Newer") is None) == (shown[0] == newest), url
+        assert (link(page, "Older →") is None) == (shown[-1] == oldest), url
+        for text in ("← Newer", "Older →", "Oldest ⇥"):
+            target = link(page, text)
+            if target and target not in seen:
+                seen.add(target)
+                waiting.append(target)
+    page = first
+    while page is not None:  # Older → from the newest reaches every event once, in order
+        older_chain += targets(page)
+        page = owner.get(link(page, "Older →")) if link(page, "Older →") else None
+    assert older_chain == [f"event-{i}" for i in range(count - 1, -1, -1)]
