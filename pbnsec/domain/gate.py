@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
 
-from peewee import JOIN, fn
+from peewee import EXCLUDED, JOIN, fn
 
 from pbnsec.core.gate import DEFAULT_PORTS, GateInputError, Host, Original, parse_host, parse_original
 from pbnsec.core.text import without_control_characters
@@ -175,8 +175,8 @@ class GateState:
             with database.atomic():
                 (GateCount.insert_many(rows)
                  .on_conflict(conflict_target=[GateCount.app, GateCount.hour],
-                              update={GateCount.allowed: GateCount.allowed + fn.EXCLUDED.allowed,
-                                      GateCount.refused: GateCount.refused + fn.EXCLUDED.refused})
+                              update={GateCount.allowed: GateCount.allowed + EXCLUDED.allowed,
+                                      GateCount.refused: GateCount.refused + EXCLUDED.refused})
                  .execute())
         return len(rows)
 

@@ -139,3 +139,63 @@ def test_a_blocked_sign_in_alone_is_not_signed_in(app, charts, visitor):
     v = visitor(ip="127.0.0.9")
     assert v.login(PEOPLE["fay"][0]).headers["Location"] == "/blocked"
     assert verify(v).status_code == 401
+
+
+# --- the live decision: what changed at pbnsec answers on the very next request ---
+
+def test_deactivating_the_user_makes_the_next_verify_401(app, charts, signed_in):
+    from pbnsec.models import User
+
+    v = signed_in("fay")
+    assert verify(v).status_code == 200
+    with app.app_context():
+        User.update(active=False).where(User.email == "fay@example.com").execute()
+    assert verify(v).status_code == 401
+
+
+def test_revoking_the_grant_that_let_a_user_in_makes_the_next_verify_403(app, charts, signed_in, visitor):
+    from pbnsec.models import AccessRequest, Grant
+
+    restrict(app, "Riverside Dental", "127.0.0.1")
+    fay = visitor(ip="127.0.0.9")
+    assert fay.login("fay@example.com").headers["Location"] == "/blocked"
+    fay.post("/access-requests", {"practice": str(practice_id_of(app)), "note": "charts from home"})
+    ann = signed_in("ann")
+    with app.app_context():
+        request_id = AccessRequest.get().id
+    assert ann.post(f"/security/requests/{request_id}/approve").status_code in (200, 303)
+    assert fay.login("fay@example.com").headers["Location"] == "/"
+    assert verify(fay).status_code == 200
+    with app.app_context():
+        grant_id = Grant.get().id
+    assert ann.post(f"/security/grants/{grant_id}/revoke").status_code in (200, 303)
+    refused = verify(fay)
+    assert refused.status_code == 403 and "/gate/blocked?" in refused.headers["Location"]
+
+
+def practice_id_of(app, name="Riverside Dental"):
+    from conftest import practice_id
+    return practice_id(app, name)
+
+
+# --- what a verify costs ---
+
+def test_a_verify_costs_the_same_few_statements_for_one_practice_or_five(app, signed_in, count_statements):
+    from test_query_budgets import join_practices
+
+    app.config["BASE_URL"] = BASE
+    restrict(app, "Riverside Dental", "127.0.0.0/24")
+    protect_app(app, "Charts", "charts.riverside.example")
+    fay = signed_in("fay")
+
+    def cost():
+        assert verify(fay).status_code == 200  # compiles this process's policies
+        seen = count_statements()
+        assert verify(fay).status_code == 200
+        return len(seen.all), repr(seen)
+
+    one, one_log = cost()
+    join_practices(app, "fay@example.com", 4)
+    five, five_log = cost()
+    assert five == one, f"one practice: {one_log}\nfive practices: {five_log}"
+    assert one <= 3, one_log  # the sign-in, the app, the practices with their policy generations
