@@ -9,10 +9,12 @@ import threading
 
 from flask import Blueprint, current_app, g, make_response, request, session
 
+from pbnsec import db
 from pbnsec.core.gate import GateInputError
-from pbnsec.domain import gate, sessions
+from pbnsec.domain import gate
 from pbnsec.domain.gate import GateOptions, GateState, Verdict
 from pbnsec.domain.visit import Visit
+from pbnsec.models import utcnow
 
 bp = Blueprint("gate", __name__)
 
@@ -20,8 +22,10 @@ bp = Blueprint("gate", __name__)
 @bp.route("/gate/verify", methods=["GET", "HEAD"])
 def verify():
     """200 with X-Pbnsec-* headers, 401/302 to sign in, 403 (or 302) refused: never a page, never a cookie."""
-    user, practice_id = _signed_in_user()
-    visit = Visit(user, g.client_ip)
+    now = utcnow()
+    db.keep_connection()
+    user, practice_id = _signed_in_user(now)
+    visit = Visit(user, g.client_ip, now=now)
     try:
         options = GateOptions(current_app.config.get("BASE_URL"), gate.parse_redirect_flag(request.args.get("redirect")))
     except GateInputError as error:
@@ -31,13 +35,13 @@ def verify():
     return _answer(verdict)
 
 
-def _signed_in_user():
+def _signed_in_user(now):
     """The user of this browser's full sign-in and the practice they work in at pbnsec, read straight from the
     session, which is never changed here (so no cookie is sent): not through Flask-Login, whose session protection
     would change it when the proxy's address differs from the browser's."""
     user_id, _, token = str(session.get("_user_id") or "").partition(":")
     practice_id = session.get("practice_id")
-    user = sessions.find(token) if token else None
+    user = _state().signed_in(token, now)
     if user is None or str(user.id) != user_id:
         return None, None
     return user, practice_id if isinstance(practice_id, int) else None
