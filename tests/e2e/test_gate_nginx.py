@@ -4,6 +4,8 @@ Host header. Nothing here forges a forwarding header to stand for a client."""
 import json
 import os
 import shutil
+import sqlite3
+import time
 
 import pytest
 from conftest import PASSWORD, make_app, protect_app, restrict
@@ -80,7 +82,7 @@ def open_app(visitor: HttpVisitor, proxy: int, path: str = "/patients/7", host: 
     return visitor.request(proxy, "GET", path, headers={"Host": host, **(headers or {})})
 
 
-def test_allowed_from_the_office_the_upstream_learns_who_it_is(gate):
+def test_allowed_from_the_office_the_upstream_learns_who_it_is_and_the_request_is_counted(gate, database):
     pbnsec, proxy = gate
     fay = HttpVisitor(OFFICE)
     assert fay.sign_in(pbnsec, "fay@example.com", PASSWORD) == "/"
@@ -90,6 +92,20 @@ def test_allowed_from_the_office_the_upstream_learns_who_it_is(gate):
     assert seen["path"] == "/patients/7"
     assert seen["headers"] == {"x-pbnsec-user": ["fay@example.com"], "x-pbnsec-name": ["Fay Desk"],
                                "x-pbnsec-role": ["Front Desk"], "x-pbnsec-practice": ["Riverside Dental"]}
+    # Counted in the server's memory, then added to the table by its own thread, with no further request.
+    assert counted(database) == [(1, 0)]
+
+
+def counted(database, seconds: float = 30):
+    """gate_count's (allowed, refused) rows once the server has written some (it does every few seconds)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        con = sqlite3.connect(database)
+        rows = con.execute("SELECT allowed, refused FROM gate_count").fetchall()
+        con.close()
+        if rows or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
 
 
 def test_from_elsewhere_the_same_browser_is_sent_to_the_blocked_page_and_nobody_to_sign_in(gate):

@@ -88,7 +88,7 @@ def test_a_blocked_ip_gets_403_with_the_blocked_page_and_keeps_its_pbnsec_sign_i
     v = signed_in("fay")
     v.ip = "127.0.0.9"  # the same browser, now elsewhere
     response = verify(v)
-    assert response.status_code == 403
+    assert response.status_code == 403 and "Set-Cookie" not in response.headers
     assert response.headers["Location"] == f"{BASE}/gate/blocked?app={charts}&next={NEXT}"
     assert verify(v, NGINX, "?redirect=1").status_code == 302
     v.ip = "127.0.0.1"
@@ -199,3 +199,26 @@ def test_a_verify_costs_the_same_few_statements_for_one_practice_or_five(app, si
     five, five_log = cost()
     assert five == one, f"one practice: {one_log}\nfive practices: {five_log}"
     assert one <= 3, one_log  # the sign-in, the app, the practices with their policy generations
+
+
+def test_an_expired_sign_in_is_signed_out_at_the_gate(app, charts, signed_in):
+    from datetime import timedelta
+
+    from pbnsec.models import utcnow
+
+    v = signed_in("fay")
+    assert verify(v).status_code == 200
+    with app.app_context():
+        SignIn.update(expires_at=utcnow() - timedelta(seconds=1)).execute()
+    assert verify(v).status_code == 401
+
+
+def test_the_audit_log_shows_refused_gate_requests_counted_on_one_row(app, charts, signed_in):
+    restrict(app, "Riverside Dental", "127.0.0.1")
+    fay = signed_in("fay")
+    fay.ip = "127.0.0.9"
+    for n in range(3):
+        verify(fay, {"X-Original-URL": f"https://charts.riverside.example/{n}.js"})
+    page = signed_in("ann").get("/security/audit?action=gate_blocked").text
+    assert "gate blocked" in page and "×3" in page and "Charts (charts.riverside.example)" in page
+    assert "IP 127.0.0.9 is not approved" in page
