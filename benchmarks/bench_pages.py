@@ -222,8 +222,9 @@ class Server:
         waitress = Path(sys.executable).parent / "waitress-serve"
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
-                [str(waitress), "--threads=8", "--no-clear-untrusted-proxy-headers", f"--listen=127.0.0.1:{self.port}", f"--listen=[::1]:{self.port}",
-                 "--call", "pbnsec:create_app"],
+                # X-Forwarded-For is left to the app (a figure behind nginx needs it), as `make run` leaves it.
+                [str(waitress), "--threads=8", "--no-clear-untrusted-proxy-headers", f"--listen=127.0.0.1:{self.port}",
+                 f"--listen=[::1]:{self.port}", "--call", "pbnsec:create_app"],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_port(self.port, self.process, self.log)
 

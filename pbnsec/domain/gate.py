@@ -298,13 +298,14 @@ def _decide(app: GateApp, original: Original, visit: Visit, options: GateOptions
         return _refused(403, app, options, blocked_page, body="You are not a member of this app's practices.\n",
                         outcome=NOT_MEMBER,
                         reason=f"not a member of the practices of {app.name}")
+    # A refusal names the practice being worked in when the app has it, else the app's first of the user's.
+    row = next((r for r in rows if r.practice.id == active_practice_id), rows[0])
     if not app.takes(user):
         return _refused(403, app, options, blocked_page, body="Your role may not use this app.\n",
-                        outcome=ROLE_NOT_ALLOWED, practice=rows[0].practice,
+                        outcome=ROLE_NOT_ALLOWED, practice=row.practice,
                         reason=f"the role {user.role.name} may not use {app.name}")
     allowed = [row for row in rows if row.decision.allowed]
     if not allowed:
-        row = next((r for r in rows if r.practice.id == active_practice_id), rows[0])
         return _refused(403, app, options, blocked_page, body="Your IP address or the time is not allowed.\n",
                         outcome=row.decision.reason, practice=row.practice,
                         reason=why_blocked(row.decision, row.practice, visit.ip_text))

@@ -19,7 +19,8 @@ from pbnsec.models import utcnow
 bp = Blueprint("gate", __name__)
 
 
-@bp.route("/gate/verify", methods=["GET", "HEAD"])
+# No automatic OPTIONS answer: a 200 from the gate lets a request through, so nothing but its decision gives one.
+@bp.route("/gate/verify", methods=["GET", "HEAD"], provide_automatic_options=False)
 def verify():
     """200 with X-Pbnsec-* headers, 401/302 to sign in, 403 (or 302) refused: never a page, never a cookie."""
     now = utcnow()
@@ -27,9 +28,10 @@ def verify():
     user, practice_id = _signed_in_user(now)
     visit = Visit(user, g.client_ip, now=now)
     try:
-        options = GateOptions(current_app.config.get("BASE_URL"), gate.parse_redirect_flag(request.args.get("redirect")))
+        redirect = gate.parse_redirect_flag(request.args.get("redirect"))
     except GateInputError as error:
         return _answer(Verdict(403, body=f"pbnsec: {error}\n", outcome="unreadable"))
+    options = GateOptions(current_app.config.get("BASE_URL"), redirect)
     verdict = gate.verify(request.headers, visit, options, _state(), current_app.extensions["pbnsec.policies"],
                           practice_id)
     return _answer(verdict)
