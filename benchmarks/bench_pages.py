@@ -681,8 +681,8 @@ def measure_gate(table: Table, folder: Path, sizes: dict, running: ExitStack) ->
     table.add(ROWS[12], f"{a:.0f} vs {b:.0f} req/s, a 2 KiB page nginx serves itself, auth_request to waitress "
                         f"(keep-alive), {clients} clients, {spread}", ratio(a, b), "≥ 0.50×")
     a, b, spread = throughput_side_by_side(rate("/app/page.html"), rate("/floor/page.html"), rounds)
-    table.add(ROWS[13], f"{a:.0f} vs {b:.0f} req/s, the same page asking /gate/verify vs /healthz (no session, no "
-                        f"database: the least a pbnsec answer costs), {spread}", ratio(a, b), "—")
+    table.add(ROWS[13], f"{a:.0f} vs {b:.0f} req/s, the same page asking /gate/verify vs /healthz (no sign-in "
+                        f"lookup, no database: the least a pbnsec answer costs), {spread}", ratio(a, b), "—")
     a, b, spread = throughput_side_by_side(rate("/app-app/page.html"), rate("/open-app/page.html"), rounds)
     table.add(ROWS[14], f"{a:.0f} vs {b:.0f} req/s, the page served by a small app behind nginx (Python's "
                         f"http.server), {spread}", ratio(a, b), "≥ 0.50×")
