@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def init_app(app) -> None:
     """Attach the extensions, the request hook, the shared page behaviour and every blueprint."""
-    from pbnsec.web import hook, pages
+    from pbnsec.web import gate, hook, pages
     from pbnsec.web.account import bp as account_bp
     from pbnsec.web.auth import bp as auth_bp
     from pbnsec.web.extensions import csrf, htmx, login_manager
@@ -20,5 +20,6 @@ def init_app(app) -> None:
     htmx.init_app(app)
     login_manager.init_app(app)
     pages.init_app(app)
-    for blueprint in (account_bp, auth_bp, health_bp, home_bp, people_bp, security_bp):
+    gate.init_app(app)
+    for blueprint in (account_bp, auth_bp, gate.bp, health_bp, home_bp, people_bp, security_bp):
         app.register_blueprint(blueprint)
