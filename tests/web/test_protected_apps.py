@@ -395,3 +395,22 @@ def test_the_list_costs_the_same_for_one_app_or_twenty(app, signed_in, count_sta
     twenty, twenty_log = page_cost(owner, count_statements, "/security/apps")
     assert "20 protected apps" in owner.get("/security/apps").text
     assert twenty == one, f"one app: {one_log}\ntwenty apps: {twenty_log}"
+
+
+def test_each_app_shows_how_many_requests_the_gate_let_through_or_refused_in_the_last_7_days(app, signed_in):
+    """What the gate counted (not one audit row per request) is what an administrator sees on the app's card."""
+    from datetime import timedelta
+
+    from conftest import protect_app
+
+    from pbnsec.models import GateCount, utcnow
+    gated(app)
+    charts = protect_app(app, "Patient charts", "charts.riverside.example")
+    with app.app_context():
+        hour = utcnow().replace(minute=0, second=0)
+        GateCount.create(app=charts, hour=hour, allowed=1200, refused=3)
+        GateCount.create(app=charts, hour=hour - timedelta(days=2), allowed=34, refused=1)
+        GateCount.create(app=charts, hour=hour - timedelta(days=9), allowed=99999, refused=99)  # too long ago
+    page = signed_in("owner").get("/security/apps").text
+    counts = re.search(rf'id="app-{charts}-counts">([^<]+)</dd>', page).group(1)
+    assert " ".join(counts.split()) == "1,234 let through, 4 sent to sign in or refused"

@@ -2,12 +2,15 @@
 pbnsec.domain.protected_apps and renders; each app is listed with its proxy snippets filled in (core.snippets)."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import abort, current_app, g, render_template, request
 from flask_login import current_user
 
 from pbnsec.config import PROJECT_ROOT
 from pbnsec.core.snippets import scheme_of, snippets_for, upstream_of
 from pbnsec.domain import protected_apps as domain
+from pbnsec.domain.gate import gate_counts
 from pbnsec.domain.protected_apps import PROXY_NAMES, AppInput, AppRefused, AppRow, GateSettings
 from pbnsec.web.hook import access_of
 from pbnsec.web.pages import done, render_page, wants_fragment
@@ -48,14 +51,18 @@ def _snippet_templates() -> dict[str, str | None]:
     return found
 
 
+COUNTED_SINCE = timedelta(days=7)  # how far back a card counts the requests through the gate
+
+
 def shown(rows: list[AppRow]) -> list[dict]:
     """Each app as its card shows it: the app, its snippets filled in, and what the settings rule out about it."""
     config, gate, templates = current_app.config, gate_settings(), _snippet_templates()
     common = {"app_scheme": scheme_of(gate.base_url), "pbnsec_url": gate.base_url,
               "pbnsec_upstream": upstream_of(config.get("HOST", "127.0.0.1"), config.get("PORT", 8000)),
               "app_upstream": None}  # pbnsec never learns where the app itself listens
+    counts = gate_counts([row.app.id for row in rows], g.visit.now - COUNTED_SINCE)
     return [{"row": row, "snippets": snippets_for(templates, {**common, "app_host": str(row.host)}),
-             "problem": domain.host_problem(row.host, gate)} for row in rows]
+             "problem": domain.host_problem(row.host, gate), "counts": counts[row.app.id]} for row in rows]
 
 
 def form_context(**state) -> dict:
