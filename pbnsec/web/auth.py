@@ -21,7 +21,7 @@ from pbnsec.domain.access_requests import NOTE_MAX, contacts, request_access
 from pbnsec.domain.visit import Visit
 from pbnsec.models import PENDING, AccessRequest, Practice
 from pbnsec.web.hook import access_of, blocked_user, end_sign_in, start_blocked_sign_in
-from pbnsec.web.pages import hx_redirect, safe_next, wants_fragment
+from pbnsec.web.pages import allow_form_redirect, hx_redirect, safe_next, wants_fragment
 
 bp = Blueprint("auth", __name__)
 
@@ -45,6 +45,7 @@ def login():
                   "there; if that does not help, ask your administrator to check PBNSEC_COOKIE_DOMAIN.", "warning")
         return redirect(url_for("home.index"))
     next_url = return_to(request.values.get("next"))
+    allow_form_redirect(next_url)
     if request.method == "GET":
         return render_template("auth/login.html", email="", error=None, next_url=next_url)
     result = sign_in.attempt(g.visit, request.form.get("email", ""), request.form.get("password", ""))
@@ -121,6 +122,7 @@ def _offered(access) -> str:
 def _requests_page(user, access, errors=None, note="", code=200):
     template = "auth/access_requests.html" if current_user.is_authenticated else "auth/blocked.html"
     going_back = None if current_user.is_authenticated else return_to(session.get("return_to"))
+    allow_form_redirect(going_back)  # "Continue to <practice>" ends there
     return render_template(template, errors=errors or {}, note=note, note_max=NOTE_MAX, going_back=going_back,
                            **statuses_context(user, access)), code
 

@@ -94,6 +94,21 @@ def test_the_sign_in_form_carries_the_return_url(visitor, charts):
     assert 'name="next"' not in dropped.text
 
 
+def form_action(response) -> str:
+    return re.search(r"form-action ([^;]+);", response.headers["Content-Security-Policy"]).group(1)
+
+
+def test_the_sign_in_page_lets_its_form_end_at_the_app_and_nowhere_else(visitor, charts):
+    # Browsers hold a form's redirect to the page's CSP form-action: without the app's origin there, the browser
+    # would stay on the sign-in page after a right password.
+    assert form_action(visitor().get("/login?next=" + quote(CHARTS, safe=""))) == \
+        "'self' https://charts.riverside.example"
+    assert form_action(visitor().get("/login?next=" + quote("https://evil.example/", safe=""))) == "'self'"
+    assert form_action(visitor().get("/login")) == "'self'"
+    failed = visitor().post("/login", {"email": "ann@example.com", "password": "wrong", "next": CHARTS})
+    assert failed.status_code == 401 and form_action(failed) == "'self' https://charts.riverside.example"
+
+
 def test_a_signed_in_user_sent_back_by_an_app_is_told_the_sign_in_does_not_reach_it(signed_in, charts):
     ann = signed_in("ann")
     response = ann.get("/login?next=" + quote(CHARTS, safe=""))
@@ -111,6 +126,7 @@ def test_the_return_url_survives_the_blocked_page_the_request_and_the_approval(a
     assert response.status_code == 303 and response.headers["Location"] == "/blocked"
     page = hal.get("/blocked")
     assert "Once you continue you go back to <code>https://charts.riverside.example/patients?id=7</code>" in page.text
+    assert form_action(page) == "'self' https://charts.riverside.example"  # "Continue" ends at the app
     asked = hal.post("/access-requests", {"practice": str(practice_id(app, RIVERSIDE)), "note": "charts"})
     assert asked.status_code == 303
     with app.app_context():
