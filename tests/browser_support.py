@@ -100,6 +100,16 @@ def chromium_page(timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Iterator[Page]:
         yield page
 
 
+def overflow(page) -> dict:
+    """How wide the page is against the window: fits when scroll <= inner (no sideways scrolling)."""
+    return page.evaluate("({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})")
+
+
+def fits(page) -> bool:
+    size = overflow(page)
+    return size["scroll"] <= size["inner"]
+
+
 def stays_in_place(page: Page, url: str, navigations: list):
     """Mark the page, then return a check that it is still that document at `url`: htmx swapped, nothing reloaded."""
     page.evaluate("window.__sameDocument = true")

@@ -14,7 +14,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from browser_support import chromium_browsers, live_app
+from browser_support import chromium_browsers, fits, live_app
 from conftest import PASSWORD, protect_app, restrict, seed
 from playwright.sync_api import expect
 from realworld import ROOT, free_port, nginx, site_location_block
@@ -129,6 +129,7 @@ def test_an_app_behind_the_gate_in_chromium(tmp_path):
                                       timeout_ms=15_000) as (office, home):
                 for page in (office, home):
                     page.context.set_extra_http_headers({"X-Pbnsec-User": FORGED})
+                home.set_viewport_size({"width": 360, "height": 740})  # Hal and Olive are on their phones
                 run_the_story(app, office, home)
     finally:
         upstream.shutdown()
@@ -162,6 +163,7 @@ def run_the_story(app, office, home):
     expect(home).to_have_url(SECURITY + "/blocked")
     expect(home.get_by_role("heading", level=1)).to_have_text("Your IP address ::1 requires approval")
     expect(home.locator("#going-back")).to_contain_text(CHARTS)
+    assert fits(home)
     home.wait_for_load_state("load")
     home.locator("#request-form").get_by_label(RIVERSIDE).check()
     home.get_by_label("Note for the administrator").fill("Charts from home")
@@ -195,6 +197,7 @@ def run_the_story(app, office, home):
     expect(home.get_by_role("heading", level=1)).to_have_text("Charts is not open to you from here")
     expect(home.locator("#gate-reason")).to_have_text(
         "Charts belongs to Riverside Dental, where your IP address ::1 requires approval.")
+    assert fits(home)
     home.wait_for_load_state("load")
     home.locator("#request-form").get_by_label(RIVERSIDE).check()
     home.get_by_role("button", name="Request access").click()
