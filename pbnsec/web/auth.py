@@ -37,9 +37,15 @@ def return_to(target: str | None) -> str | None:
 def login():
     if current_user.is_authenticated:
         app_url = sign_in.app_return_url(request.values.get("next"))
+        if app_url is not None and current_app.config.get("COOKIE_DOMAIN") and not session.get("cookie_shared"):
+            # The gate found no sign-in on the app's host, yet this browser holds one here: a cookie from before
+            # PBNSEC_COOKIE_DOMAIN, kept for this host alone. Writing the session now sends it for the whole domain
+            # (and expires the old one: web.extensions.SessionCookie); once, so a cookie that still cannot reach
+            # the app does not send the browser round in circles.
+            session["cookie_shared"] = True
+            return redirect(app_url[0], code=303)
         if app_url is not None:
-            # The gate found no sign-in on the app's host, yet this browser holds one here: the cookie does not
-            # reach the app. Sending the browser back would only go round in circles.
+            # The cookie does not reach the app even so: going back would only go round in circles.
             flash(f"You are signed in, but {app_url[1].name} does not receive your sign-in. Open pbnsec at "
                   f"{current_app.config.get('BASE_URL') or 'its address under PBNSEC_COOKIE_DOMAIN'} and sign in "
                   "there; if that does not help, ask your administrator to check PBNSEC_COOKIE_DOMAIN.", "warning")

@@ -296,6 +296,34 @@ def test_the_session_cookie_is_scoped_to_the_cookie_domain_and_csrf_and_flashes_
     assert "Domain=riverside.example" in out.headers["Set-Cookie"]
 
 
+def test_a_sign_in_from_before_the_cookie_domain_is_moved_to_it_once(tmp_path, app):
+    from conftest import Visitor, make_app
+
+    protect_app(app, "Charts", "charts.riverside.example")
+    before = Visitor(app)  # signed in while the cookie was still kept for pbnsec's host alone
+    before.get(SECURITY + "/login")
+    assert before.post(SECURITY + "/login", {"email": "ann@example.com", "password": PASSWORD}).status_code == 303
+    old = before.client.get_cookie("pbnsec_session", domain="security.riverside.example")
+    assert old is not None and "Domain=" not in before.client.get(SECURITY + "/").headers.get("Set-Cookie", "")
+
+    shared = Visitor(make_app(tmp_path, COOKIE_DOMAIN="riverside.example"))
+    shared.client.set_cookie("pbnsec_session", old.value, domain="security.riverside.example")
+    # Charts saw no cookie and sent Ann to sign in: she is signed in, so the session is written for the whole
+    # domain, the host's own cookie expired, and back she goes.
+    back = shared.get(SECURITY + "/login?next=" + quote(CHARTS, safe=""))
+    assert back.status_code == 303 and back.headers["Location"] == CHARTS
+    cookies = back.headers.getlist("Set-Cookie")
+    assert any("Domain=riverside.example" in c for c in cookies)
+    assert any(c.startswith("pbnsec_session=;") and "Domain=" not in c for c in cookies)
+    assert shared.client.get_cookie("pbnsec_session", domain="security.riverside.example") is None
+    assert shared.client.get_cookie("pbnsec_session", domain="riverside.example") is not None
+    assert shared.get(SECURITY + "/").status_code == 200  # still signed in, on the shared cookie
+    # Only once: if the cookie still does not reach the app, pbnsec says so instead of going round in circles.
+    again = shared.get(SECURITY + "/login?next=" + quote(CHARTS, safe=""))
+    assert again.status_code == 302 and again.headers["Location"] == "/"
+    assert any("Charts does not receive your sign-in" in m for m in flashes(shared.get(SECURITY + "/")))
+
+
 def test_without_a_cookie_domain_the_cookie_stays_with_its_host(visitor):
     response = visitor().login("ann@example.com")
     assert "Domain=" not in response.headers["Set-Cookie"]
