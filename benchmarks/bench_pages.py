@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT / "tests"))  # the tests' own helpers: one private PostgreSQL, one way to serve the app
 
 import pg_support  # noqa: E402
-from realworld import SECRET, HttpVisitor, free_port, stop, wait_for_port  # noqa: E402
+from realworld import SECRET, HttpVisitor, free_port, nginx, stop, wait_for_port  # noqa: E402
 
 from pbnsec import create_app  # noqa: E402
 from pbnsec.core.iprules import NetworkMatcher  # noqa: E402
@@ -44,6 +44,8 @@ from pbnsec.models import (  # noqa: E402
     IPRestriction,
     Membership,
     Practice,
+    ProtectedApp,
+    ProtectedAppPractice,
     Role,
     User,
 )
@@ -76,6 +78,9 @@ ROWS = (
     "linear scan vs matcher",
     "PostgreSQL vs SQLite throughput",
     "server memory (RSS) after big pages",
+    "gate: protected/open static page",
+    "gate: verify/empty Flask answer",
+    "gate: protected/open app page",
 )
 
 
@@ -207,17 +212,19 @@ def seed_access_db(url: str, folder: Path, entries: int, enforced: bool) -> None
 # --- serving: waitress on loopback, IPv4 and IPv6 ---
 
 class Server:
-    def __init__(self, url: str, folder: Path, name: str):
+    def __init__(self, url: str, folder: Path, name: str, **settings):
         self.port = free_port()
         self.log = folder / f"server-{name}.log"
         env = dict(os.environ, PBNSEC_DATABASE_URL=url, PBNSEC_SECRET_KEY=SECRET, PBNSEC_TRUSTED_PROXIES="0",
                    PBNSEC_LOG_LEVEL="WARNING")
         env.pop("PBNSEC_TRUSTED_PROXY_ADDRS", None)
+        env.update(settings)
         waitress = Path(sys.executable).parent / "waitress-serve"
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
-                [str(waitress), "--threads=8", f"--listen=127.0.0.1:{self.port}", f"--listen=[::1]:{self.port}",
-                 "--call", "pbnsec:create_app"],
+                # X-Forwarded-For is left to the app (a figure behind nginx needs it), as `make run` leaves it.
+                [str(waitress), "--threads=8", "--no-clear-untrusted-proxy-headers", f"--listen=127.0.0.1:{self.port}",
+                 f"--listen=[::1]:{self.port}", "--call", "pbnsec:create_app"],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_port(self.port, self.process, self.log)
 
@@ -265,15 +272,20 @@ def side_by_side(a, b, rounds: int) -> tuple[float, float]:
 def throughput(server: Server, email: str, source: str, path: str, seconds: float, clients: int) -> float:
     """Requests per second for `path` from `clients` concurrent keep-alive connections (one signed-in user)."""
     cookie = Client(server, email, source).visitor.cookie
+    return hammer(server.port, source, path, {"Cookie": f"pbnsec_session={cookie}"}, seconds, clients)
+
+
+def hammer(port: int, source: str, path: str, headers: dict, seconds: float, clients: int) -> float:
+    """Requests per second for `path` on a loopback port from `clients` concurrent keep-alive connections."""
     host = "::1" if ":" in source else "127.0.0.1"
     counts, failures = [0] * clients, []
     stop_at = time.perf_counter() + seconds
 
     def work(n: int) -> None:
-        conn = http.client.HTTPConnection(host, server.port, timeout=30, source_address=(source, 0))
+        conn = http.client.HTTPConnection(host, port, timeout=30, source_address=(source, 0))
         try:
             while time.perf_counter() < stop_at:
-                conn.request("GET", path, headers={"Cookie": f"pbnsec_session={cookie}"})
+                conn.request("GET", path, headers=headers)
                 response = conn.getresponse()
                 response.read()
                 if response.status != 200:
@@ -558,6 +570,9 @@ def run(table: Table, folder: Path, sizes: dict, options, running: ExitStack) ->
     say("PostgreSQL vs SQLite …")
     measure_postgresql(table, folder, sizes, options, on, running)
 
+    say("the gate: a static page through nginx, asking /gate/verify or not …")
+    measure_gate(table, folder, sizes, running)
+
     table.add(ROWS[11], f"{memory['before']:.0f} MiB before the big pages, {memory['after']:.0f} MiB after "
                         f"(a server on the empty database: {memory['empty']:.0f} MiB)",
               ratio(memory["after"], memory["before"]), "—")
@@ -588,9 +603,94 @@ def measure_postgresql(table: Table, folder: Path, sizes: dict, options, sqlite_
     stop(pg.process)
 
 
+GATE_HOST = "charts.bench.example"
+
+
+def gate_site(pbnsec_port: int, site: Path, app_port: int) -> str:
+    """nginx for the gate figures: /open/ serves a static page as it is and /app/ the same page once /gate/verify
+    lets the request through (the README's snippet, with keep-alive to pbnsec); /floor/ asks /healthz instead (the
+    least any answer from pbnsec costs); /open-app/ and /app-app/ the same for a page of a small app behind nginx
+    (Python's http.server); /login passes sign-in on to pbnsec."""
+    verify = """
+            internal;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Forwarded-For $remote_addr;"""
+    protected = """
+            auth_request /_pbnsec_verify;
+            auth_request_set $pbnsec_user $upstream_http_x_pbnsec_user;"""
+    return f"""
+        location = /login {{
+            proxy_pass http://127.0.0.1:{pbnsec_port};
+            proxy_set_header X-Forwarded-For $remote_addr;
+        }}
+        location = /_pbnsec_verify {{ proxy_pass http://pbnsec/gate/verify; {verify} }}
+        location = /_pbnsec_floor {{ proxy_pass http://pbnsec/healthz; {verify} }}
+        location /open/ {{ alias {site}/; }}
+        location /app/ {{ {protected} alias {site}/; }}
+        location /floor/ {{ auth_request /_pbnsec_floor; alias {site}/; }}
+        location /open-app/ {{ proxy_pass http://127.0.0.1:{app_port}/; }}
+        location /app-app/ {{ {protected} proxy_pass http://127.0.0.1:{app_port}/; }}
+    """
+
+
+def measure_gate(table: Table, folder: Path, sizes: dict, running: ExitStack) -> None:
+    """A static page through nginx, protected by the gate vs open, on the enforced database (one practice's user,
+    their IP covered by an entry among many): the figure issue 12 asks for; then what the gate's answer costs over
+    the least any Flask answer costs, and the same page served by a small app instead of nginx itself."""
+    url = f"sqlite:///{folder}/enforced/pbnsec.db"
+    app = new_app(url, folder / "enforced")
+    with app.app_context():
+        charts = ProtectedApp.create(name="Bench Charts", host=GATE_HOST)
+        ProtectedAppPractice.create(app=charts, practice=Practice.get(Practice.name == PRACTICES[0]))
+    database.close()
+    site = folder / "site"
+    site.mkdir()
+    (site / "page.html").write_text("<!doctype html><title>Charts</title>" + "<p>Patient chart</p>" * 100)
+    server = running.enter_context(serving(url, folder, "gate", PBNSEC_TRUSTED_PROXIES="1",
+                                           PBNSEC_TRUSTED_PROXY_ADDRS="127.0.0.1"))
+    app_port = free_port()
+    log = folder / "static-app.log"
+    with open(log, "wb") as out:
+        static_app = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+                                       str(site), str(app_port)], stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+    running.callback(stop, static_app)
+    wait_for_port(app_port, static_app, log)
+    pool = f"upstream pbnsec {{ server 127.0.0.1:{server.port}; keepalive 16; }}"
+    proxy = running.enter_context(nginx(folder, gate_site(server.port, site, app_port), http_extra=pool))
+    visitor = HttpVisitor("127.0.0.1")
+    landed = visitor.sign_in(proxy, ONE, PASSWORD)
+    if landed != "/":
+        raise RuntimeError(f"signing in through nginx landed on {landed}")
+    headers = {"Host": GATE_HOST, "Cookie": f"pbnsec_session={visitor.cookie}"}
+    for path in ("/app/page.html", "/app-app/page.html"):
+        status, _, _ = visitor.request(proxy, "GET", path, headers={"Host": GATE_HOST})
+        if status != 200:
+            raise RuntimeError(f"the protected page {path} answered HTTP {status}")
+
+    def rate(path: str):
+        return lambda: hammer(proxy, "127.0.0.1", path, headers, sizes["seconds"], sizes["clients"])
+
+    rounds, clients = sizes["rounds"], sizes["clients"]
+    a, b, spread = throughput_side_by_side(rate("/app/page.html"), rate("/open/page.html"), rounds)
+    table.add(ROWS[12], f"{a:.0f} vs {b:.0f} req/s, a 2 KiB page nginx serves itself, auth_request to waitress "
+                        f"(keep-alive), {clients} clients, {spread}", ratio(a, b), "≥ 0.50×")
+    a, b, spread = throughput_side_by_side(rate("/app/page.html"), rate("/floor/page.html"), rounds)
+    table.add(ROWS[13], f"{a:.0f} vs {b:.0f} req/s, the same page asking /gate/verify vs /healthz (no sign-in "
+                        f"lookup, no database: the least a pbnsec answer costs), {spread}", ratio(a, b), "—")
+    a, b, spread = throughput_side_by_side(rate("/app-app/page.html"), rate("/open-app/page.html"), rounds)
+    table.add(ROWS[14], f"{a:.0f} vs {b:.0f} req/s, the page served by a small app behind nginx (Python's "
+                        f"http.server), {spread}", ratio(a, b), "≥ 0.50×")
+
+
 @contextmanager
-def serving(url: str, folder: Path, name: str):
-    server = Server(url, folder, name)
+def serving(url: str, folder: Path, name: str, **settings):
+    server = Server(url, folder, name, **settings)
     try:
         yield server
     finally:

@@ -398,6 +398,22 @@ def add_protected_apps(migrator: SchemaMigrator) -> None:
     database.create_tables(_protected_apps_at_16())  # safe: only when missing
 
 
+def _gate_count_at_19():
+    """gate_count as migration 19 made it."""
+    app = type("_ProtectedAppAt19", (Model,), {"Meta": type("Meta", (), {
+        "database": database, "table_name": "protected_app", "legacy_table_names": False})})
+    return type("_GateCountAt19", (Model,), {
+        "app": ForeignKeyField(app, backref="+", on_delete="CASCADE"), "hour": DateTimeField(),
+        "allowed": BigIntegerField(default=0), "refused": BigIntegerField(default=0),
+        "Meta": type("Meta", (), {"database": database, "table_name": "gate_count", "legacy_table_names": False,
+                                  "indexes": ((("app", "hour"), True),)})})
+
+
+def add_gate_counts(migrator: SchemaMigrator) -> None:
+    """gate_count: requests the gate allowed and refused, per protected app and hour."""
+    database.create_tables([_gate_count_at_19()])  # safe: only when missing
+
+
 MIGRATIONS = [
     index_rate_limit_hits_by_time,
     add_must_change_password,
@@ -415,6 +431,7 @@ MIGRATIONS = [
     index_lists_for_paging,  # 14
     add_policy_generations,  # 15
     add_protected_apps,  # 16
+    add_gate_counts,  # 19 (17 and 18 come from other branches of issue 12)
 ]
 LATEST = len(MIGRATIONS)
 

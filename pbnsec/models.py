@@ -409,6 +409,19 @@ class ProtectedAppRole(BaseModel):
         indexes = ((("app", "role"), True),)
 
 
+class GateCount(BaseModel):
+    """How many requests the gate answered for an app in one hour (UTC): each process counts in memory and adds
+    its counts every few seconds (domain.gate.GateState.flush), so an allowed request writes no row of its own."""
+
+    app = ForeignKeyField(ProtectedApp, backref="+", on_delete="CASCADE")
+    hour = DateTimeField()  # the hour's start
+    allowed = BigIntegerField(default=0)  # let through (200)
+    refused = BigIntegerField(default=0)  # sent to sign in (401) or refused (403)
+
+    class Meta:
+        indexes = ((("app", "hour"), True),)
+
+
 MODELS = [
     Practice, Role, User, SignIn, Membership, AllowlistEntry, IPRestriction, RestrictedRole, RestrictedUser,
     AccessRequest, Grant, AuditEvent, RateLimitHit, SchemaVersion, TimeRule, TimeRuleRole, TimeRuleUser, TimeWindow,
@@ -416,6 +429,7 @@ MODELS = [
     Invite,
     DeploymentSetting,
     ProtectedApp, ProtectedAppPractice, ProtectedAppRole,
+    GateCount,
 ]
 
 

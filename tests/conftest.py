@@ -292,14 +292,14 @@ def restrict(app, practice: str, *networks: str, everyone: bool = True, roles=()
             RestrictedUser.create(practice=p, user=User.get(User.email == PEOPLE[who][0]))
 
 
-def protect_app(app, name: str, host: str, practices=("Riverside Dental",), roles=None, proxy: str = "nginx") -> int:
-    """Register a protected app (written straight to the DB): its host as core.gate stores it, its practices and,
-    when `roles` is given, the only roles that may use it. Returns its id."""
-    from pbnsec.core.gate import parse_host
-    from pbnsec.models import Practice, ProtectedApp, ProtectedAppPractice, ProtectedAppRole, Role
+def protect_app(app, name: str, host: str, practices=("Riverside Dental",), proxy: str = "nginx",
+                roles=None) -> int:
+    """Register a protected app (written straight to the DB) for the practices named, open to every role or only
+    to `roles` (names); its id."""
+    from pbnsec.models import ProtectedApp, ProtectedAppPractice, ProtectedAppRole, Role
 
     with app.app_context():
-        row = ProtectedApp.create(name=name, host=str(parse_host(host)), proxy=proxy, all_roles=roles is None)
+        row = ProtectedApp.create(name=name, host=host, proxy=proxy, all_roles=roles is None)
         for practice in practices:
             ProtectedAppPractice.create(app=row, practice=Practice.get(Practice.name == practice))
         for role in roles or ():

@@ -193,3 +193,41 @@ class HttpVisitor:
         status, location, text = self.request(port, "POST", "/login", {"email": email, "password": password})
         assert status == 303, (status, text[:2000])
         return location
+
+
+@contextmanager
+def header_echo_server():
+    """A tiny upstream app on a free loopback port standing for a protected web tool: every request is answered
+    200 with a JSON body of the X-Pbnsec-* headers it arrived with (name in lower case -> every value, so a header
+    sent twice shows twice) and the path; yields the port."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen: dict[str, list[str]] = {}
+            for name, value in self.headers.items():
+                if name.lower().startswith("x-pbnsec"):
+                    # raw bytes as sent (http.server reads headers as latin-1): UTF-8 names come back whole
+                    seen.setdefault(name.lower(), []).append(value.encode("latin-1").decode("utf-8", "replace"))
+            body = json.dumps({"path": self.path, "headers": seen}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

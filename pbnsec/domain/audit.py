@@ -25,6 +25,7 @@ from pbnsec.models import AuditEvent, Practice, utcnow
 # actor, IP, target and detail) within REPEAT_WINDOW of that row's first event is counted on the row.
 REPEATED_ACTIONS = frozenset({
     "login_failed", "login_blocked", "login_rate_limited", "session_blocked", "password_change_failed",
+    "gate_blocked",  # a page of a protected app and its 40 assets: one row
 })
 # From the row's first event, not its last, so a steady stream still starts a new row every 15 minutes.
 REPEAT_WINDOW = timedelta(minutes=15)
@@ -91,7 +92,7 @@ ACTIONS = (
     "secret_key_adopted",
     "owner_created", "demo_loaded", "practice_created", "user_created", "password_changed", "password_change_failed",
     "password_reset", "invite_used", "user_role_changed", "user_practices_changed", "user_deactivated",
-    "user_reactivated", "practice_renamed",
+    "user_reactivated", "practice_renamed", "gate_blocked",
 )
 
 

@@ -8,8 +8,8 @@ def init_app(app) -> None:
     from pbnsec.web import hook, pages
     from pbnsec.web.account import bp as account_bp
     from pbnsec.web.auth import bp as auth_bp
+    from pbnsec.web import gate
     from pbnsec.web.extensions import SessionCookie, csrf, htmx, login_manager
-    from pbnsec.web.gate import bp as gate_bp
     from pbnsec.web.health import bp as health_bp
     from pbnsec.web.home import bp as home_bp
     from pbnsec.web.people import bp as people_bp
@@ -22,5 +22,6 @@ def init_app(app) -> None:
     htmx.init_app(app)
     login_manager.init_app(app)
     pages.init_app(app)
-    for blueprint in (account_bp, auth_bp, gate_bp, health_bp, home_bp, people_bp, security_bp):
+    gate.init_app(app)
+    for blueprint in (account_bp, auth_bp, gate.bp, health_bp, home_bp, people_bp, security_bp):
         app.register_blueprint(blueprint)

@@ -426,3 +426,32 @@ def test_a_database_from_before_protected_apps_gets_their_tables_and_keeps_its_d
         assert [v.version for v in SchemaVersion.select().where(SchemaVersion.version >= number)] == list(
             range(number, LATEST + 1))
     assert Visitor(app).login("owner@example.com").headers["Location"] == "/"
+
+
+def test_a_database_from_before_gate_counts_gets_the_table_and_keeps_its_apps(tmp_path, current_schema):
+    number = migrations.MIGRATIONS.index(migrations.add_gate_counts) + 1
+    path = old_database(tmp_path / "pbnsec.db", [FIRST_RELEASE])
+    make_app(tmp_path)
+    con = sqlite3.connect(path)  # back to the day before the gate counted its requests, with an app registered
+    con.execute("DROP TABLE gate_count")
+    con.execute("INSERT INTO protected_app (name, host, proxy, all_roles, created_at, updated_at) "
+                "VALUES ('Charts', 'charts.riverside.example', 'nginx', 1, ?, ?)", (WHEN, WHEN))
+    con.execute("INSERT INTO protected_app_practice (app_id, practice_id) VALUES (1, 1)")
+    con.execute("DELETE FROM schema_version WHERE version >= ?", (number,))
+    con.commit()
+    con.close()
+    before = table_rows(path)
+    assert schema(path) != current_schema
+
+    app = make_app(tmp_path)
+    assert schema(path) == current_schema
+    after = table_rows(path)
+    assert {t: rows for t, rows in after.items() if t != "schema_version"} == {
+        t: rows for t, rows in before.items() if t != "schema_version"} | {"gate_count": []}
+    with app.app_context():
+        assert [v.version for v in SchemaVersion.select().where(SchemaVersion.version >= number)] == list(
+            range(number, LATEST + 1))
+    owner = Visitor(app)
+    owner.login("owner@example.com")
+    response = owner.get("/gate/verify", headers={"X-Original-URL": "https://charts.riverside.example/"})
+    assert response.status_code == 200 and response.headers["X-Pbnsec-Practice"] == "Riverside Dental"

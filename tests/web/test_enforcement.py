@@ -13,7 +13,7 @@ from pbnsec.models import (
     Practice,
     SignIn,
 )
-from pbnsec.web.hook import EXEMPT_ENDPOINTS
+from pbnsec.web.hook import EXEMPT_ENDPOINTS, GATE_ENDPOINTS
 
 ALLOWED_IP, BLOCKED_IP = "127.0.0.1", "127.0.0.2"
 
@@ -238,6 +238,12 @@ def test_nothing_but_the_exempt_list_answers_a_blocked_session(app, signed_in):
                     assert "Sweep Marker Entry" not in body, where
                     if rule.endpoint.startswith("health."):  # the word alone, and the session left untouched
                         assert body in ("", "ok", "ready") and "Set-Cookie" not in response.headers, where
+                    continue
+                if rule.endpoint in GATE_ENDPOINTS:
+                    # It answers a proxy about another app (refused here: no original request), shows nothing of
+                    # pbnsec's and leaves the browser's sign-in to pbnsec itself.
+                    assert response.status_code in (401, 403) and "Set-Cookie" not in response.headers, where
+                    assert "Sweep Marker Entry" not in body and "Riverside" not in body, where
                     continue
                 checked += 1
                 assert "Sweep Marker Entry" not in body and "Riverside" not in body, where
