@@ -1,11 +1,13 @@
 """What a signed-in user refused at a protected app sees: the app's practices as they stand for them from here, and
 why the gate refuses them, in the product's words. The decision per practice is the visit's AccessOverview (the one
-decide()); the app adds only its practices and roles."""
+decide()); the app adds only its practices and roles, read as the gate reads them (domain.gate.GateApp)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from pbnsec.core.gate import GateInputError, parse_host
 from pbnsec.domain.access import AccessOverview, why_blocked
+from pbnsec.domain.gate import GateApp
 from pbnsec.models import Practice, ProtectedApp, ProtectedAppPractice, ProtectedAppRole
 
 
@@ -46,9 +48,13 @@ def app_access(app_id: int | None, access: AccessOverview) -> AppAccess | None:
         return None
     practices = tuple(Practice.select().join(ProtectedAppPractice, on=ProtectedAppPractice.practice == Practice.id)
                       .where(ProtectedAppPractice.app == app).order_by(Practice.name))
-    ids = {p.id for p in practices}
-    role_allowed = app.all_roles or ProtectedAppRole.select().where(
-        (ProtectedAppRole.app == app) & (ProtectedAppRole.role == access.user.role_id)).exists()
+    ids = frozenset(p.id for p in practices)
+    roles = frozenset(r.role_id for r in ProtectedAppRole.select().where(ProtectedAppRole.app == app))
+    try:
+        host = parse_host(app.host)
+    except GateInputError:
+        host = None  # a row written by hand: the gate never matches it, but its page can still say why
+    role_allowed = GateApp(app.id, app.name, host, app.proxy, app.all_roles, ids, roles).takes(access.user)
     # No access request opens an app to a role it does not take: then no practice is shown or offered.
     mine = replace(access, rows=tuple(row for row in access.rows if role_allowed and row.practice.id in ids))
     return AppAccess(app, practices, mine, role_allowed)

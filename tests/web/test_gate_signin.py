@@ -337,3 +337,15 @@ def test_signing_out_ends_the_sign_in_on_the_server_for_every_app(app, signed_in
     with app.app_context():
         # What the gate looks the cookie up in is gone: a copy of the cookie signs in nowhere any more.
         assert SignIn.select().join(User).where(User.email == "ann@example.com").count() == 0
+
+
+def test_after_sign_out_a_copy_of_the_cookie_gets_no_app_request_through(app, signed_in, visitor, charts):
+    ann = signed_in("ann")
+    verify = {"X-Original-URL": CHARTS}
+    assert ann.get("/gate/verify", headers=verify).status_code == 200
+    copied = ann.client.get_cookie("pbnsec_session").value
+    ann.post("/logout")
+    elsewhere = visitor()
+    elsewhere.client.set_cookie("pbnsec_session", copied)
+    answer = elsewhere.get("/gate/verify", headers=verify)
+    assert answer.status_code == 401 and "X-Pbnsec-User" not in answer.headers
