@@ -37,9 +37,6 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(load_config(instance_path=instance))
     app.config.update(config or {})
     app.config["PROXIES"] = proxies(app.config)
-    # One setting for the gate's shared sign-in: the session cookie (and with it the CSRF token and flashed
-    # messages, which live in the session) goes to every host under PBNSEC_COOKIE_DOMAIN.
-    app.config["SESSION_COOKIE_DOMAIN"] = app.config.get("COOKIE_DOMAIN") or None
     app.jinja_env.undefined = StrictUndefined
 
     logs.init_app(app)  # first, so its clock starts before any other hook and its line is written last

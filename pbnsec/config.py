@@ -248,6 +248,7 @@ def load_config(env=None, instance_path: Path | None = None) -> dict:
                           "stand in front of pbnsec, or remove PBNSEC_TRUSTED_PROXY_ADDRS.")
     smtp = _smtp(env)
     base_url = _base_url(env)
+    cookie_domain = _cookie_domain(env, base_url)
     return {
         "DATABASE_URL": _database_url(env),
         "SECRET_KEY": _secret_key(env, instance_path),
@@ -271,8 +272,10 @@ def load_config(env=None, instance_path: Path | None = None) -> dict:
         "MAIL_FROM": _mail_from(env, smtp),
         "BASE_URL": base_url,
         "NOTIFY_BATCH_MINUTES": _batch_minutes(env),
-        # The gate: the session cookie for every host under this domain (create_app sets SESSION_COOKIE_DOMAIN).
-        "COOKIE_DOMAIN": _cookie_domain(env, base_url),
+        # The gate: the session cookie (and with it the CSRF token and flashed messages, which live in the session)
+        # goes to every host under this domain.
+        "COOKIE_DOMAIN": cookie_domain,
+        "SESSION_COOKIE_DOMAIN": cookie_domain,
     }
 
 

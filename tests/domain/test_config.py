@@ -151,8 +151,10 @@ def test_bad_mail_settings_are_refused_with_the_setting_named(tmp_path, env, mes
     ("office.riverside.example", "office.riverside.example"),
 ])
 def test_cookie_domain_is_read_as_a_domain_name(tmp_path, raw, domain):
-    assert load_config({"PBNSEC_COOKIE_DOMAIN": raw}, tmp_path)["COOKIE_DOMAIN"] == domain
-    assert load_config({}, tmp_path)["COOKIE_DOMAIN"] is None
+    config = load_config({"PBNSEC_COOKIE_DOMAIN": raw}, tmp_path)
+    assert config["COOKIE_DOMAIN"] == config["SESSION_COOKIE_DOMAIN"] == domain  # Flask's session cookie too
+    unset = load_config({}, tmp_path)
+    assert unset["COOKIE_DOMAIN"] is None and unset["SESSION_COOKIE_DOMAIN"] is None
 
 
 @pytest.mark.parametrize("raw,message", [

@@ -109,7 +109,7 @@ def test_an_app_behind_the_gate_in_chromium(tmp_path):
     # The settings as an administrator writes them, read the way pbnsec reads its environment.
     env = load_config({"PBNSEC_COOKIE_DOMAIN": "riverside.test", "PBNSEC_BASE_URL": SECURITY,
                        "PBNSEC_TRUSTED_PROXIES": "1"}, tmp_path)
-    settings = {key: env[key] for key in ("COOKIE_DOMAIN", "BASE_URL", "TRUSTED_PROXIES")}
+    settings = {key: env[key] for key in ("COOKIE_DOMAIN", "SESSION_COOKIE_DOMAIN", "BASE_URL", "TRUSTED_PROXIES")}
     try:
         with live_app(tmp_path, setup=setup, **settings) as (app, base_url):
             pbnsec_port = int(base_url.rsplit(":", 1)[1])

@@ -280,7 +280,7 @@ SECURITY = "http://security.riverside.example"
 def test_the_session_cookie_is_scoped_to_the_cookie_domain_and_csrf_and_flashes_work(tmp_path, app):
     from conftest import Visitor, make_app
 
-    shared = make_app(tmp_path, COOKIE_DOMAIN="riverside.example")
+    shared = make_app(tmp_path, COOKIE_DOMAIN="riverside.example", SESSION_COOKIE_DOMAIN="riverside.example")
     v = Visitor(shared)
     v.get(SECURITY + "/login")
     response = v.post(SECURITY + "/login", {"email": "ann@example.com", "password": PASSWORD})
@@ -306,7 +306,7 @@ def test_a_sign_in_from_before_the_cookie_domain_is_moved_to_it_once(tmp_path, a
     old = before.client.get_cookie("pbnsec_session", domain="security.riverside.example")
     assert old is not None and "Domain=" not in before.client.get(SECURITY + "/").headers.get("Set-Cookie", "")
 
-    shared = Visitor(make_app(tmp_path, COOKIE_DOMAIN="riverside.example"))
+    shared = Visitor(make_app(tmp_path, COOKIE_DOMAIN="riverside.example", SESSION_COOKIE_DOMAIN="riverside.example"))
     shared.client.set_cookie("pbnsec_session", old.value, domain="security.riverside.example")
     # Charts saw no cookie and sent Ann to sign in: she is signed in, so the session is written for the whole
     # domain, the host's own cookie expired, and back she goes.
