@@ -9,7 +9,6 @@ import logging
 from dataclasses import dataclass
 
 from pbnsec.core.decision import STATUS_LABELS
-from pbnsec.core.gate import DEFAULT_PORTS, GateInputError, parse_host, parse_return_url
 from pbnsec.core.text import has_control_characters, without_control_characters
 from pbnsec.db import database
 from pbnsec.domain import audit, sessions, signin_limits
@@ -17,7 +16,7 @@ from pbnsec.domain.access import AccessOverview, overview, why_allowed, why_bloc
 from pbnsec.domain.users import authenticate
 from pbnsec.domain.visit import Visit
 from pbnsec.logs import security_event
-from pbnsec.models import Membership, Practice, ProtectedApp, User
+from pbnsec.models import Membership, Practice, User
 
 EMAIL_MAX, PASSWORD_MAX = 254, 1024
 
@@ -121,19 +120,3 @@ def _refused(visit: Visit, action: str, email: str) -> None:
         audit.record_by(visit, action, actor_label=email or "(blank)", target=email, practice=practice)
     security_event(action, email=email, ip=visit.ip)  # one line per attempt, however many practices
 
-
-def app_return_url(text: str | None) -> tuple[str, ProtectedApp] | None:
-    """An absolute URL a sign-in may send the browser back to, with its app: only one a protected app serves (its
-    host, and its port for the URL's scheme), read strictly by core.gate; anything else is None (no open redirect)."""
-    try:
-        original = parse_return_url(text or "")
-    except GateInputError:
-        return None
-    host = original.host
-    port = host.port if host.port is not None else DEFAULT_PORTS[original.scheme]
-    # The stored forms that could serve it: with its port, and without one when it is a default port.
-    stored = [f"{host.name}:{port}"] + ([host.name] if port in DEFAULT_PORTS.values() else [])
-    for app in ProtectedApp.select().where(ProtectedApp.host.in_(stored)):
-        if parse_host(app.host).serves(host, original.scheme):
-            return original.url, app
-    return None

@@ -14,10 +14,12 @@ from flask import (
 )
 from flask_login import current_user, login_user
 
+from pbnsec.core.gate import GateInputError, parse_return_url
 from pbnsec.core.polling import next_poll_seconds
 from pbnsec.core.text import parse_id
 from pbnsec.domain import audit, sessions, sign_in
 from pbnsec.domain.access_requests import NOTE_MAX, contacts, request_access
+from pbnsec.domain.gate import GateApp
 from pbnsec.domain.visit import Visit
 from pbnsec.models import PENDING, AccessRequest, Practice
 from pbnsec.web.hook import access_of, blocked_user, end_sign_in, start_blocked_sign_in
@@ -26,17 +28,30 @@ from pbnsec.web.pages import allow_form_redirect, hx_redirect, safe_next, wants_
 bp = Blueprint("auth", __name__)
 
 
+def app_return_url(target: str | None) -> tuple[str, GateApp] | None:
+    """An absolute URL a sign-in may send the browser back to, with its app: read strictly (core.gate), and only
+    when a protected app serves its host and port for its scheme, found as the gate finds it; else None."""
+    try:
+        original = parse_return_url(target or "")
+    except GateInputError:
+        return None
+    app = current_app.extensions["pbnsec.gate"].find_app(original.host, original.scheme)
+    return (original.url, app) if app is not None else None
+
+
 def return_to(target: str | None) -> str | None:
     """Where a sign-in may go on to: a path of this site, or a protected app's URL (the gate sent the browser here
-    from it); anything else is None and the sign-in lands on the home page."""
-    found = sign_in.app_return_url(target) if target and not target.startswith("/") else None
-    return safe_next(target) or (found[0] if found else None)
+    from it); anything else is None and the sign-in lands on the home page (no open redirect)."""
+    if target and target.startswith("/"):
+        return safe_next(target)
+    found = app_return_url(target)
+    return found[0] if found is not None else None
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if current_user.is_authenticated:
-        app_url = sign_in.app_return_url(request.values.get("next"))
+        app_url = app_return_url(request.values.get("next"))
         if app_url is not None and current_app.config.get("COOKIE_DOMAIN") and not session.get("cookie_shared"):
             # The gate found no sign-in on the app's host, yet this browser holds one here: a cookie from before
             # PBNSEC_COOKIE_DOMAIN, kept for this host alone. Writing the session now sends it for the whole domain

@@ -24,13 +24,13 @@ from flask_login import current_user
 from pbnsec import db
 from pbnsec.core.gate import GateInputError
 from pbnsec.core.text import parse_id
-from pbnsec.domain import gate, sign_in
+from pbnsec.domain import gate
 from pbnsec.domain.access_requests import NOTE_MAX
 from pbnsec.domain.gate import GateOptions, GateState, Verdict
 from pbnsec.domain.gate_blocked import app_access
 from pbnsec.domain.visit import Visit
 from pbnsec.models import utcnow
-from pbnsec.web.auth import ask_for_access, statuses_context, statuses_fragment
+from pbnsec.web.auth import app_return_url, ask_for_access, statuses_context, statuses_fragment
 from pbnsec.web.hook import access_of
 from pbnsec.web.pages import hx_redirect, wants_fragment
 
@@ -144,7 +144,7 @@ class _Flusher:
 
 def _return_url(app) -> str | None:
     """The `next` URL, when it is one of this app's (anything else is dropped: no open redirect)."""
-    found = sign_in.app_return_url(request.args.get("next"))
+    found = app_return_url(request.args.get("next"))
     return found[0] if found is not None and found[1].id == app.id else None
 
 
@@ -166,7 +166,7 @@ def _gate_context(seen, next_url) -> dict:
 
 @bp.route("/gate/blocked", methods=["GET", "POST"])
 def blocked():
-    found = sign_in.app_return_url(request.args.get("next"))
+    found = app_return_url(request.args.get("next"))
     if not current_user.is_authenticated:
         # Sign in first, then straight back to the app: it asks the gate again.
         return hx_redirect(url_for("auth.login", next=found[0] if found else None))
