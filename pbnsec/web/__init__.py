@@ -5,10 +5,9 @@ from __future__ import annotations
 
 def init_app(app) -> None:
     """Attach the extensions, the request hook, the shared page behaviour and every blueprint."""
-    from pbnsec.web import hook, pages
+    from pbnsec.web import gate, hook, pages
     from pbnsec.web.account import bp as account_bp
     from pbnsec.web.auth import bp as auth_bp
-    from pbnsec.web import gate
     from pbnsec.web.extensions import SessionCookie, csrf, htmx, login_manager
     from pbnsec.web.health import bp as health_bp
     from pbnsec.web.home import bp as home_bp

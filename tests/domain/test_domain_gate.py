@@ -329,3 +329,20 @@ def test_counts_of_an_app_deleted_before_the_flush_are_dropped(db, charts):
     ProtectedApp.delete().execute()
     assert state.flush() == 0 and GateCount.select().count() == 0
     assert gate.gate_counts([], TUESDAY_10) == {}
+
+
+def test_the_gates_sign_in_lookup_answers_as_sessions_find_does(db):
+    from pbnsec.domain import sessions
+    from pbnsec.models import SignIn, User, utcnow
+
+    state, now, fay = GateState(), utcnow(), person("fay")
+    full, blocked = sessions.start(fay), sessions.start(fay, blocked=True, ip=ip_address("127.0.0.9"))
+    found = state.signed_in(full, now)
+    assert (found.id, found.email, found.role.name, found.sign_in_token) == (fay.id, fay.email, "Front Desk", full)
+    assert found.role_id == fay.role_id and not found.is_dirty()
+    for token in (blocked, "", None, "no such token"):
+        assert state.signed_in(token, now) is None and sessions.find(token) is None
+    assert state.signed_in(full, now + sessions.FULL_LIFETIME) is None  # expired
+    User.update(active=False).where(User.id == fay.id).execute()
+    assert state.signed_in(full, now) is None and sessions.find(full) is None
+    assert SignIn.select().count() == 2

@@ -11,6 +11,8 @@ import pytest
 from conftest import PASSWORD, make_app, protect_app, restrict
 from realworld import HttpVisitor, app_server, header_echo_server, nginx
 
+from pbnsec.models import User
+
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx") and not shutil.which("nginx"),
                                 reason="make test installs nginx-light")
 
@@ -64,6 +66,8 @@ def database(tmp_path, seeded_database):
     app = make_app(holder, DATABASE_URL=f"sqlite:///{copy}")
     restrict(app, "Riverside Dental", OFFICE)
     protect_app(app, "Charts", CHARTS)
+    with app.app_context():
+        User.update(name="Håkon Ødegård").where(User.email == "hal@example.com").execute()
     db.close()
     return copy
 
@@ -121,6 +125,14 @@ def test_from_elsewhere_the_same_browser_is_sent_to_the_blocked_page_and_nobody_
     stranger = HttpVisitor(OFFICE)
     status, location, _ = open_app(stranger, proxy)
     assert (status, location) == (302, f"{BASE}/login?next=http%3A%2F%2Fcharts.riverside.example%2Fpatients%2F7")
+
+
+def test_a_name_outside_ascii_reaches_the_upstream_as_utf8(gate):
+    pbnsec, proxy = gate
+    hal = HttpVisitor(OFFICE)
+    hal.sign_in(pbnsec, "hal@example.com", PASSWORD)
+    status, _, body = open_app(hal, proxy)
+    assert status == 200 and json.loads(body)["headers"]["x-pbnsec-name"] == ["Håkon Ødegård"]
 
 
 def test_an_unknown_host_is_refused(gate):

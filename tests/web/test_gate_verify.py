@@ -223,3 +223,20 @@ def test_the_audit_log_shows_refused_gate_requests_counted_on_one_row(app, chart
     page = signed_in("ann").get("/security/audit?action=gate_blocked").text
     assert "gate blocked" in page and "×3" in page and "Charts (charts.riverside.example)" in page
     assert "IP 127.0.0.9 is not approved" in page
+
+
+def test_counts_reach_the_table_after_a_response_once_they_are_due(app, charts, signed_in, visitor):
+    from pbnsec.domain.gate import Counts, gate_counts
+    from pbnsec.models import utcnow
+
+    since = utcnow()
+    fay = signed_in("fay")
+    for _ in range(3):
+        verify(fay)
+    verify(visitor())  # sent to sign in
+    with app.app_context():
+        assert gate_counts([charts], since)[charts] == Counts(0, 0)  # not yet due: kept in memory
+    app.extensions["pbnsec.gate"].flush_seconds = 0
+    verify(fay)  # the request that finds them due adds them, after its answer
+    with app.app_context():
+        assert gate_counts([charts], since)[charts] == Counts(4, 1)
