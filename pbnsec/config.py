@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pbnsec.core.clientip import (
     LOOPBACK,
@@ -11,6 +12,7 @@ from pbnsec.core.clientip import (
     parse_proxy_addrs,
     parse_trusted_proxies,
 )
+from pbnsec.core.gate import GateInputError, parse_host
 from pbnsec.core.mail import (
     MailSettingError,
     parse_base_url,
@@ -190,6 +192,35 @@ def _base_url(env) -> str | None:
         raise ConfigError(f"PBNSEC_BASE_URL {exc}") from None
 
 
+def _cookie_domain(env, base_url: str | None) -> str | None:
+    """The parent domain pbnsec's session cookie is scoped to, so the gate's apps on other hosts under it receive it
+    (README, Protect your other web tools); None: the cookie stays with the host pbnsec is opened at."""
+    raw = env.get("PBNSEC_COOKIE_DOMAIN", "").strip()
+    if not raw:
+        return None
+    text = raw[1:] if raw.startswith(".") else raw  # browsers ignore the leading dot of ".riverside.example"
+    try:
+        host = parse_host(text, "PBNSEC_COOKIE_DOMAIN")
+    except GateInputError as exc:
+        raise ConfigError(str(exc)) from None
+    if host.port is not None:
+        raise ConfigError(f"PBNSEC_COOKIE_DOMAIN is a domain name without a port (cookies are shared by name "
+                          f"whatever the port), such as riverside.example; got {raw!r}")
+    if host.name.startswith("[") or host.name.replace(".", "").isdigit():
+        raise ConfigError(f"PBNSEC_COOKIE_DOMAIN must be a domain name, not an IP address (browsers share no "
+                          f"cookie across addresses); got {raw!r}")
+    if "." not in host.name:
+        raise ConfigError(f"PBNSEC_COOKIE_DOMAIN must be your own domain, such as riverside.example, not a "
+                          f"top-level domain alone; got {raw!r}")
+    if base_url is not None:
+        # A browser refuses a cookie for a domain the page it came from is not under: nobody could sign in.
+        opened_at = (urlsplit(base_url).hostname or "").rstrip(".")
+        if opened_at != host.name and not opened_at.endswith("." + host.name):
+            raise ConfigError(f"PBNSEC_COOKIE_DOMAIN {host.name} must be the domain of PBNSEC_BASE_URL's host "
+                              f"{opened_at} or a parent of it, or browsers refuse the sign-in cookie")
+    return host.name
+
+
 BATCH_MINUTES_MOST = 24 * 60
 
 
@@ -216,6 +247,8 @@ def load_config(env=None, instance_path: Path | None = None) -> dict:
         raise ConfigError("PBNSEC_TRUSTED_PROXY_ADDRS is set but PBNSEC_TRUSTED_PROXIES is 0: set how many proxies "
                           "stand in front of pbnsec, or remove PBNSEC_TRUSTED_PROXY_ADDRS.")
     smtp = _smtp(env)
+    base_url = _base_url(env)
+    cookie_domain = _cookie_domain(env, base_url)
     return {
         "DATABASE_URL": _database_url(env),
         "SECRET_KEY": _secret_key(env, instance_path),
@@ -237,8 +270,12 @@ def load_config(env=None, instance_path: Path | None = None) -> dict:
         # Mail (pbnsec.mailer): off while SMTP is None.
         "SMTP": smtp,
         "MAIL_FROM": _mail_from(env, smtp),
-        "BASE_URL": _base_url(env),
+        "BASE_URL": base_url,
         "NOTIFY_BATCH_MINUTES": _batch_minutes(env),
+        # The gate: the session cookie (and with it the CSRF token and flashed messages, which live in the session)
+        # goes to every host under this domain.
+        "COOKIE_DOMAIN": cookie_domain,
+        "SESSION_COOKIE_DOMAIN": cookie_domain,
     }
 
 

@@ -78,7 +78,8 @@ def live_app(tmp_path: Path, setup: Callable | None = None, **config) -> Iterato
         with app.app_context():
             setup(app)
     # Port 0: the listening socket is bound to a free loopback port at once, so no other process can take it.
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    # As `flask serve` does: X-Forwarded-For reaches the app, which alone decides whether to believe it.
+    server = create_server(app, host="127.0.0.1", port=0, threads=4, clear_untrusted_proxy_headers=False)
     base_url = f"http://127.0.0.1:{server.effective_port}"
     thread = threading.Thread(target=server.run, name="live-app", daemon=True)
     thread.start()
@@ -99,6 +100,16 @@ def chromium_page(timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Iterator[Page]:
         yield page
 
 
+def overflow(page) -> dict:
+    """How wide the page is against the window: fits when scroll <= inner (no sideways scrolling)."""
+    return page.evaluate("({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})")
+
+
+def fits(page) -> bool:
+    size = overflow(page)
+    return size["scroll"] <= size["inner"]
+
+
 def stays_in_place(page: Page, url: str, navigations: list):
     """Mark the page, then return a check that it is still that document at `url`: htmx swapped, nothing reloaded."""
     page.evaluate("window.__sameDocument = true")
@@ -116,24 +127,35 @@ def stays_in_place(page: Page, url: str, navigations: list):
 def chromium_pages(count: int, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Iterator[list[Page]]:
     """`count` Pages of one headless Chromium, each in a browser context of its own (its own cookies),
     for two people using the app at once; actions and `expect` wait up to timeout_ms."""
+    with chromium_browsers(*[[]] * count, timeout_ms=timeout_ms, one_browser=True) as pages:
+        yield pages
+
+
+@contextmanager
+def chromium_browsers(*switches: list[str], timeout_ms: int = DEFAULT_TIMEOUT_MS,
+                      one_browser: bool = False) -> Iterator[list[Page]]:
+    """A Page per list of extra command-line switches, each in a headless Chromium of its own started with them
+    (e.g. --host-resolver-rules: which address a name leads to is per browser, not per context); with
+    one_browser, contexts of one Chromium instead (the switches must then be empty)."""
     if not os.access(CHROMIUM, os.X_OK):
         raise RuntimeError(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (never `playwright install`)")
     expect.set_options(timeout=timeout_ms)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browsers, contexts = [], []
         try:
-            contexts = []
-            try:
-                for _ in range(count):
-                    context = browser.new_context()
-                    context.set_default_timeout(timeout_ms)
-                    contexts.append(context)
-                yield [context.new_page() for context in contexts]
-            finally:
-                for context in contexts:
-                    context.close()
+            for extra in switches:
+                if not browsers or not one_browser:
+                    browsers.append(p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                      args=CHROMIUM_ARGS + list(extra)))
+                context = browsers[-1].new_context()
+                context.set_default_timeout(timeout_ms)
+                contexts.append(context)
+            yield [context.new_page() for context in contexts]
         finally:
-            browser.close()
+            for context in contexts:
+                context.close()
+            for browser in browsers:
+                browser.close()
 
 
 def sign_in(page: Page, base_url: str, email: str, password: str) -> None:

@@ -121,10 +121,10 @@ def proxy_block(upstream_port: int, forwarded_for: str | None) -> str:
 
 
 @contextmanager
-def nginx(folder: Path, location: str, http_extra: str = ""):
+def nginx(folder: Path, location: str, http_extra: str = "", port: int | None = None):
     """A private nginx on a free loopback port (IPv4 and ::1) with one location block (and http_extra, such as an
-    upstream block, beside its server); yields the port."""
-    port = free_port()
+    upstream block or servers of their own on `port` given here, beside its server); yields the port."""
+    port = port or free_port()
     prefix = folder / f"nginx-{port}"
     prefix.mkdir()
     user = "user root;" if os.geteuid() == 0 else ""

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from pbnsec.core.text import has_control_characters, without_control_characters
 from pbnsec.core.decision import STATUS_LABELS
+from pbnsec.core.text import has_control_characters, without_control_characters
 from pbnsec.db import database
 from pbnsec.domain import audit, sessions, signin_limits
 from pbnsec.domain.access import AccessOverview, overview, why_allowed, why_blocked
@@ -119,3 +119,4 @@ def _refused(visit: Visit, action: str, email: str) -> None:
     for practice in practices or [None]:
         audit.record_by(visit, action, actor_label=email or "(blank)", target=email, practice=practice)
     security_event(action, email=email, ip=visit.ip)  # one line per attempt, however many practices
+

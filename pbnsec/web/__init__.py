@@ -8,13 +8,14 @@ def init_app(app) -> None:
     from pbnsec.web import gate, hook, pages
     from pbnsec.web.account import bp as account_bp
     from pbnsec.web.auth import bp as auth_bp
-    from pbnsec.web.extensions import csrf, htmx, login_manager
+    from pbnsec.web.extensions import SessionCookie, csrf, htmx, login_manager
     from pbnsec.web.health import bp as health_bp
     from pbnsec.web.home import bp as home_bp
     from pbnsec.web.people import bp as people_bp
     from pbnsec.web.security import bp as security_bp
 
     app.url_map.converters["int"] = pages.IdConverter
+    app.session_interface = SessionCookie()
     hook.init_app(app)  # first: a session seen from a blocked IP ends even on a request CSRF would refuse
     csrf.init_app(app)
     htmx.init_app(app)

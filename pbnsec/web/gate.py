@@ -1,20 +1,38 @@
 """The gate in front of the practice's other web tools: `/gate/verify`, which their reverse proxy asks before every
 request (nginx `auth_request`, Caddy `forward_auth`, Traefik `ForwardAuth`; see README, Protect your other web
-tools)."""
+tools); and `/gate/blocked`, where it sends a signed-in user an app refuses."""
 from __future__ import annotations
 
 import atexit
 import os
 import threading
 
-from flask import Blueprint, current_app, g, make_response, request, session
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user
 
 from pbnsec import db
 from pbnsec.core.gate import GateInputError
+from pbnsec.core.text import parse_id
 from pbnsec.domain import gate
+from pbnsec.domain.access_requests import NOTE_MAX
 from pbnsec.domain.gate import GateOptions, GateState, Verdict
+from pbnsec.domain.gate_blocked import app_access
 from pbnsec.domain.visit import Visit
 from pbnsec.models import utcnow
+from pbnsec.web.auth import app_return_url, ask_for_access, statuses_context, statuses_fragment
+from pbnsec.web.hook import access_of
+from pbnsec.web.pages import hx_redirect, wants_fragment
 
 bp = Blueprint("gate", __name__)
 
@@ -120,3 +138,46 @@ class _Flusher:
         self._stopping.set()
         with self.app.app_context():
             _flush(self.app, self.state)
+
+
+# --- /gate/blocked: why an app refuses a signed-in user, their access request, and going on once it lets them in ---
+
+def _return_url(app) -> str | None:
+    """The `next` URL, when it is one of this app's (anything else is dropped: no open redirect)."""
+    found = app_return_url(request.args.get("next"))
+    return found[0] if found is not None and found[1].id == app.id else None
+
+
+def _blocked_page(seen, next_url, errors=None, note="", code=200):
+    extra = _gate_context(seen, next_url)
+    if wants_fragment() and request.method == "GET":
+        return statuses_fragment(current_user, seen.access, **extra)
+    return render_template("gate/blocked.html", seen=seen, reason=seen.reason(g.visit.ip_text),
+                           errors=errors or {}, note=note, note_max=NOTE_MAX,
+                           **statuses_context(current_user, seen.access, **extra)), code
+
+
+def _gate_context(seen, next_url) -> dict:
+    args = {"app": seen.app.id, **({"next": next_url} if next_url else {})}
+    return dict(status_endpoint="gate.blocked", status_args=args,
+                request_action=url_for("gate.blocked", **args),
+                continue_to={"name": seen.app.name, "url": next_url} if seen.allowed else None)
+
+
+@bp.route("/gate/blocked", methods=["GET", "POST"])
+def blocked():
+    found = app_return_url(request.args.get("next"))
+    if not current_user.is_authenticated:
+        # Sign in first, then straight back to the app: it asks the gate again.
+        return hx_redirect(url_for("auth.login", next=found[0] if found else None))
+    seen = app_access(parse_id(request.args.get("app")), access_of(current_user))
+    if seen is None:
+        abort(404, "There is no such protected app (any more).")
+    next_url = _return_url(seen.app)
+    if request.method == "POST":
+        refused = ask_for_access(current_user, seen.access)
+        if refused is not None:
+            code = 429 if refused.code == "rate_limited" else 422
+            return _blocked_page(seen, next_url, refused.errors, refused.note, code)
+        return redirect(url_for("gate.blocked", app=seen.app.id, next=next_url), code=303)
+    return _blocked_page(seen, next_url)

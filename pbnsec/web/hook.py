@@ -22,7 +22,8 @@ GATE_ENDPOINTS = frozenset({"gate.verify"})
 # these: its own access requests and their statuses, and continuing once a decision lets it in.
 EXEMPT_ENDPOINTS = SESSIONLESS_ENDPOINTS | {"auth.login", "auth.logout", "auth.blocked", "auth.access_requests",
                                             "auth.request_statuses", "auth.continue_sign_in",
-                                            "people.invite"}  # an invite link is used before its person can sign in
+                                            "people.invite",  # used before its person can sign in
+                                            "gate.blocked"}  # sends a signed-out visitor to sign in, then the app
 
 
 def start_blocked_sign_in(user) -> None:
@@ -102,7 +103,9 @@ def enforce():
         else:
             flash(f"You were signed out: your IP address {g.client_ip or '(unknown)'} is not approved for your "
                   "practices. Sign in again to ask for access.", "warning")
-        return hx_redirect(url_for("auth.login"))
+        # From an app's blocked page: after signing in again, back to the app (the login checks the URL).
+        back = request.args.get("next") if request.endpoint == "gate.blocked" else None
+        return hx_redirect(url_for("auth.login", next=back))
     g.visit = Visit(user, g.client_ip, practice, g.visit.now)
     g.practice = practice  # the header shows it on every page
     if request.endpoint in EXEMPT_ENDPOINTS:

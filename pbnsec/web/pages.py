@@ -20,6 +20,19 @@ CSP = (
 )
 
 
+def allow_form_redirect(url: str | None) -> None:
+    """Let this page's forms end up at `url` (an app's URL a sign-in returns to, already checked): browsers hold
+    the redirect after a form post to the page's CSP form-action as well."""
+    if url and not url.startswith("/"):
+        parts = urlsplit(url)
+        g.setdefault("form_origins", set()).add(f"{parts.scheme}://{parts.netloc}")
+
+
+def _csp() -> str:
+    origins = sorted(g.get("form_origins", ()))
+    return CSP.replace("form-action 'self'", " ".join(["form-action 'self'", *origins])) if origins else CSP
+
+
 class IdConverter(IntegerConverter):
     """<int:…> in URLs, but never larger than the database can hold (a bigger one is simply not found)."""
 
@@ -70,7 +83,7 @@ def init_app(app) -> None:
     @app.after_request
     def _headers(response):
         response.vary.add("HX-Request")
-        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("Content-Security-Policy", _csp())
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")

@@ -143,3 +143,44 @@ def test_bad_mail_settings_are_refused_with_the_setting_named(tmp_path, env, mes
     with pytest.raises(ConfigError, match=message) as refused:
         load_config(env, tmp_path)
     assert "hunter2" not in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("raw,domain", [
+    ("riverside.example", "riverside.example"),
+    (".Riverside.Example.", "riverside.example"),  # the old leading dot and a trailing one: the same domain
+    ("office.riverside.example", "office.riverside.example"),
+])
+def test_cookie_domain_is_read_as_a_domain_name(tmp_path, raw, domain):
+    config = load_config({"PBNSEC_COOKIE_DOMAIN": raw}, tmp_path)
+    assert config["COOKIE_DOMAIN"] == config["SESSION_COOKIE_DOMAIN"] == domain  # Flask's session cookie too
+    unset = load_config({}, tmp_path)
+    assert unset["COOKIE_DOMAIN"] is None and unset["SESSION_COOKIE_DOMAIN"] is None
+
+
+@pytest.mark.parametrize("raw,message", [
+    ("riverside.example:8443", "without a port"),
+    ("example", "not a top-level domain alone"),
+    ("10.0.0.5", "not an IP address"),
+    ("[2001:db8::1]", "not an IP address"),
+    ("https://riverside.example", "host name only"),
+    ("user@riverside.example", "host name only"),
+    ("rïverside.example", "punycode"),
+    ("riverside..example", "not a host name"),
+    ("-riverside.example", "not a host name"),
+    ("riverside.example/", "host name only"),
+])
+def test_a_cookie_domain_that_is_not_a_domain_name_is_refused(tmp_path, raw, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({"PBNSEC_COOKIE_DOMAIN": raw}, tmp_path)
+
+
+def test_the_cookie_domain_must_hold_the_host_pbnsec_is_opened_at(tmp_path):
+    env = {"PBNSEC_COOKIE_DOMAIN": "riverside.example", "PBNSEC_BASE_URL": "https://security.riverside.example"}
+    assert load_config(env, tmp_path)["COOKIE_DOMAIN"] == "riverside.example"
+    env["PBNSEC_BASE_URL"] = "https://security.lakeside.example"
+    with pytest.raises(ConfigError, match="security.lakeside.example or a parent of it"):
+        load_config(env, tmp_path)
+    # A look-alike that merely ends in the same letters is not under the domain.
+    env["PBNSEC_BASE_URL"] = "https://notriverside.example"
+    with pytest.raises(ConfigError, match="parent of it"):
+        load_config(env, tmp_path)

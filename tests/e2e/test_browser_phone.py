@@ -4,7 +4,7 @@ from datetime import timedelta
 from ipaddress import ip_network
 
 import pytest
-from browser_support import chromium_page, live_app, sign_in
+from browser_support import chromium_page, live_app, overflow, sign_in
 from conftest import PASSWORD, practice_id, seed
 from pbnsec.models import utcnow
 from playwright.sync_api import expect
@@ -61,16 +61,6 @@ def with_long_rows(app):
     IPRestriction.create(practice=lakeside, enforced=True)
     IPRestriction.create(practice=riverside, enforced=True, everyone=False)
     RestrictedUser.create(practice=riverside, user=fay)
-
-
-def overflow(page) -> dict:
-    """How far the page is wider than the window (0 when it fits)."""
-    return page.evaluate("({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})")
-
-
-def fits(page) -> bool:
-    size = overflow(page)
-    return size["scroll"] <= size["inner"]
 
 
 @pytest.mark.parametrize("width,height", SIZES)

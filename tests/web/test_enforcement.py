@@ -262,7 +262,8 @@ def test_the_exempt_list_is_exactly_the_pages_a_blocked_person_needs():
     assert EXEMPT_ENDPOINTS == {"static", "health.healthz", "health.readyz",
                                 "auth.login", "auth.logout", "auth.blocked", "auth.access_requests",
                                 "auth.request_statuses", "auth.continue_sign_in",
-                                "people.invite"}  # an invite link is used before its person can sign in
+                                "people.invite",  # an invite link is used before its person can sign in
+                                "gate.blocked"}  # signed out: to sign in and back to the app; else the hook's rules
 
 
 
