@@ -4,7 +4,7 @@ from datetime import timedelta
 from ipaddress import ip_network
 
 import pytest
-from browser_support import chromium_page, live_app, overflow, sign_in
+from browser_support import chromium_page, fits, live_app, overflow, sign_in
 from conftest import PASSWORD, practice_id, seed
 from pbnsec.models import utcnow
 from playwright.sync_api import expect
