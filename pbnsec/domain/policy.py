@@ -32,11 +32,13 @@ class Policy:
     time_zone: str  # the practice's zone its Time Windows were compiled in (a change recompiles)
     settings: Settings
     requests_allowed: bool
-    entries: NetworkMatcher[Rule]  # its own and All practices' switched-on entries, expired ones included
+    # Its own and All practices' switched-on entries, expired ones included; empty while its IP restrictions are
+    # off, since no decision then looks at them (an allowlist of 10,000 entries is not compiled to be ignored).
+    entries: NetworkMatcher[Rule]
 
     def entries_holding(self, ip: IPAddress | None) -> list[Rule]:
         """The switched-on entries whose network holds ip, most specific first (expiry is the decision's to
-        judge, against the visit's now)."""
+        judge, against the visit's now); none while IP restrictions are off."""
         return self.entries.match(ip)
 
 
@@ -47,11 +49,13 @@ def compile_policies(practice_ids) -> dict[int, Policy]:
     practice_ids = list(practice_ids)
     settings, no_requests = _settings(practice_ids)
     matchers: dict[int, NetworkMatcher[Rule]] = {pid: NetworkMatcher() for pid in practice_ids}
-    for entry in AllowlistEntry.select().where(AllowlistEntry.scope.in_([*practice_ids, ALL_PRACTICES])
-                                               & AllowlistEntry.active):
-        rule = Rule(ip_network(entry.network), active=True, expires_at=entry.expires_at, ref=entry)
-        for pid in (practice_ids if entry.scope == ALL_PRACTICES else [entry.scope]):
-            matchers[pid].add(rule.network, rule)
+    enforced = [pid for pid in practice_ids if settings[pid].enforced]
+    if enforced:
+        for entry in AllowlistEntry.select().where(AllowlistEntry.scope.in_([*enforced, ALL_PRACTICES])
+                                                   & AllowlistEntry.active):
+            rule = Rule(ip_network(entry.network), active=True, expires_at=entry.expires_at, ref=entry)
+            for pid in (enforced if entry.scope == ALL_PRACTICES else [entry.scope]):
+                matchers[pid].add(rule.network, rule)
     return {pid: Policy(0, "", settings[pid], pid not in no_requests, matchers[pid]) for pid in practice_ids}
 
 

@@ -260,3 +260,16 @@ def test_a_practice_that_takes_a_deleted_one_s_id_never_meets_its_compiled_polic
     again = Practice.create(id=gone.id, name="Again Dental")
     assert again.policy_generation != compiled.generation
     assert cache.for_practices([practice_named("Again Dental")])[gone.id].entries_holding(ip_address("192.0.2.1")) == []
+
+
+def test_a_practice_with_ip_restrictions_off_compiles_no_allowlist_until_they_are_switched_on(office):
+    """No decision looks at the allowlist while IP restrictions are off: its entries are not read into memory then
+    (a write to a list of 10,000 would otherwise cost every next visit a compile of all of them)."""
+    cache = PolicyCache()
+    (off,) = cache.for_practices([practice_named(RIVERSIDE)]).values()
+    assert len(off.entries) == 0
+    assert fay_from_home(cache).decision.reason == "restrictions_off"
+    restrictions.set_enforced(owner(), practice_named(RIVERSIDE), True, confirmed=True)
+    (on,) = cache.for_practices([practice_named(RIVERSIDE)]).values()
+    assert [rule.ref.network for rule in on.entries_holding(ip_address("127.0.0.1"))] == ["127.0.0.0/24"]
+    assert not fay_from_home(cache).decision.allowed
