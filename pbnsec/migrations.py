@@ -371,6 +371,14 @@ def index_lists_for_paging(migrator: SchemaMigrator) -> None:
             migrator.add_index(table, columns, name=name).run()
 
 
+def index_allowlist_by_prefix_length(migrator: SchemaMigrator) -> None:
+    """allowlist_entry is counted per scope and prefix length along an index, so adding one entry to a list of
+    thousands need not read them all."""
+    if "allowlist_entry_scope_prefix_length_start" not in _indexes("allowlist_entry"):
+        migrator.add_index("allowlist_entry", ("scope", "prefix_length", "start"),
+                           name="allowlist_entry_scope_prefix_length_start").run()
+
+
 MIGRATIONS = [
     index_rate_limit_hits_by_time,
     add_must_change_password,
@@ -387,6 +395,7 @@ MIGRATIONS = [
     add_deployment_settings,  # 13
     index_lists_for_paging,  # 14
     add_policy_generations,  # 15
+    index_allowlist_by_prefix_length,  # 17
 ]
 LATEST = len(MIGRATIONS)
 
