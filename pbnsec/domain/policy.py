@@ -94,6 +94,16 @@ class PolicyCache:
     def for_practices(self, practices: list[Practice]) -> dict[int, Policy] | None:
         """The policy of each practice at the generation its row (read by this visit) carries; None when writes
         kept changing them while they were compiled (the caller then decides the direct way)."""
+        found = {}
+        for practice in practices:  # every request: the usual case, every policy current, costs a dict look-up each
+            pid = practice.id
+            policy = self._policies.get(pid)
+            if (policy is None or policy.generation != practice.policy_generation
+                    or policy.time_zone != practice.time_zone):
+                break
+            found[pid] = policy
+        else:
+            return found
         wanted = {p.id: (p.policy_generation, p.time_zone) for p in practices}
         found, stale = {}, []
         for pid, (generation, zone) in wanted.items():
