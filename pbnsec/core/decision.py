@@ -63,10 +63,9 @@ RESTRICTIONS_OFF, NOT_IN_SCOPE = Allowed("restrictions_off"), Allowed("not_in_sc
 
 
 def _covering(ip: IPAddress, rules: Iterable[Rule], now: datetime) -> Rule | None:
-    version = ip.version
     for rule in rules:
         live = rule.active and (rule.expires_at is None or rule.expires_at > now)
-        if live and rule.network.version == version and ip in rule.network:
+        if live and ip in rule.network:  # (an address of the other IP version is in no network of this one)
             return rule
     return None
 
