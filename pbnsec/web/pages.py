@@ -149,13 +149,15 @@ def zone_of(where=None) -> str:
     in, else UTC."""
     from pbnsec.models import Practice
 
-    working = g.get("visit").practice if g.get("visit") is not None else None
+    state = g._get_current_object()  # one look through the proxy: a page of requests asks 150 times
+    visit = getattr(state, "visit", None)
+    working = visit.practice if visit is not None else None
     if isinstance(where, Practice):
         return where.time_zone
     if isinstance(where, int) and not isinstance(where, bool):
         if working is not None and working.id == where:
             return working.time_zone
-        zones = g.setdefault("practice_zones", {})
+        zones = state.setdefault("practice_zones", {})
         if where not in zones:
             zones[where] = Practice.select(Practice.time_zone).where(Practice.id == where).scalar() or "UTC"
         return zones[where]
