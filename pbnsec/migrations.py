@@ -453,6 +453,14 @@ def add_gate_counts(migrator: SchemaMigrator) -> None:
     database.create_tables([_gate_count_at_19()])  # safe: only when missing
 
 
+def index_allowlist_by_prefix_length(migrator: SchemaMigrator) -> None:
+    """allowlist_entry is counted per scope and prefix length along an index, so adding one entry to a list of
+    thousands need not read them all."""
+    if "allowlist_entry_scope_prefix_length_start" not in _indexes("allowlist_entry"):
+        migrator.add_index("allowlist_entry", ("scope", "prefix_length", "start"),
+                           name="allowlist_entry_scope_prefix_length_start").run()
+
+
 MIGRATIONS = [
     index_rate_limit_hits_by_time,
     add_must_change_password,
@@ -470,8 +478,9 @@ MIGRATIONS = [
     index_lists_for_paging,  # 14
     add_policy_generations,  # 15
     add_protected_apps,  # 16
-    index_audit_events_by_ip,  # 18 (17 is the perf branch's until it is merged)
-    add_gate_counts,  # 19 (17 and 18 come from other branches of issue 12)
+    index_allowlist_by_prefix_length,  # 17
+    index_audit_events_by_ip,  # 18
+    add_gate_counts,  # 19
 ]
 LATEST = len(MIGRATIONS)
 

@@ -152,6 +152,8 @@ class AllowlistEntry(BaseModel):
             (("scope", "network"), True),
             (("scope", "start"), False),  # the lookup: (practice or all) x (ip masked per prefix length)
             (("scope", "added_at", "id"), False),  # a page of the list: the practice's entries, then All practices
+            # How many entries of each prefix length (allowlist.may_add_up): counted in the index alone.
+            (("scope", "prefix_length", "start"), False),
         )
 
     @property

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from pbnsec.core.iprules import IPAddress, IPNetwork, unmap
 from pbnsec.core.windows import Hours
@@ -11,8 +11,9 @@ from pbnsec.core.windows import Hours
 NOT_REQUESTED = "not_requested"
 
 
-@dataclass(frozen=True)
-class Subject:
+class Subject(NamedTuple):
+    """Who is being decided about (a tuple: made on every request)."""
+
     user_id: int
     role_id: int
 
@@ -58,12 +59,13 @@ class Blocked:
 
 
 Decision = Allowed | Blocked
+RESTRICTIONS_OFF, NOT_IN_SCOPE = Allowed("restrictions_off"), Allowed("not_in_scope")  # the same for everyone
 
 
 def _covering(ip: IPAddress, rules: Iterable[Rule], now: datetime) -> Rule | None:
     for rule in rules:
         live = rule.active and (rule.expires_at is None or rule.expires_at > now)
-        if live and rule.network.version == ip.version and ip in rule.network:
+        if live and ip in rule.network:  # (an address of the other IP version is in no network of this one)
             return rule
     return None
 
@@ -90,9 +92,9 @@ def decide(
     if settings.hours.enabled and settings.hours.applies_to(user) and not settings.hours.open_at(now):
         return Blocked("outside_hours", hours=settings.hours)
     if not settings.enforced:
-        return Allowed("restrictions_off")
+        return RESTRICTIONS_OFF
     if not settings.applies_to(user):
-        return Allowed("not_in_scope")
+        return NOT_IN_SCOPE
     if ip is None:
         return Blocked("ip_unknown", _value(request_status))
     ip = unmap(ip)

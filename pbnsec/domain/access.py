@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from ipaddress import ip_network
 
 from peewee import JOIN
@@ -151,18 +152,6 @@ def _statuses(user_id: int, practice_ids, ip) -> dict[int, str]:
     return found
 
 
-class _Lazy:
-    """Load something for every practice at once, the first time one practice needs it."""
-
-    def __init__(self, load):
-        self._load, self._value = load, None
-
-    def of(self, practice_id):
-        if self._value is None:
-            self._value = self._load()
-        return self._value[practice_id]
-
-
 def _decisions(user: User, practice_ids: list[int], ip, now: datetime, settings: dict[int, Settings],
                without_entry: int | None = None, without_grant: int | None = None,
                entry_expiry: tuple[int, datetime | None] | None = None,
@@ -173,25 +162,47 @@ def _decisions(user: User, practice_ids: list[int], ip, now: datetime, settings:
     compiled policies (domain.policy), whose in-memory allowlists then stand in for the database's.
     """
     subject = Subject(user.id, user.role_id)
-    applies = [pid for pid in practice_ids if settings[pid].enforced and settings[pid].applies_to(subject)]
+    applies = []
+    for pid in practice_ids:  # (loops, not comprehensions: this runs on every request)
+        if settings[pid].enforced and settings[pid].applies_to(subject):
+            applies.append(pid)
     if policies is not None:
-        entries = {pid: policies[pid].entries_holding(ip) for pid in applies}
+        entries = {}
+        for pid in applies:
+            entries[pid] = policies[pid].entries_holding(ip)
     else:
         entries = entries_holding(applies, ip)
     if entry_expiry is not None:
         changed_id, expires_at = entry_expiry
         entries = {pid: [replace(r, expires_at=expires_at) if r.ref.id == changed_id else r for r in rules]
                    for pid, rules in entries.items()}
-    grants = _Lazy(lambda: _grants(user.id, applies, ip))
-    statuses = _Lazy(lambda: _statuses(user.id, applies, ip))
-    decisions = {}
+    if without_entry is not None:
+        entries = {pid: [r for r in rules if r.ref.id != without_entry] for pid, rules in entries.items()}
+    # First on the entries alone: on a compiled policy that settles almost every request, with no query and
+    # nothing set up to load grants or request statuses. A practice that does not let the visit in is decided
+    # again with them (the same pure decision: what it allowed for is what grants and statuses cannot change).
+    decisions, undecided = {}, []
     for pid in practice_ids:
-        decisions[pid] = decide(
-            subject, ip, settings[pid],
-            [r for r in entries.get(pid, []) if r.ref.id != without_entry],
-            lambda pid=pid: [r for r in grants.of(pid) if r.ref.id != without_grant],
-            now,
-            lambda pid=pid: statuses.of(pid))
+        decisions[pid] = decision = decide(subject, ip, settings[pid], entries.get(pid, ()), (), now)
+        if not decision.allowed:
+            undecided.append(pid)
+    if not undecided:
+        return decisions
+    loaded = {}
+
+    def grants_of(pid):
+        if "grants" not in loaded:
+            loaded["grants"] = _grants(subject.user_id, applies, ip)
+        return [r for r in loaded["grants"][pid] if r.ref.id != without_grant]
+
+    def request_status(pid):
+        if "statuses" not in loaded:
+            loaded["statuses"] = _statuses(subject.user_id, applies, ip)
+        return loaded["statuses"][pid]
+
+    for pid in undecided:
+        decisions[pid] = decide(subject, ip, settings[pid], entries.get(pid, ()), lambda pid=pid: grants_of(pid),
+                                now, lambda pid=pid: request_status(pid))
     return decisions
 
 
@@ -204,9 +215,9 @@ def decide_for(user: User, practice_id: int, ip, settings: Settings | None = Non
     return _decisions(user, [practice_id], ip, now or utcnow(), current, without_entry, without_grant)[practice_id]
 
 
-@dataclass(frozen=True)
-class PracticeAccess:
-    """A practice as one user sees it from one IP: the decision, its status word, and whether they may ask."""
+class PracticeAccess(NamedTuple):
+    """A practice as one user sees it from one IP: the decision, its status word, and whether they may ask (a
+    tuple, like the overview: both are made on every request, and a frozen dataclass costs more to make)."""
 
     practice: Practice
     decision: Decision
@@ -215,8 +226,7 @@ class PracticeAccess:
     settings: Settings = Settings()  # the practice's IP restrictions and Time Windows the decision was made on
 
 
-@dataclass(frozen=True)
-class AccessOverview:
+class AccessOverview(NamedTuple):
     """Every practice of one user as seen from one IP at one time, in name order: worked out once per visit."""
 
     user: User
@@ -256,13 +266,9 @@ def overview(user: User, ip, now: datetime | None = None, policies=None) -> Acce
     """
     ip = unmap(ip) if ip is not None else None  # ::ffff:a.b.c.d is looked up as the IPv4 address it is
     if policies is not None:
-        practices = policies.practices_of(user.id)
-        compiled = policies.for_practices(practices)
-        if compiled is not None:
-            settings = {pid: policy.settings for pid, policy in compiled.items()}
-            no_requests = {pid for pid, policy in compiled.items() if not policy.requests_allowed}
-            decisions = _decisions(user, list(compiled), ip, now or utcnow(), settings, policies=compiled)
-            return _overview(user, ip, practices, decisions, no_requests, settings)
+        found = overview_on_policies(user, ip, now or utcnow(), policies.practices_of(user.id), policies)
+        if found is not None:
+            return found
     # The practices and their restrictions in one query: this runs on every request.
     practices = list(Practice.select(Practice, IPRestriction, TimeRule, Membership.id)
                      .join(Membership).switch(Practice)
@@ -278,19 +284,46 @@ def overview(user: User, ip, now: datetime | None = None, policies=None) -> Acce
     return _overview(user, ip, practices, decisions, no_requests, settings)
 
 
+def overview_on_policies(user: User, ip, now: datetime, practices: list[Practice], policies) -> AccessOverview | None:
+    """The overview decided in memory on the practices' compiled policies (`practices` as
+    PolicyCache.practices_of read them, `ip` unmapped); None when they could not be compiled (writes kept changing
+    them): then the caller decides the direct way. What a request does after its one statement."""
+    compiled = policies.for_practices(practices)
+    if compiled is None:
+        return None
+    # One pass deciding on the entries alone, which lets almost every request in: _decisions' first round,
+    # written out for the compiled case (this is the cost of a request beyond its one statement).
+    subject = Subject(user.id, user.role_id)
+    settings, no_requests, decisions, everywhere = {}, set(), {}, True
+    for pid, policy in compiled.items():
+        settings[pid] = rules = policy.settings
+        if not policy.requests_allowed:
+            no_requests.add(pid)
+        entries = policy.entries.match(ip) if rules.enforced and rules.applies_to(subject) else ()
+        decisions[pid] = decision = decide(subject, ip, rules, entries, (), now)
+        everywhere = everywhere and decision.allowed
+    if not everywhere:  # grants and request statuses matter somewhere: decided with them, the usual way
+        decisions = _decisions(user, list(compiled), ip, now, settings, policies=compiled)
+    return _overview(user, ip, practices, decisions, no_requests, settings)
+
+
 def _overview(user: User, ip, practices: list[Practice], decisions: dict[int, Decision], no_requests: set[int],
               settings: dict[int, Settings]) -> AccessOverview:
     rows = []
+    home_id, first_membership = None, None
     for practice in practices:
-        decision = decisions[practice.id]
+        pid = practice.id
+        decision = decisions[pid]
         status = status_of(decision)
         # An access request approves an IP; it does not extend working hours.
         can_request = (not decision.allowed and status not in ("pending", "outside_hours")
-                       and practice.id not in no_requests and ip is not None)
-        rows.append(PracticeAccess(practice, decision, status, can_request, settings[practice.id]))
-    # Home: the first membership, i.e. the practice the user was created in (later ones are added to it).
-    home = min(practices, key=lambda p: p.membership.id, default=None)
-    return AccessOverview(user, tuple(rows), home.id if home is not None else None)
+                       and pid not in no_requests and ip is not None)
+        rows.append(PracticeAccess(practice, decision, status, can_request, settings[pid]))
+        # Home: the first membership, i.e. the practice the user was created in (later ones are added to it).
+        membership = practice.membership.id
+        if first_membership is None or membership < first_membership:
+            home_id, first_membership = pid, membership
+    return AccessOverview(user, tuple(rows), home_id)
 
 
 def why_blocked(decision: Decision, practice: Practice, ip_text: str) -> str:

@@ -156,10 +156,14 @@ def contacts(practice_ids: Iterable[int], asking: User | None = None) -> dict[in
 
 # --- the administrator's side ---
 
-def _with_people():
-    """Requests with their user (and role), practice and decider, so showing one costs no further query."""
+def _with_people(shown_only: bool = False):
+    """Requests with their user (and role), practice and decider, so showing one costs no further query.
+    `shown_only`: only the columns a row of the list shows (a page makes 100 rows of five records each)."""
     decider = User.alias()
-    return (AccessRequest.select(AccessRequest, User, Role, Practice, decider)
+    columns = ((AccessRequest, User.id, User.name, User.email, User.role, Role.id, Role.name, Practice.id,
+                Practice.name, Practice.time_zone, decider.id, decider.name) if shown_only
+               else (AccessRequest, User, Role, Practice, decider))
+    return (AccessRequest.select(*columns)
             .join(User, on=AccessRequest.user).join(Role)
             .switch(AccessRequest).join(Practice)
             .switch(AccessRequest).join(decider, JOIN.LEFT_OUTER, on=AccessRequest.decided_by))
@@ -198,7 +202,7 @@ def _page(practice_ids: list[int], decided: bool, search: str, cursor: Cursor | 
              .where(group & status & column.is_null(False),
                     *beyond(column, AccessRequest.id, cursor, descending=decided))
              .order_by(*order).limit(size + 1) for group in groups]
-    rows = list(among(_with_people(), AccessRequest, parts, size + 1, decided).order_by(*order).limit(size + 1))
+    rows = list(among(_with_people(shown_only=True), AccessRequest, parts, size + 1, decided).order_by(*order).limit(size + 1))
     last = rows[size - 1] if len(rows) > size else None
     return rows[:size], (Cursor(getattr(last, column.name), last.id) if last is not None else None)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from ipaddress import IPv6Network, ip_network
 
-from peewee import JOIN, IntegrityError
+from peewee import JOIN, IntegrityError, fn
 
 from pbnsec.core.clientip import Proxies, local_reason
 from pbnsec.core.durations import UntilError, is_expired, parse_until
@@ -367,11 +367,16 @@ def add_entry(visit: Visit, typed: EntryInput, administered: Collection[int], *,
     try:
         # Under the change lock, so two admins adding the two halves of everything at once cannot both win.
         with change_lock():
-            scopes = _scopes_with(network, practice)  # read once for both checks
-            if covering := everything_refusal(network, practice, scopes):
+            confirmed = _confirms(typed.confirm_broad, network)
+            # The usual list is far from adding up to anything broad: counts along an index say so, and only a
+            # list that might is read whole (the exact checks below).
+            half = 2 ** (network.max_prefixlen - 1)
+            limit = half if confirmed else min(half, 2 ** (network.max_prefixlen - broadest[network.version]))
+            scopes = _scopes_with(network, practice) if may_add_up(network, practice, limit) else None
+            if scopes is not None and (covering := everything_refusal(network, practice, scopes)):
                 return EntryRefused(typed, {"address": FieldError("covers_everything", covering)})
             # Entries that are each small may add up to a broad allowlist: that needs the same confirmation.
-            if not _confirms(typed.confirm_broad, network) and (
+            if scopes is not None and not confirmed and (
                     adds_up := broad_union(network, practice, broadest, scopes)):
                 return EntryRefused(typed, {"address": FieldError("needs_confirmation", adds_up)}, str(network), "")
             reached = [practice.id] if practice is not None else sorted(administered)
@@ -411,6 +416,50 @@ def _confirmation_needed(network: IPNetwork, broadest: dict[int, int], broad: st
         reasons.append(local + " Check the Connection check below, then confirm only if people really connect "
                                "from there.")
     return " ".join(reasons)
+
+
+V4_END = f"{2 ** 32:032x}"  # the stored start of the first IPv6 network above the IPv4 numbers
+ZERO = f"{0:032x}"  # the stored start of 0.0.0.0/n and of ::/n alike
+
+
+def may_add_up(network: IPNetwork, practice: Practice | None, limit: int) -> bool:
+    """Whether this network and the entries there (own and All practices', per practice reached) could together
+    cover more than `limit` addresses of its IP version, or every address of either version.
+
+    An upper bound from counts per prefix length along the (scope, prefix_length, start) index, no entry read:
+    their sizes added up (overlaps and switched-off entries counted too). Stored starts tell the versions apart
+    but for 0.0.0.0/n and ::/n, which are counted as both. False means no check of what they cover can fail.
+    """
+    scopes = [practice.id, ALL_PRACTICES] if practice is not None else None
+    per_scope: dict[int, dict[int, int]] = {}  # scope -> version -> addresses
+
+    def count(version: int, rows) -> None:
+        bits = 32 if version == 4 else 128
+        for scope, prefix, how_many in rows:
+            if version == 6 or prefix <= 32:
+                sizes = per_scope.setdefault(scope, {4: 0, 6: 0})
+                sizes[version] += how_many * 2 ** (bits - prefix)
+
+    by_prefix = (AllowlistEntry.select(AllowlistEntry.scope, AllowlistEntry.prefix_length, fn.COUNT(1))
+                 .group_by(AllowlistEntry.scope, AllowlistEntry.prefix_length))
+    if scopes is not None:
+        by_prefix = by_prefix.where(AllowlistEntry.scope.in_(scopes))
+    rows = list(by_prefix.tuples())
+    count(4, rows)  # a prefix up to 32 may be IPv4
+    count(6, [row for row in rows if row[1] > 32])  # a longer one is IPv6; a shorter IPv6 one is found here:
+    # (Each a seek per prefix length along the index: the IPv4 entries in between are not read.)
+    broad_v6 = [AllowlistEntry.select(AllowlistEntry.scope, AllowlistEntry.prefix_length, fn.COUNT(1))
+                .where(AllowlistEntry.prefix_length.in_(list(range(1, 33))), starts)
+                .group_by(AllowlistEntry.scope, AllowlistEntry.prefix_length)
+                for starts in (AllowlistEntry.start >= V4_END, AllowlistEntry.start == ZERO)]
+    if scopes is not None:
+        broad_v6 = [query.where(AllowlistEntry.scope.in_(scopes)) for query in broad_v6]
+    count(6, list((broad_v6[0] + broad_v6[1]).tuples()))
+    nothing = {4: 0, 6: 0}
+    shared = per_scope.pop(ALL_PRACTICES, nothing)
+    largest = {v: shared[v] + max((own[v] for own in per_scope.values()), default=0) for v in (4, 6)}
+    largest[network.version] += network.num_addresses
+    return largest[network.version] > limit or largest[4] >= 2 ** 32 or largest[6] >= 2 ** 128
 
 
 def _scopes_with(network: IPNetwork, practice: Practice | None) -> dict[str, dict[int, list[tuple[int, int]]]]:
@@ -539,7 +588,11 @@ def delete_entry(visit: Visit, entry: AllowlistEntry, administered: Collection[i
 
 
 def _activation_refusal(visit: Visit, entry: AllowlistEntry) -> Refusal | None:
-    covering = everything_refusal(parse_entry(entry.network), None if entry.is_all_practices else entry.practice)
+    network, practice = parse_entry(entry.network), None if entry.is_all_practices else entry.practice
+    # The entry is counted twice (it is there, switched off): an upper bound all the same.
+    if not may_add_up(network, practice, 2 ** (network.max_prefixlen - 1)):
+        return None
+    covering = everything_refusal(network, practice)
     if covering is None:
         return None
     return Refusal(covering, entry.practice_id or visit.practice.id, False, KEEP_IT_OFF, code="covers_everything")

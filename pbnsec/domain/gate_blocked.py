@@ -3,7 +3,7 @@ why the gate refuses them, in the product's words. The decision per practice is 
 decide()); the app adds only its practices and roles, read as the gate reads them (domain.gate.GateApp)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pbnsec.core.gate import GateInputError, parse_host
 from pbnsec.domain.access import AccessOverview, why_blocked
@@ -56,5 +56,5 @@ def app_access(app_id: int | None, access: AccessOverview) -> AppAccess | None:
         host = None  # a row written by hand: the gate never matches it, but its page can still say why
     role_allowed = GateApp(app.id, app.name, host, app.proxy, app.all_roles, ids, roles).takes(access.user)
     # No access request opens an app to a role it does not take: then no practice is shown or offered.
-    mine = replace(access, rows=tuple(row for row in access.rows if role_allowed and row.practice.id in ids))
+    mine = access._replace(rows=tuple(row for row in access.rows if role_allowed and row.practice.id in ids))
     return AppAccess(app, practices, mine, role_allowed)

@@ -12,7 +12,9 @@ already let the visit in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import ip_network
+from datetime import datetime
+from ipaddress import IPv4Network, IPv6Network
+from typing import NamedTuple
 
 from pbnsec.core.decision import Rule, Settings
 from pbnsec.core.iprules import IPAddress, NetworkMatcher
@@ -24,6 +26,16 @@ from pbnsec.models import ALL_PRACTICES, AllowlistEntry, Membership, Practice
 ATTEMPTS = 3
 
 
+class EntryRef(NamedTuple):
+    """What a compiled rule keeps of its allowlist entry (a decision's messages name it by these)."""
+
+    id: int
+    scope: int
+    network: str
+    label: str
+    expires_at: datetime | None
+
+
 @dataclass(frozen=True)
 class Policy:
     """Everything one practice's decisions depend on but the user's grants and requests, at one generation."""
@@ -32,11 +44,13 @@ class Policy:
     time_zone: str  # the practice's zone its Time Windows were compiled in (a change recompiles)
     settings: Settings
     requests_allowed: bool
-    entries: NetworkMatcher[Rule]  # its own and All practices' switched-on entries, expired ones included
+    # Its own and All practices' switched-on entries, expired ones included; empty while its IP restrictions are
+    # off, since no decision then looks at them (an allowlist of 10,000 entries is not compiled to be ignored).
+    entries: NetworkMatcher[Rule]
 
     def entries_holding(self, ip: IPAddress | None) -> list[Rule]:
         """The switched-on entries whose network holds ip, most specific first (expiry is the decision's to
-        judge, against the visit's now)."""
+        judge, against the visit's now); none while IP restrictions are off."""
         return self.entries.match(ip)
 
 
@@ -47,11 +61,22 @@ def compile_policies(practice_ids) -> dict[int, Policy]:
     practice_ids = list(practice_ids)
     settings, no_requests = _settings(practice_ids)
     matchers: dict[int, NetworkMatcher[Rule]] = {pid: NetworkMatcher() for pid in practice_ids}
-    for entry in AllowlistEntry.select().where(AllowlistEntry.scope.in_([*practice_ids, ALL_PRACTICES])
-                                               & AllowlistEntry.active):
-        rule = Rule(ip_network(entry.network), active=True, expires_at=entry.expires_at, ref=entry)
-        for pid in (practice_ids if entry.scope == ALL_PRACTICES else [entry.scope]):
-            matchers[pid].add(rule.network, rule)
+    enforced = [pid for pid in practice_ids if settings[pid].enforced]
+    if enforced:
+        # Plain rows, each network made from its stored start and prefix length rather than parsed: a write to a
+        # list of 10,000 entries costs every process one compile of them all on its next visit.
+        query = (AllowlistEntry.select(AllowlistEntry.id, AllowlistEntry.scope, AllowlistEntry.network,
+                                       AllowlistEntry.label, AllowlistEntry.expires_at, AllowlistEntry.start,
+                                       AllowlistEntry.prefix_length)
+                 .where(AllowlistEntry.scope.in_([*enforced, ALL_PRACTICES]) & AllowlistEntry.active))
+        stored_time = AllowlistEntry.expires_at.python_value
+        for entry_id, scope, text, label, expires_at, start, prefix in database.execute(query).fetchall():
+            if expires_at is not None:
+                expires_at = stored_time(expires_at)
+            network = (IPv6Network if ":" in text else IPv4Network)((int(start, 16), prefix))
+            rule = Rule(network, True, expires_at, EntryRef(entry_id, scope, text, label, expires_at))
+            for pid in (enforced if scope == ALL_PRACTICES else (scope,)):
+                matchers[pid].add(network, rule)
     return {pid: Policy(0, "", settings[pid], pid not in no_requests, matchers[pid]) for pid in practice_ids}
 
 
@@ -90,6 +115,16 @@ class PolicyCache:
     def for_practices(self, practices: list[Practice]) -> dict[int, Policy] | None:
         """The policy of each practice at the generation its row (read by this visit) carries; None when writes
         kept changing them while they were compiled (the caller then decides the direct way)."""
+        found = {}
+        for practice in practices:  # every request: the usual case, every policy current, costs a dict look-up each
+            pid = practice.id
+            policy = self._policies.get(pid)
+            if (policy is None or policy.generation != practice.policy_generation
+                    or policy.time_zone != practice.time_zone):
+                break
+            found[pid] = policy
+        else:
+            return found
         wanted = {p.id: (p.policy_generation, p.time_zone) for p in practices}
         found, stale = {}, []
         for pid, (generation, zone) in wanted.items():

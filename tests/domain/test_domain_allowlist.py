@@ -166,7 +166,8 @@ def test_broad_and_loopback_are_asked_together(db):
     assert try_add(ann(), "0.0.0.0/1", confirm_broad="0.0.0.0/1").local == "0.0.0.0/1"
 
 
-@pytest.mark.parametrize("first, second, version", [("0.0.0.0/1", "128.0.0.0/1", 4), ("::/1", "8000::/1", 6)])
+@pytest.mark.parametrize("first, second, version", [("0.0.0.0/1", "128.0.0.0/1", 4), ("::/1", "8000::/1", 6),
+                                                    ("128.0.0.0/1", "0.0.0.0/1", 4), ("8000::/1", "::/1", 6)])
 def test_entries_that_together_allow_everything_are_refused(db, first, second, version):
     add(ann(), first)
     refused = try_add(ann(), second, confirm_broad=second, confirm_local=second)
@@ -185,6 +186,48 @@ def test_an_all_practices_entry_completing_everything_names_the_practice(db):
     assert refused.codes == {"address": "covers_everything"}
     assert "allow every IPv4 address for Riverside Dental" in refused.errors["address"].message
     add(owner, "128.0.0.0/1", practice=LAKESIDE, administers=both)  # Lakeside has no other half
+
+
+def test_a_network_inside_an_entry_adds_nothing_and_needs_no_confirmation(db):
+    """Counted entry by entry, 10.0.0.0/8 and a /16 inside it are more than a /8; together they cover the /8 alone."""
+    add(ann(), "10.0.0.0/8")
+    assert isinstance(try_add(ann(), "10.1.0.0/16"), AllowlistEntry)
+    refused = try_add(ann(), "11.0.0.0/24")
+    assert refused.codes == {"address": "needs_confirmation"} and refused.broad == "11.0.0.0/24"
+    assert "would cover 16,777,472 addresses, more than a /8" in refused.errors["address"].message
+
+
+def test_0_0_0_0_16_and_the_ipv6_network_of_the_same_start_are_told_apart(db):
+    """0.0.0.0/16 and ::/8 are stored with the same start: neither makes the other version's adds need anything."""
+    add(ann(), "0.0.0.0/16")
+    assert isinstance(try_add(ann(), "2001:db8::/48"), AllowlistEntry)
+    add(ann(), "::/8")
+    assert isinstance(try_add(ann(), "192.0.2.0/24"), AllowlistEntry)
+    assert try_add(ann(), "100::/8").codes == {"address": "needs_confirmation"}  # ::/7 together: more than a /32
+
+
+# The quick count (allowlist.may_add_up) stands in for reading every entry: whatever the entries, when it says
+# they cannot add up to the limit, the checks that read them all find nothing to refuse either.
+_BROAD_OR_NOT = st.sampled_from(["0.0.0.0/1", "128.0.0.0/1", "0.0.0.0/8", "10.0.0.0/8", "10.0.0.0/9", "10.1.0.0/16",
+                                 "11.0.0.0/24", "192.0.2.1/32", "::/1", "8000::/1", "::/8", "100::/8", "fd00::/8",
+                                 "2001:db8::/32", "2001:db8::/48", "::1/128", "::a00:0/104"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entries=st.lists(st.tuples(_BROAD_OR_NOT, st.booleans(), st.sampled_from([RIVERSIDE, LAKESIDE, ALL])),
+                        max_size=6, unique_by=lambda t: (t[0], t[2])),
+       new=_BROAD_OR_NOT, where=st.sampled_from([RIVERSIDE, ALL]), confirmed=st.booleans())
+def test_the_quick_count_never_lets_through_what_the_whole_list_refuses(db, app, entries, new, where, confirmed):
+    AllowlistEntry.delete().execute()
+    for network, active, scope in entries:
+        practice = None if scope == ALL else practice_named(scope)
+        AllowlistEntry.create(**AllowlistEntry.stored(ip_network(network), practice, label=network, active=active))
+    network, practice = ip_network(new), None if where == ALL else practice_named(where)
+    half = 2 ** (network.max_prefixlen - 1)
+    limit = half if confirmed else min(half, 2 ** (network.max_prefixlen - DEFAULT_BROADEST[network.version]))
+    if not allowlist.may_add_up(network, practice, limit):
+        assert allowlist.everything_refusal(network, practice) is None
+        assert confirmed or allowlist.broad_union(network, practice, DEFAULT_BROADEST) is None
 
 
 def test_a_duplicate_in_the_same_scope_is_refused(db):

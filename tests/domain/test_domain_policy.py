@@ -260,3 +260,37 @@ def test_a_practice_that_takes_a_deleted_one_s_id_never_meets_its_compiled_polic
     again = Practice.create(id=gone.id, name="Again Dental")
     assert again.policy_generation != compiled.generation
     assert cache.for_practices([practice_named("Again Dental")])[gone.id].entries_holding(ip_address("192.0.2.1")) == []
+
+
+def test_a_practice_with_ip_restrictions_off_compiles_no_allowlist_until_they_are_switched_on(office):
+    """No decision looks at the allowlist while IP restrictions are off: its entries are not read into memory then
+    (a write to a list of 10,000 would otherwise cost every next visit a compile of all of them)."""
+    cache = PolicyCache()
+    (off,) = cache.for_practices([practice_named(RIVERSIDE)]).values()
+    assert len(off.entries) == 0
+    assert fay_from_home(cache).decision.reason == "restrictions_off"
+    restrictions.set_enforced(owner(), practice_named(RIVERSIDE), True, confirmed=True)
+    (on,) = cache.for_practices([practice_named(RIVERSIDE)]).values()
+    assert [rule.ref.network for rule in on.entries_holding(ip_address("127.0.0.1"))] == ["127.0.0.0/24"]
+    assert not fay_from_home(cache).decision.allowed
+
+
+def test_a_compiled_allowlist_holds_what_the_database_probe_finds(office):
+    """Compiled from stored starts and prefix lengths, not parsed: the same networks, expiries and entries."""
+    from pbnsec.domain.access import entries_holding
+
+    soon = utcnow().replace(microsecond=0) + timedelta(days=1)
+    for network in ("192.0.2.0/24", "192.0.2.7/32", "2001:db8:1::/64", "::/8", "fd00::1/128"):
+        added = add(network)
+        if network.endswith("/32"):
+            AllowlistEntry.update(expires_at=soon).where(AllowlistEntry.id == added.id).execute()
+    add("198.51.100.0/24", ALL)
+    restrictions.set_enforced(owner(), practice_named(RIVERSIDE), True, confirmed=True)
+    riverside = practice_named(RIVERSIDE)
+    (policy,) = PolicyCache().for_practices([riverside]).values()
+    for ip in ("192.0.2.7", "192.0.2.8", "2001:db8:1::9", "::a", "fd00::1", "198.51.100.1", "203.0.113.1"):
+        probed = entries_holding([riverside.id], ip_address(ip))[riverside.id]
+        expected = sorted((str(r.network), r.expires_at, r.ref.id) for r in probed if r.active)
+        assert sorted((str(r.network), r.expires_at, r.ref.id) for r in policy.entries_holding(ip_address(ip))) == (
+            expected), ip
+    assert [r.expires_at for r in policy.entries_holding(ip_address("192.0.2.7")) if r.expires_at] == [soon]

@@ -514,3 +514,30 @@ def test_a_database_from_before_gate_counts_gets_the_table_and_keeps_its_apps(tm
     owner.login("owner@example.com")
     response = owner.get("/gate/verify", headers={"X-Original-URL": "https://charts.riverside.example/"})
     assert response.status_code == 200 and response.headers["X-Pbnsec-Practice"] == "Riverside Dental"
+
+
+def test_a_database_from_before_the_prefix_length_index_gets_it_and_keeps_its_entries(tmp_path, current_schema):
+    number = migrations.MIGRATIONS.index(migrations.index_allowlist_by_prefix_length) + 1
+    path = old_database(tmp_path / "pbnsec.db", [FIRST_RELEASE])
+    app = make_app(tmp_path)
+    restrict(app, "Riverside Dental", "127.0.0.0/24")
+    con = sqlite3.connect(path)  # back to the day before entries were counted per prefix length
+    con.execute('DROP INDEX "allowlist_entry_scope_prefix_length_start"')
+    con.execute("DELETE FROM schema_version WHERE version >= ?", (number,))
+    con.commit()
+    con.close()
+    before = table_rows(path)
+    assert schema(path) != current_schema
+
+    app = make_app(tmp_path)
+    assert schema(path) == current_schema
+    after = table_rows(path)
+    assert after["allowlist_entry"] == before["allowlist_entry"] != []
+    assert {t: rows for t, rows in after.items() if t != "schema_version"} == {
+        t: rows for t, rows in before.items() if t != "schema_version"}
+    with app.app_context():
+        assert [v.version for v in SchemaVersion.select().where(SchemaVersion.version >= number)] == list(
+            range(number, LATEST + 1))
+    owner = Visitor(app, ip="127.0.0.1")
+    assert owner.login("owner@example.com").headers["Location"] == "/"
+    assert "127.0.0.0/24" in owner.get("/security/allowlist").text
