@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET = "end-to-end-tests-share-this-secret-key-0123456789"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 NGINX_SITE = ROOT / "deploy" / "nginx" / "pbnsec.conf"
+GATE_SNIPPET = ROOT / "deploy" / "gate" / "nginx.conf"
 
 
 def free_port() -> int:
@@ -114,6 +115,19 @@ def site_location_block(upstream_port: int) -> str:
     raise ValueError(f"no location / block proxying to 127.0.0.1:8000 in {NGINX_SITE}")
 
 
+def app_server_block(port: int, host: str, pbnsec_port: int, app_port: int, pbnsec_url: str) -> str:
+    """deploy/gate/nginx.conf filled in for one app, listening on this test's loopback port."""
+    text = GATE_SNIPPET.read_text()
+    for placeholder, value in {"app_host": host, "app_scheme": "http", "pbnsec_url": pbnsec_url,
+                               "pbnsec_upstream": f"http://127.0.0.1:{pbnsec_port}",
+                               "app_upstream": f"http://127.0.0.1:{app_port}"}.items():
+        text = text.replace("{{" + placeholder + "}}", value)
+    assert "{{" not in text
+    listen = "    listen 80;\n    listen [::]:80;\n"
+    assert listen in text
+    return text.replace(listen, f"    listen 127.0.0.1:{port};\n    listen [::1]:{port};\n")
+
+
 def proxy_block(upstream_port: int, forwarded_for: str | None) -> str:
     """A location block proxying to the upstream port; forwarded_for None sends no X-Forwarded-For at all."""
     xff = f"proxy_set_header X-Forwarded-For {forwarded_for};" if forwarded_for else ""
@@ -198,8 +212,8 @@ class HttpVisitor:
 @contextmanager
 def header_echo_server():
     """A tiny upstream app on a free loopback port standing for a protected web tool: every request is answered
-    200 with a JSON body of the X-Pbnsec-* headers it arrived with (name in lower case -> every value, so a header
-    sent twice shows twice) and the path; yields the port."""
+    200 with a JSON body of the X-Pbnsec-* headers it arrived with, X_Pbnsec_* spellings included (name in lower case
+    -> every value, so a header sent twice shows twice) and the path; yields the port."""
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -208,7 +222,7 @@ def header_echo_server():
         def do_GET(self):
             seen: dict[str, list[str]] = {}
             for name, value in self.headers.items():
-                if name.lower().startswith("x-pbnsec"):
+                if name.lower().replace("_", "-").startswith("x-pbnsec"):  # X_Pbnsec_User too, as sent
                     # raw bytes as sent (http.server reads headers as latin-1): UTF-8 names come back whole
                     seen.setdefault(name.lower(), []).append(value.encode("latin-1").decode("utf-8", "replace"))
             body = json.dumps({"path": self.path, "headers": seen}).encode()

@@ -281,10 +281,13 @@ def verify(headers: Mapping[str, str], visit: Visit, options: GateOptions, state
         return Verdict(403, body=f"{original.host} is not an app pbnsec protects: add it under Security "
                                  "Management, Protected apps.\n", outcome="unknown_host")
     user = visit.user
-    if user is None:
+    if user is None or user.must_change_password:
+        # A password shown on a console is replaced before anything else, at the apps too: its sign-in page,
+        # already signed in, sends the person on to choose a new one.
         state.count(app.id, False, visit.now)
         return _refused(401, app, options, _location(options, "/login", next=original.url),
-                        body="Sign in to pbnsec first.\n", outcome="signed_out")
+                        body="Sign in to pbnsec first.\n" if user is None else
+                        "Choose a new pbnsec password first.\n", outcome="signed_out")
     verdict = _decide(app, original, visit, options, policies, active_practice_id)
     state.count(app.id, verdict.allowed, visit.now)
     if not verdict.allowed:

@@ -51,6 +51,8 @@ def return_to(target: str | None) -> str | None:
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if current_user.is_authenticated:
+        if current_user.must_change_password:
+            return redirect(url_for("account.password"), code=303)  # the gate lets nobody in before that either
         app_url = app_return_url(request.values.get("next"))
         if app_url is not None and current_app.config.get("COOKIE_DOMAIN") and not session.get("cookie_shared"):
             # The gate found no sign-in on the app's host, yet this browser holds one here: a cookie from before

@@ -164,16 +164,24 @@ def _gate_context(seen, next_url) -> dict:
                 continue_to={"name": seen.app.name, "url": next_url} if seen.allowed else None)
 
 
+def _member_of_app(access, seen) -> bool:
+    ids = {p.id for p in seen.practices}
+    return any(row.practice.id in ids for row in access.rows)
+
+
 @bp.route("/gate/blocked", methods=["GET", "POST"])
 def blocked():
     found = app_return_url(request.args.get("next"))
     if not current_user.is_authenticated:
         # Sign in first, then straight back to the app: it asks the gate again.
         return hx_redirect(url_for("auth.login", next=found[0] if found else None))
-    seen = app_access(parse_id(request.args.get("app")), access_of(current_user))
-    if seen is None:
+    access = access_of(current_user)
+    seen = app_access(parse_id(request.args.get("app")), access)
+    next_url = _return_url(seen.app) if seen is not None else None
+    if seen is None or (next_url is None and not _member_of_app(access, seen)):
+        # Another practice's app is described only to a browser it sent here (its own URL as next): its number
+        # alone tells nobody what it is called or whose it is.
         abort(404, "There is no such protected app (any more).")
-    next_url = _return_url(seen.app)
     if request.method == "POST":
         refused = ask_for_access(current_user, seen.access)
         if refused is not None:

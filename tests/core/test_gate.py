@@ -131,3 +131,18 @@ def test_any_text_is_a_host_or_a_clear_refusal(text):
     else:
         assert str(host) == str(host).strip().lower() and host.name.isascii()
         assert parse_host(str(host)) == host  # what is stored reads back the same
+
+
+# A header a client sent beside the proxy's own reaches pbnsec joined to it with ", " (waitress, like most servers):
+# never read as either of the two.
+@pytest.mark.parametrize("headers", [
+    {"X-Original-URL": "https://charts.riverside.example/, https://payroll.riverside.example/"},
+    {"X-Original-URL": "https://charts.riverside.example/", "X-Original-Method": "GET, POST"},
+    {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "charts.riverside.example, payroll.riverside.example",
+     "X-Forwarded-Uri": "/"},
+    {"X-Forwarded-Proto": "https, http", "X-Forwarded-Host": "charts.riverside.example", "X-Forwarded-Uri": "/"},
+    {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "charts.riverside.example", "X-Forwarded-Uri": "/a, /b"},
+])
+def test_a_header_sent_twice_is_refused(headers):
+    with pytest.raises(GateInputError):
+        parse_original(headers)

@@ -17,7 +17,7 @@ import pytest
 from browser_support import chromium_browsers, fits, live_app
 from conftest import PASSWORD, protect_app, restrict, seed
 from playwright.sync_api import expect
-from realworld import ROOT, free_port, nginx, site_location_block
+from realworld import app_server_block, free_port, nginx, site_location_block
 
 from pbnsec.config import load_config
 
@@ -28,7 +28,6 @@ SECURITY = "http://security.riverside.test"
 CHARTS = "http://charts.riverside.test/notes?patient=7"
 RIVERSIDE, LAKESIDE = "Riverside Dental", "Lakeside Dental"
 FORGED = "forged@evil.example"
-SNIPPET = ROOT / "deploy" / "gate" / "nginx.conf"
 
 
 class EchoApp(BaseHTTPRequestHandler):
@@ -49,19 +48,6 @@ class EchoApp(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def app_server_block(port: int, host: str, pbnsec_port: int, app_port: int) -> str:
-    """deploy/gate/nginx.conf filled in for one app, listening on this test's loopback port."""
-    text = SNIPPET.read_text()
-    for placeholder, value in {"app_host": host, "app_scheme": "http", "pbnsec_url": SECURITY,
-                               "pbnsec_upstream": f"http://127.0.0.1:{pbnsec_port}",
-                               "app_upstream": f"http://127.0.0.1:{app_port}"}.items():
-        text = text.replace("{{" + placeholder + "}}", value)
-    assert "{{" not in text
-    listen = "    listen 80;\n    listen [::]:80;\n"
-    assert listen in text
-    return text.replace(listen, f"    listen 127.0.0.1:{port};\n    listen [::1]:{port};\n")
 
 
 def setup(app):
@@ -117,9 +103,9 @@ def test_an_app_behind_the_gate_in_chromium(tmp_path):
                 # pbnsec itself, as the README's site file proxies to it
                 f"server {{ listen 127.0.0.1:{port}; listen [::1]:{port}; server_name security.riverside.test; "
                 f"{site_location_block(pbnsec_port)} }}",
-                app_server_block(port, "charts.riverside.test", pbnsec_port, upstream.server_port),
+                app_server_block(port, "charts.riverside.test", pbnsec_port, upstream.server_port, SECURITY),
                 # an app nginx protects but pbnsec does not know (removed from the Protected apps screen)
-                app_server_block(port, "wiki.riverside.test", pbnsec_port, upstream.server_port),
+                app_server_block(port, "wiki.riverside.test", pbnsec_port, upstream.server_port, SECURITY),
             ])
             office_rules = f"--host-resolver-rules=MAP *.riverside.test 127.0.0.1:{port}"
             home_rules = f"--host-resolver-rules=MAP *.riverside.test [::1]:{port}"

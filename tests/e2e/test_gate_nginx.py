@@ -9,7 +9,7 @@ import time
 
 import pytest
 from conftest import PASSWORD, make_app, protect_app, restrict
-from realworld import HttpVisitor, app_server, header_echo_server, nginx
+from realworld import HttpVisitor, app_server, app_server_block, free_port, header_echo_server, nginx
 
 from pbnsec.models import User
 
@@ -170,3 +170,27 @@ def test_signing_out_of_pbnsec_signs_out_of_the_app(gate):
     assert fay.request(pbnsec, "POST", "/logout", {})[0] == 303
     status, location, _ = open_app(fay, proxy)
     assert status == 302 and location.startswith(f"{BASE}/login?next=")
+
+
+def test_the_shipped_snippet_keeps_every_spelling_of_a_forged_x_pbnsec_header_from_the_upstream(tmp_path, database):
+    """deploy/gate/nginx.conf as pasted into an nginx that passes header names with underscores on (a setting
+    some sites need): an X_Pbnsec_User, which many app servers read as X-Pbnsec-User, is not passed either."""
+    port = free_port()
+    with app_server(tmp_path, database, proxies=1, proxy_addrs="127.0.0.1", command="waitress-serve",
+                    PBNSEC_BASE_URL=BASE) as app, header_echo_server() as upstream:
+        servers = "underscores_in_headers on;\n" + app_server_block(port, CHARTS, app.port, upstream, BASE)
+        with nginx(tmp_path, "location / { return 404; }", http_extra=servers, port=port) as proxy:
+            fay = HttpVisitor(OFFICE)
+            fay.sign_in(app.port, "fay@example.com", PASSWORD)
+            forged = {"X_Pbnsec_User": "owner@example.com", "x_pbnsec_role": "Owner",
+                      "X-PBNSEC-NAME": "Olive Owner", "x-pbnsec-practice": "Lakeside Dental"}
+            status, _, body = open_app(fay, proxy, headers=forged)
+            assert status == 200, body
+            assert json.loads(body)["headers"] == {
+                "x-pbnsec-user": ["fay@example.com"], "x-pbnsec-name": ["Fay Desk"],
+                "x-pbnsec-role": ["Front Desk"], "x-pbnsec-practice": ["Riverside Dental"]}
+            # Nor does an underscore spelling of a header the gate reads stand for the client's address.
+            fay.source_ip = HOME
+            status, location, _ = open_app(fay, proxy, headers={"X_Forwarded_For": OFFICE,
+                                                                 "X_Original_URL": f"http://{CHARTS}/"})
+            assert status == 302 and location.startswith(f"{BASE}/gate/blocked?")

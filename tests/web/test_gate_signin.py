@@ -253,6 +253,20 @@ def test_an_app_of_a_practice_the_user_is_not_in(app, signed_in):
     assert "Lake Wiki belongs to Lakeside Dental; you are not a member of it." in page.text
 
 
+def test_another_practices_app_is_not_shown_by_its_number_alone(app, signed_in, charts):
+    """Only a browser the app itself sent (its own URL as next) learns what a practice's app is called and whose
+    it is: counting through the numbers tells an outsider nothing."""
+    lakeside_app = protect_app(app, "Lake Payroll", "payroll.lakeside.example", practices=[LAKESIDE])
+    fay = signed_in("fay")
+    for url in (f"/gate/blocked?app={lakeside_app}", gate_url(lakeside_app, CHARTS)):
+        page = fay.get(url)
+        assert page.status_code == 404
+        assert "Lake Payroll" not in page.text and LAKESIDE not in page.text
+    assert fay.post(f"/gate/blocked?app={lakeside_app}", {"practice": str(practice_id(app, LAKESIDE))}
+                    ).status_code == 404
+    assert fay.get(f"/gate/blocked?app={charts}").status_code == 200  # her own practice's app, as always
+
+
 def test_an_unknown_app_is_not_found(signed_in, charts):
     assert signed_in("ann").get(gate_url(charts + 1000)).status_code == 404
     assert signed_in("ann").get("/gate/blocked?app=x").status_code == 404

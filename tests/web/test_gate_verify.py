@@ -3,9 +3,9 @@ cookie and the client's IP (the proxy's hop counted like every request's)."""
 from urllib.parse import quote
 
 import pytest
-from conftest import PEOPLE, protect_app, restrict
+from conftest import PASSWORD, PEOPLE, protect_app, restrict
 
-from pbnsec.models import AuditEvent, SignIn
+from pbnsec.models import AuditEvent, SignIn, User
 
 BASE = "https://security.riverside.example"
 CHARTS = "https://charts.riverside.example/patients?id=7"
@@ -240,3 +240,23 @@ def test_counts_reach_the_table_after_a_response_once_they_are_due(app, charts, 
     verify(fay)  # the request that finds them due adds them, after its answer
     with app.app_context():
         assert gate_counts([charts], since)[charts] == Counts(4, 1)
+
+
+def test_a_console_password_not_yet_replaced_does_not_open_an_app(app, charts, signed_in):
+    """pbnsec asks for a new password before anything else when the one signed in with was shown on a console:
+    whoever saw that console cannot use the account at the apps either, unnoticed, in the meantime."""
+    with app.app_context():
+        User.update(must_change_password=True).where(User.email == "fay@example.com").execute()
+    fay = signed_in("fay")
+    response = verify(fay)
+    assert response.status_code == 401
+    assert response.headers["Location"] == f"{BASE}/login?next={NEXT}"
+    assert not any(name.startswith("X-Pbnsec") for name in response.headers.keys())
+    # pbnsec's sign-in page, already signed in, goes on to the new password (not round again to the app).
+    landing = fay.get(f"/login?next={NEXT}")
+    assert landing.status_code == 303 and landing.headers["Location"] == "/account/password"
+    fay.get("/account/password")
+    changed = fay.post("/account/password", {"current": PASSWORD, "new": "a new horse battery",
+                                             "repeat": "a new horse battery"})
+    assert changed.status_code == 303
+    assert verify(fay).status_code == 200
