@@ -54,7 +54,8 @@ class EchoApp(BaseHTTPRequestHandler):
 def app_server_block(port: int, host: str, pbnsec_port: int, app_port: int) -> str:
     """deploy/gate/nginx.conf filled in for one app, listening on this test's loopback port."""
     text = SNIPPET.read_text()
-    for placeholder, value in {"app_host": host, "app_scheme": "http", "pbnsec_url": SECURITY,
+    for placeholder, value in {"app_host": host, "app_server_name": host, "app_port": "80", "app_scheme": "http",
+                               "pbnsec_url": SECURITY,
                                "pbnsec_upstream": f"http://127.0.0.1:{pbnsec_port}",
                                "app_upstream": f"http://127.0.0.1:{app_port}"}.items():
         text = text.replace("{{" + placeholder + "}}", value)
