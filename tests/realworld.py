@@ -117,8 +117,11 @@ def site_location_block(upstream_port: int) -> str:
 
 def app_server_block(port: int, host: str, pbnsec_port: int, app_port: int, pbnsec_url: str) -> str:
     """deploy/gate/nginx.conf filled in for one app, listening on this test's loopback port."""
+    from pbnsec.core.gate import parse_host
+    from pbnsec.core.snippets import host_values
+
     text = GATE_SNIPPET.read_text()
-    for placeholder, value in {"app_host": host, "app_scheme": "http", "pbnsec_url": pbnsec_url,
+    for placeholder, value in {**host_values(parse_host(host)), "app_scheme": "http", "pbnsec_url": pbnsec_url,
                                "pbnsec_upstream": f"http://127.0.0.1:{pbnsec_port}",
                                "app_upstream": f"http://127.0.0.1:{app_port}"}.items():
         text = text.replace("{{" + placeholder + "}}", value)

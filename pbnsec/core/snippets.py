@@ -11,9 +11,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pbnsec.core.gate import Host
+
 # Every placeholder a snippet may hold, and the marker shown when its value is not known.
 MISSING = {
     "app_host": "<the app's host>",
+    "app_server_name": "<the app's host name, without its port>",
+    "app_port": "<the port the app is opened at, 80 for none>",
     "app_scheme": "<https or http>",
     "pbnsec_url": "<set PBNSEC_BASE_URL>",
     "pbnsec_upstream": "<where the proxy reaches pbnsec, e.g. http://127.0.0.1:8000>",
@@ -54,6 +58,14 @@ def fill(template: str, values: Mapping[str, str | None]) -> tuple[str, tuple[st
         return value
 
     return _PLACEHOLDER.sub(value_of, template), tuple(dict.fromkeys(missing))
+
+
+def host_values(host: Host) -> dict[str, str]:
+    """An app's host as the snippets need it: `app_host` as people type it (`charts.riverside.example:8443`, what
+    pbnsec decides about), `app_server_name` the name alone (nginx's server_name and Traefik's Host() compare the
+    name without the port: with it they never match) and `app_port` its own port, else 80 (the port nginx listens
+    on until TLS is added, when the snippet's comment says to use 443)."""
+    return {"app_host": str(host), "app_server_name": host.name, "app_port": str(host.port or 80)}
 
 
 def upstream_of(listen_hosts: str, port: int) -> str:

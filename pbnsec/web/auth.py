@@ -69,12 +69,15 @@ def login():
         return redirect(url_for("home.index"))
     next_url = return_to(request.values.get("next"))
     allow_form_redirect(next_url)
+    # Sent here by an app's proxy: the page names the app, so a sign-in on another host makes sense to the person.
+    found = app_return_url(next_url) if next_url and not next_url.startswith("/") else None
+    signing_in_for = found[1] if found is not None else None
     if request.method == "GET":
-        return render_template("auth/login.html", email="", error=None, next_url=next_url)
+        return render_template("auth/login.html", email="", error=None, next_url=next_url, for_app=signing_in_for)
     result = sign_in.attempt(g.visit, request.form.get("email", ""), request.form.get("password", ""))
     if result.error:
         return render_template("auth/login.html", email=result.email, error=result.error,
-                               next_url=next_url), result.status
+                               next_url=next_url, for_app=signing_in_for), result.status
     if result.blocked:
         start_blocked_sign_in(result.user)
         if next_url:

@@ -6,10 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pbnsec.core.gate import parse_host
 from pbnsec.core.snippets import (
     MISSING,
     PLACEHOLDERS,
     fill,
+    host_values,
     placeholders,
     scheme_of,
     snippets_for,
@@ -56,6 +58,18 @@ def test_a_value_is_never_filled_in_again(values):
 ])
 def test_the_proxy_reaches_pbnsec_where_it_listens(hosts, port, url):
     assert upstream_of(hosts, port) == url
+
+
+@pytest.mark.parametrize("typed, name, port", [
+    ("charts.riverside.example", "charts.riverside.example", "80"),
+    ("Charts.Riverside.Example:8443", "charts.riverside.example", "8443"),
+])
+def test_the_proxy_names_the_app_without_its_port_and_listens_on_the_port(typed, name, port):
+    host = parse_host(typed)
+    # what pbnsec decides about keeps the port; nginx's server_name and Traefik's Host() never see one
+    assert host_values(host) == {"app_host": str(host), "app_server_name": name, "app_port": port}
+    text, missing = fill("listen {{app_port}}; server_name {{app_server_name}}; # {{app_host}}", host_values(host))
+    assert text == f"listen {port}; server_name {name}; # {host}" and missing == ()
 
 
 def test_apps_are_reached_with_pbnsec_s_own_scheme_else_https():

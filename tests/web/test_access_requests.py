@@ -64,7 +64,8 @@ def blocked_login(visitor, who, ip=AWAY):
 
 
 _STATUS = re.compile(r'<tr id="status-\d+">\s*<td>([^<]+)</td>\s*<td><span class="badge status-\w+">([^<]+)</span>')
-_CHECKBOX = re.compile(r'<input type="checkbox" name="practice" value="\d+"> ([^<]+)</label>')
+_CHECKBOX = re.compile(r'<input type="checkbox" name="practice" value="\d+"(?: checked)?> ([^<]+)</label>')
+_TICKED = re.compile(r'<input type="checkbox" name="practice" value="\d+" checked> ([^<]+)</label>')
 
 
 def statuses(response):
@@ -148,6 +149,8 @@ def test_blocked_page_names_the_ip_and_each_practice_status(app, enforce_as_owne
     assert statuses(page) == {RIVERSIDE: label[riverside], LAKESIDE: label[lakeside]}
     # a pending request cannot be asked for again; anything else can
     assert offered(page) == [p for p, s in ((LAKESIDE, lakeside), (RIVERSIDE, riverside)) if s != "pending"]
+    # the one practice left to ask for is ticked already (one click: Request access); of two, the user chooses
+    assert _TICKED.findall(page.text) == (offered(page) if len(offered(page)) == 1 else [])
     assert page.text.count("You may request again.") == [riverside, lakeside].count("rejected")
     # hal is not signed in
     assert v.get("/").headers["Location"].startswith("/login")

@@ -94,6 +94,15 @@ def test_the_sign_in_form_carries_the_return_url(visitor, charts):
     assert 'name="next"' not in dropped.text
 
 
+def test_the_sign_in_page_says_which_app_the_person_is_signing_in_for(visitor, charts):
+    # sent here by the app's proxy, on another host: the page says why, and where the sign-in leads
+    page = visitor().get("/login?next=" + quote(CHARTS, safe=""))
+    assert '<p class="hint" id="login-for">Sign in to open <strong>Charts</strong> ' \
+           '(charts.riverside.example).</p>' in page.text
+    for elsewhere in ("https://evil.example/", "/security/audit", ""):
+        assert 'id="login-for"' not in visitor().get("/login?next=" + quote(elsewhere, safe="")).text
+
+
 def form_action(response) -> str:
     return re.search(r"form-action ([^;]+);", response.headers["Content-Security-Policy"]).group(1)
 

@@ -123,7 +123,14 @@ def test_each_app_shows_its_snippet_for_each_proxy_filled_in_its_own_open(app, a
         (False, "nginx snippet"), (True, "Caddy snippet (this app's proxy)"), (False, "Traefik snippet")]
     nginx = page[page.index('aria-label="nginx snippet for Patient charts"'):]
     nginx = html.unescape(nginx[:nginx.index("</pre>")])
-    assert "server_name charts.riverside.example:8443;" in nginx
+    # nginx matches server_name against the Host header without its port: the name alone, the port on the listen
+    # lines, the port kept in the URL pbnsec decides about
+    assert "server_name charts.riverside.example;" in nginx
+    assert "listen 8443;" in nginx and "listen [::]:8443;" in nginx
+    assert "X-Original-URL $scheme://charts.riverside.example:8443$request_uri;" in nginx
+    traefik = page[page.index('aria-label="Traefik snippet for Patient charts"'):]
+    traefik = html.unescape(traefik[:traefik.index("</pre>")])
+    assert 'rule: "Host(`charts.riverside.example`)"' in traefik  # Traefik's Host() compares names without ports
     assert "proxy_pass http://127.0.0.1:8000/gate/verify;" in nginx
     assert "https://security.riverside.example/login" in nginx
     assert "{{" not in nginx

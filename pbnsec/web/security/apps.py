@@ -8,7 +8,7 @@ from flask import abort, current_app, g, render_template, request
 from flask_login import current_user
 
 from pbnsec.config import PROJECT_ROOT
-from pbnsec.core.snippets import scheme_of, snippets_for, upstream_of
+from pbnsec.core.snippets import host_values, scheme_of, snippets_for, upstream_of
 from pbnsec.domain import protected_apps as domain
 from pbnsec.domain.gate import gate_counts
 from pbnsec.domain.protected_apps import PROXY_NAMES, AppInput, AppRefused, AppRow, GateSettings
@@ -61,7 +61,7 @@ def shown(rows: list[AppRow]) -> list[dict]:
               "pbnsec_upstream": upstream_of(config.get("HOST", "127.0.0.1"), config.get("PORT", 8000)),
               "app_upstream": None}  # pbnsec never learns where the app itself listens
     counts = gate_counts([row.app.id for row in rows], g.visit.now - COUNTED_SINCE)
-    return [{"row": row, "snippets": snippets_for(templates, {**common, "app_host": str(row.host)}),
+    return [{"row": row, "snippets": snippets_for(templates, {**common, **host_values(row.host)}),
              "problem": domain.host_problem(row.host, gate), "counts": counts[row.app.id]} for row in rows]
 
 
