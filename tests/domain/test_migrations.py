@@ -91,6 +91,42 @@ def schema(path: Path) -> dict:
     return found
 
 
+def rewound(tmp_path, step, *undo, params=(), prepare=None):
+    """A first-release database started by today's code (`prepare(app)` then adds to it), then taken back to the day
+    before migration `step` by the SQL statements `undo` (with `params` for each, if any): its path, its rows and
+    the step's number."""
+    number = migrations.MIGRATIONS.index(step) + 1
+    path = old_database(tmp_path / "pbnsec.db", [FIRST_RELEASE])
+    app = make_app(tmp_path)
+    if prepare is not None:
+        prepare(app)
+    con = sqlite3.connect(path)
+    for sql, args in zip(undo, params or [()] * len(undo)):
+        con.execute(sql, args)
+    con.execute("DELETE FROM schema_version WHERE version >= ?", (number,))
+    con.commit()
+    con.close()
+    return path, table_rows(path), number
+
+
+def upgraded(tmp_path, path, number, current_schema):
+    """Start today's code on the rewound database: it gets today's schema and the migrations from `number` on;
+    returns the app and the rows after."""
+    assert schema(path) != current_schema
+    app = make_app(tmp_path)
+    assert schema(path) == current_schema
+    with app.app_context():
+        assert [v.version for v in SchemaVersion.select().where(SchemaVersion.version >= number)] == list(
+            range(number, LATEST + 1))
+    return app, table_rows(path)
+
+
+def same_rows(after, before, *tables_added):
+    """The rows after equal the rows before (the version stamps aside), the tables the migration adds empty."""
+    assert {t: rows for t, rows in after.items() if t != "schema_version"} == {
+        t: rows for t, rows in before.items() if t != "schema_version"} | {t: [] for t in tables_added}
+
+
 @pytest.fixture(scope="module")
 def current_schema(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fresh")
@@ -228,25 +264,9 @@ def test_version_command_shows_the_release_and_the_schema_version(tmp_path):
 
 
 def test_a_database_from_before_the_outbox_gets_it_and_keeps_everything_else(tmp_path, current_schema):
-    number = migrations.MIGRATIONS.index(migrations.add_outbox) + 1
-    path = old_database(tmp_path / "pbnsec.db", [FIRST_RELEASE])
-    make_app(tmp_path)
-    con = sqlite3.connect(path)  # back to the day before the outbox came
-    con.execute("DROP TABLE outbox_mail")
-    con.execute("DELETE FROM schema_version WHERE version >= ?", (number,))
-    con.commit()
-    con.close()
-    before = table_rows(path)
-
-    app = make_app(tmp_path)
-    after = table_rows(path)
-    assert schema(path) == current_schema
-    assert after["outbox_mail"] == []
-    assert {table: rows for table, rows in after.items() if table not in ("outbox_mail", "schema_version")} == {
-        table: rows for table, rows in before.items() if table != "schema_version"}
-    with app.app_context():
-        assert [v.version for v in SchemaVersion.select().where(SchemaVersion.version >= number)] == list(
-            range(number, LATEST + 1))
+    path, before, number = rewound(tmp_path, migrations.add_outbox, "DROP TABLE outbox_mail")
+    app, after = upgraded(tmp_path, path, number, current_schema)
+    same_rows(after, before, "outbox_mail")
     assert "Working from the back office" in str(after["access_request"])
 
 
@@ -378,26 +398,10 @@ def test_a_database_from_before_policy_generations_gets_them_and_its_triggers_an
 
 
 def test_a_database_from_before_the_list_indexes_gets_them_and_keeps_its_data(tmp_path, current_schema):
-    number = migrations.MIGRATIONS.index(migrations.index_lists_for_paging) + 1
-    path = old_database(tmp_path / "pbnsec.db", [FIRST_RELEASE])
-    make_app(tmp_path)
-    con = sqlite3.connect(path)  # back to the day before the lists were paged
-    for table, columns in migrations.LIST_INDEXES_AT_14:
-        con.execute(f'DROP INDEX "{table}_{"_".join(columns)}"')
-    con.execute("DELETE FROM schema_version WHERE version >= ?", (number,))
-    con.commit()
-    con.close()
-    before = table_rows(path)
-    assert schema(path) != current_schema
-
-    app = make_app(tmp_path)
-    assert schema(path) == current_schema
-    after = table_rows(path)
-    assert {t: rows for t, rows in after.items() if t != "schema_version"} == {
-        t: rows for t, rows in before.items() if t != "schema_version"}
-    with app.app_context():
-        assert [v.version for v in SchemaVersion.select().where(SchemaVersion.version >= number)] == list(
-            range(number, LATEST + 1))
+    path, before, number = rewound(tmp_path, migrations.index_lists_for_paging, *(
+        f'DROP INDEX "{table}_{"_".join(columns)}"' for table, columns in migrations.LIST_INDEXES_AT_14))
+    app, after = upgraded(tmp_path, path, number, current_schema)
+    same_rows(after, before)
     owner = Visitor(app)
     assert owner.login("owner@example.com").headers["Location"] == "/"
     assert "Working from the back office" in owner.get("/security/requests").text
@@ -463,53 +467,21 @@ def test_the_audit_ip_migration_runs_on_either_database_and_fills_in_past_decisi
 
 
 def test_a_database_from_before_protected_apps_gets_their_tables_and_keeps_its_data(tmp_path, current_schema):
-    number = migrations.MIGRATIONS.index(migrations.add_protected_apps) + 1
-    path = old_database(tmp_path / "pbnsec.db", [FIRST_RELEASE])
-    make_app(tmp_path)
-    con = sqlite3.connect(path)  # back to the day before the gate
-    for table in ("protected_app_role", "protected_app_practice", "protected_app"):
-        con.execute(f'DROP TABLE "{table}"')
-    con.execute("DELETE FROM schema_version WHERE version >= ?", (number,))
-    con.commit()
-    con.close()
-    before = table_rows(path)
-    assert schema(path) != current_schema
-
-    app = make_app(tmp_path)
-    assert schema(path) == current_schema
-    after = table_rows(path)
-    assert {t: rows for t, rows in after.items() if t != "schema_version"} == {
-        t: rows for t, rows in before.items() if t != "schema_version"} | {
-        "protected_app": [], "protected_app_practice": [], "protected_app_role": []}
-    with app.app_context():
-        assert [v.version for v in SchemaVersion.select().where(SchemaVersion.version >= number)] == list(
-            range(number, LATEST + 1))
+    tables = ("protected_app_role", "protected_app_practice", "protected_app", "gate_count")
+    path, before, number = rewound(tmp_path, migrations.add_protected_apps, *(f'DROP TABLE "{t}"' for t in tables))
+    app, after = upgraded(tmp_path, path, number, current_schema)
+    same_rows(after, before, *tables)
     assert Visitor(app).login("owner@example.com").headers["Location"] == "/"
 
 
 def test_a_database_from_before_gate_counts_gets_the_table_and_keeps_its_apps(tmp_path, current_schema):
-    number = migrations.MIGRATIONS.index(migrations.add_gate_counts) + 1
-    path = old_database(tmp_path / "pbnsec.db", [FIRST_RELEASE])
-    make_app(tmp_path)
-    con = sqlite3.connect(path)  # back to the day before the gate counted its requests, with an app registered
-    con.execute("DROP TABLE gate_count")
-    con.execute("INSERT INTO protected_app (name, host, proxy, all_roles, created_at, updated_at) "
-                "VALUES ('Charts', 'charts.riverside.example', 'nginx', 1, ?, ?)", (WHEN, WHEN))
-    con.execute("INSERT INTO protected_app_practice (app_id, practice_id) VALUES (1, 1)")
-    con.execute("DELETE FROM schema_version WHERE version >= ?", (number,))
-    con.commit()
-    con.close()
-    before = table_rows(path)
-    assert schema(path) != current_schema
-
-    app = make_app(tmp_path)
-    assert schema(path) == current_schema
-    after = table_rows(path)
-    assert {t: rows for t, rows in after.items() if t != "schema_version"} == {
-        t: rows for t, rows in before.items() if t != "schema_version"} | {"gate_count": []}
-    with app.app_context():
-        assert [v.version for v in SchemaVersion.select().where(SchemaVersion.version >= number)] == list(
-            range(number, LATEST + 1))
+    path, before, number = rewound(  # back to the day before the gate counted its requests, with an app registered
+        tmp_path, migrations.add_gate_counts, "DROP TABLE gate_count",
+        "INSERT INTO protected_app (name, host, proxy, all_roles, created_at, updated_at) "
+        "VALUES ('Charts', 'charts.riverside.example', 'nginx', 1, ?, ?)",
+        "INSERT INTO protected_app_practice (app_id, practice_id) VALUES (1, 1)", params=[(), (WHEN, WHEN), ()])
+    app, after = upgraded(tmp_path, path, number, current_schema)
+    same_rows(after, before, "gate_count")
     owner = Visitor(app)
     owner.login("owner@example.com")
     response = owner.get("/gate/verify", headers={"X-Original-URL": "https://charts.riverside.example/"})
@@ -517,27 +489,12 @@ def test_a_database_from_before_gate_counts_gets_the_table_and_keeps_its_apps(tm
 
 
 def test_a_database_from_before_the_prefix_length_index_gets_it_and_keeps_its_entries(tmp_path, current_schema):
-    number = migrations.MIGRATIONS.index(migrations.index_allowlist_by_prefix_length) + 1
-    path = old_database(tmp_path / "pbnsec.db", [FIRST_RELEASE])
-    app = make_app(tmp_path)
-    restrict(app, "Riverside Dental", "127.0.0.0/24")
-    con = sqlite3.connect(path)  # back to the day before entries were counted per prefix length
-    con.execute('DROP INDEX "allowlist_entry_scope_prefix_length_start"')
-    con.execute("DELETE FROM schema_version WHERE version >= ?", (number,))
-    con.commit()
-    con.close()
-    before = table_rows(path)
-    assert schema(path) != current_schema
-
-    app = make_app(tmp_path)
-    assert schema(path) == current_schema
-    after = table_rows(path)
+    path, before, number = rewound(tmp_path, migrations.index_allowlist_by_prefix_length,
+                                   'DROP INDEX "allowlist_entry_scope_prefix_length_start"',
+                                   prepare=lambda app: restrict(app, "Riverside Dental", "127.0.0.0/24"))
+    app, after = upgraded(tmp_path, path, number, current_schema)
     assert after["allowlist_entry"] == before["allowlist_entry"] != []
-    assert {t: rows for t, rows in after.items() if t != "schema_version"} == {
-        t: rows for t, rows in before.items() if t != "schema_version"}
-    with app.app_context():
-        assert [v.version for v in SchemaVersion.select().where(SchemaVersion.version >= number)] == list(
-            range(number, LATEST + 1))
+    same_rows(after, before)
     owner = Visitor(app, ip="127.0.0.1")
     assert owner.login("owner@example.com").headers["Location"] == "/"
     assert "127.0.0.0/24" in owner.get("/security/allowlist").text
