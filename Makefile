@@ -40,8 +40,9 @@ BENCH_ARGS ?=
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_pages.py $(BENCH_ARGS)
 
+# One worker per core, each test file on one worker (its module fixtures, servers and browsers stay together).
 test: $(INSTALLED) system-packages
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
