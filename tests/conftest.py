@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import html
 import re
 import shutil
 import sqlite3
@@ -535,3 +536,14 @@ def mail_app(tmp_path, seeded_database, mail_server):
     """The seeded app with mail on, to the test's SMTP server (no background sender: tests send by hand)."""
     shutil.copyfile(seeded_database, tmp_path / "pbnsec.db")
     return make_app(tmp_path, **mail_settings(mail_server))
+
+
+def flashes(response) -> list[str]:
+    """The flash messages a page shows."""
+    return re.findall(r'<p class="flash flash-\w+" role="\w+">([^<]+)</p>', response.text)
+
+
+def field_error(text: str, error_id: str) -> str | None:
+    """The message of the form error with this element id (the field's "…-error"), else None."""
+    found = re.search(rf'<p class="error" id="{re.escape(error_id)}" role="alert">([^<]*)</p>', text)
+    return html.unescape(found.group(1)) if found else None

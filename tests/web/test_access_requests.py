@@ -5,7 +5,7 @@ from datetime import timedelta
 from ipaddress import ip_address
 
 import pytest
-from conftest import OFFICE_IP, PEOPLE, Visitor, make_app, practice_id, restrict
+from conftest import OFFICE_IP, PEOPLE, Visitor, flashes, make_app, practice_id, restrict
 from peewee import IntegrityError
 
 from pbnsec.domain.access_requests import (
@@ -110,9 +110,6 @@ def request_ids(app, who, practice, status="pending"):
         return [r.id for r in AccessRequest.select().join(User).switch(AccessRequest).join(Practice).where(
             (User.email == PEOPLE[who][0]) & (Practice.name == practice) & (AccessRequest.status == status))]
 
-
-def flashes(response):
-    return re.findall(r'<p class="flash flash-\w+" role="\w+">([^<]+)</p>', response.text)
 
 
 def badge_count(v):

@@ -6,7 +6,7 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import PEOPLE, practice_id, wrong_passwords
+from conftest import PEOPLE, field_error, practice_id, wrong_passwords
 
 from pbnsec.models import AuditEvent, Practice
 
@@ -406,10 +406,6 @@ def event_at(app, at, ip="127.0.0.9", practice="Riverside Dental", target="", ac
                           target=target or f"{ip} at {at:%Y-%m-%d %H:%M}", detail="")
 
 
-def field_error(response, field):
-    found = re.search(rf'<p class="error" id="f-{field}-error" role="alert">([^<]*)</p>', response.text)
-    return html.unescape(found.group(1)) if found else None
-
 
 @pytest.mark.parametrize("typed,stored", [
     ("127.0.0.9", "127.0.0.9"),
@@ -448,7 +444,7 @@ def test_an_ip_or_day_that_is_not_one_is_said_under_its_field_and_shows_nothing(
     event_at(app, datetime(2024, 1, 1))
     response = ann.get(f"/security/audit?{query}")
     assert response.status_code == 200
-    assert field_error(response, field) == message
+    assert field_error(response.text, f"f-{field}-error") == message
     assert re.search(rf'aria-describedby="f-{field}-error[ "]', response.text)
     assert rows(response) == [] and "No events shown: correct the filter above." in response.text
     assert "Download CSV" not in response.text

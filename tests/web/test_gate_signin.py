@@ -5,7 +5,7 @@ import re
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from conftest import PASSWORD, practice_id, protect_app, restrict
+from conftest import PASSWORD, flashes, practice_id, protect_app, restrict
 
 from pbnsec.models import AccessRequest, ProtectedApp, SignIn, User
 
@@ -31,9 +31,6 @@ def sent_to_sign_in(response) -> str | None:
     assert response.status_code == 303 and location.path == "/login", response.headers["Location"]
     return parse_qs(location.query).get("next", [""])[0]
 
-
-def flashes(response):
-    return re.findall(r'<p class="flash flash-\w+" role="\w+">([^<]+)</p>', response.text)
 
 
 # --- return URLs ---

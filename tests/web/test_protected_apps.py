@@ -5,7 +5,7 @@ import re
 import threading
 
 import pytest
-from conftest import practice_id, restrict
+from conftest import field_error, practice_id, restrict
 
 from pbnsec.domain import protected_apps as domain
 from pbnsec.models import AuditEvent, ProtectedApp, ProtectedAppPractice, Role
@@ -39,10 +39,6 @@ def stored(app):
     with app.app_context():
         return [(a.name, a.host, a.proxy, a.all_roles) for a in ProtectedApp.select().order_by(ProtectedApp.id)]
 
-
-def field_error(text, name):
-    found = re.search(rf'<p class="error" id="{name}-error" role="alert">([^<]+)</p>', text)
-    return html.unescape(found.group(1)) if found else None
 
 
 def owner_adds(app, signed_in, name, host, *practices):
@@ -223,7 +219,7 @@ def test_bad_input_is_refused_under_its_field_as_a_page_and_as_a_fragment(app, a
     for htmx in (False, True):
         response = add(ann, htmx=htmx, **fields)
         assert response.status_code == 422, response.text
-        assert words in field_error(response.text, field)
+        assert words in field_error(response.text, f"{field}-error")
         assert ("<html" in response.text) is not htmx
         if htmx:
             assert response.text.startswith('<form id="app-form"') and "HX-Request" in response.headers["Vary"]
@@ -249,7 +245,7 @@ def test_a_host_another_app_answers_for_is_refused(app, ann, host):
     add(ann)
     response = add(ann, name="Second", host=host)
     assert response.status_code == 422
-    assert "Patient charts (charts.riverside.example)" in field_error(response.text, "host")
+    assert "Patient charts (charts.riverside.example)" in field_error(response.text, "host-error")
     assert len(stored(app)) == 1
 
 
@@ -296,7 +292,7 @@ def test_two_admins_adding_one_host_at_once_leave_one_app_and_a_form_error(app, 
         t.join()
     assert sorted(r.status_code for r in responses) == [303, 422]
     loser = next(r for r in responses if r.status_code == 422)
-    assert words in field_error(loser.text, "host")
+    assert words in field_error(loser.text, "host-error")
     assert len(stored(app)) == 1
 
 
@@ -305,7 +301,7 @@ def test_a_clash_the_checks_missed_is_still_a_form_error(app, ann, monkeypatch):
     monkeypatch.setattr(domain, "_clashes", lambda *args: {})  # a writer that did not see the first app
     response = add(ann, name="Second")
     assert response.status_code == 422
-    assert field_error(response.text, "host") == "charts.riverside.example is already protected by another app."
+    assert field_error(response.text, "host-error") == "charts.riverside.example is already protected by another app."
     assert len(stored(app)) == 1
 
 
@@ -346,7 +342,7 @@ def test_a_refused_change_shows_the_error_and_changes_nothing(app, ann):
     target = app_id(app)
     page = ann.post(f"/security/apps/{target}", form(app, host="not a host"))
     assert page.status_code == 422 and "<html" in page.text and "Change Patient charts" in page.text
-    assert "spaces or control characters" in field_error(page.text, "host")
+    assert "spaces or control characters" in field_error(page.text, "host-error")
     fragment = ann.post(f"/security/apps/{target}", form(app, name=""), htmx=True)
     assert fragment.status_code == 422 and fragment.text.startswith('<form id="app-form"')
     assert stored(app) == [("Patient charts", "charts.riverside.example", "nginx", True)]
