@@ -90,23 +90,32 @@ def _access_line(response):
         request_ip,  # here, not above: enforcement imports this module
     )
 
-    started = g.get("request_started")
-    query = request.query_string.decode("latin-1")
-    parts = [
-        _field("method", request.method),
-        _field("path", _shown_path(request.path) + ("?" + query if query else ""), typed=True),  # never the body
-        _field("status", response.status_code),
-        _field("bytes", "-" if response.content_length is None else response.content_length),  # "-": streamed
-        _field("ms", "-" if started is None else f"{(time.perf_counter() - started) * 1000:.1f}"),
-    ]
     # Only a user this request already loaded (Flask-Login keeps it in g): logging must not cost a query.
     user = g.get("_login_user")
-    if user is not None and user.is_authenticated:
-        parts += [_field("user_id", user.id), _field("email", user.email, typed=True)]
     # The same IP the enforcement hook decided on, even when an earlier hook (CSRF) refused the request first.
-    parts.append(_field("ip", request_ip() or "unknown"))
-    access_log.info(" ".join(parts))
+    access_line(request.method, request.path, request.query_string.decode("latin-1"), response.status_code,
+                response.content_length, g.get("request_started"),
+                user if user is not None and user.is_authenticated else None, request_ip())
     return response
+
+
+def access_line(method: str, path: str, query: str, status: int, length: int | None, started: float | None, user,
+                ip) -> None:
+    """`method=GET path="/…" status=200 bytes=… ms=… [user_id=… email="…"] ip=…`: one line per request, whoever
+    answered it (Flask, or the gate's verify in front of it). `started`: time.perf_counter() when it came in."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    parts = [
+        _field("method", method),
+        _field("path", _shown_path(path) + ("?" + query if query else ""), typed=True),  # never the body
+        _field("status", status),
+        _field("bytes", "-" if length is None else length),  # "-": streamed
+        _field("ms", "-" if started is None else f"{(time.perf_counter() - started) * 1000:.1f}"),
+    ]
+    if user is not None:
+        parts += [_field("user_id", user.id), _field("email", user.email, typed=True)]
+    parts.append(_field("ip", ip or "unknown"))
+    access_log.info(" ".join(parts))
 
 
 def init_app(app) -> None:

@@ -6,22 +6,28 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
+from functools import lru_cache
+from http import HTTPStatus
+from urllib.parse import parse_qsl
 
 from flask import (
     Blueprint,
     abort,
     current_app,
     g,
-    make_response,
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from flask_login import current_user
+from itsdangerous import BadSignature
+from werkzeug.datastructures import EnvironHeaders
+from werkzeug.http import parse_cookie
 
 from pbnsec import db
+from pbnsec.core.clientip import resolve_client_ip
 from pbnsec.core.gate import GateInputError
 from pbnsec.core.text import parse_id
 from pbnsec.domain import gate
@@ -29,71 +35,137 @@ from pbnsec.domain.access_requests import NOTE_MAX
 from pbnsec.domain.gate import GateOptions, GateState, Verdict
 from pbnsec.domain.gate_blocked import app_access
 from pbnsec.domain.visit import Visit
+from pbnsec.logs import access_line
 from pbnsec.models import utcnow
 from pbnsec.web.auth import app_return_url, ask_for_access, statuses_context, statuses_fragment
 from pbnsec.web.hook import access_of
 from pbnsec.web.pages import hx_redirect, wants_fragment
 
 bp = Blueprint("gate", __name__)
+SESSION_CACHE_SIZE = 4096  # browsers whose session cookie's signature a process remembers having checked
 
 
-# No automatic OPTIONS answer: a 200 from the gate lets a request through, so nothing but its decision gives one.
-@bp.route("/gate/verify", methods=["GET", "HEAD"], provide_automatic_options=False)
-def verify():
-    """200 with X-Pbnsec-* headers, 401/302 to sign in, 403 (or 302) refused: never a page, never a cookie."""
-    now = utcnow()
-    db.keep_connection()
-    user, practice_id = _signed_in_user(now)
-    visit = Visit(user, g.client_ip, now=now)
-    try:
-        redirect = gate.parse_redirect_flag(request.args.get("redirect"))
-    except GateInputError as error:
-        return _answer(Verdict(403, body=f"pbnsec: {error}\n", outcome="unreadable"))
-    options = GateOptions(current_app.config.get("BASE_URL"), redirect)
-    verdict = gate.verify(request.headers, visit, options, _state(), current_app.extensions["pbnsec.policies"],
-                          practice_id)
-    return _answer(verdict)
+VERIFY_PATH = "/gate/verify"
+VERIFY_METHODS = ("GET", "HEAD")  # never OPTIONS or another method: a 200 from the gate lets a request through
 
 
-def _signed_in_user(now):
-    """The user of this browser's full sign-in and the practice they work in at pbnsec, read straight from the
-    session, which is never changed here (so no cookie is sent): not through Flask-Login, whose session protection
-    would change it when the proxy's address differs from the browser's."""
-    user_id, _, token = str(session.get("_user_id") or "").partition(":")
-    practice_id = session.get("practice_id")
-    user = _state().signed_in(token, now)
-    if user is None or str(user.id) != user_id:
-        return None, None
-    return user, practice_id if isinstance(practice_id, int) else None
+class VerifyFront:
+    """WSGI in front of the Flask app: `GET /gate/verify` is answered here, everything else by Flask.
+
+    The proxy asks before every request to a protected app — a page with 40 assets asks 40 times — so the answer
+    skips what a page needs and the gate does not (routing, the session machinery, Flask-Login, CSRF, the page
+    hooks): it reads the client IP by the one rule (core.clientip, as the hook does), the browser's signed session
+    cookie by Flask's own serializer, and asks domain.gate.verify. Never a page, never a cookie: 200 with
+    X-Pbnsec-* headers, 401/302 to sign in, 403 (or 302) refused."""
+
+    def __init__(self, app, inner) -> None:
+        self.app, self.inner = app, inner
+        self.state: GateState = app.extensions["pbnsec.gate"]
+        self.flusher = _Flusher(app, self.state)
+        self._session_reader = None
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") != VERIFY_PATH:
+            return self.inner(environ, start_response)
+        started = time.perf_counter()
+        method = environ.get("REQUEST_METHOD", "")
+        ip, user, verdict = None, None, None
+        with self.app.app_context():
+            try:
+                ip = resolve_client_ip(environ, self.app.config["PROXIES"])
+                if method not in VERIFY_METHODS:
+                    verdict = Verdict(405, (("Allow", ", ".join(VERIFY_METHODS)),),
+                                      body="The gate answers GET and HEAD only.\n", outcome="unreadable")
+                else:
+                    user, verdict = self._verify(environ, ip)
+                db.keep_connection()
+            except Exception:  # the proxy is told 500 (nothing passes), the log says why
+                self.app.logger.exception("pbnsec: /gate/verify failed")
+                verdict = Verdict(500, body="pbnsec could not decide; see its log.\n", outcome="error")
+            finally:
+                self._flush_when_due()
+        body = b"" if method == "HEAD" else verdict.body.encode("utf-8")
+        length = len(verdict.body.encode("utf-8"))
+        headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(length)),
+                   ("Cache-Control", "no-store"), ("Vary", "Cookie"), ("X-Content-Type-Options", "nosniff"),
+                   *verdict.headers]
+        start_response(f"{verdict.status} {HTTPStatus(verdict.status).phrase}", headers)
+        access_line(method, VERIFY_PATH, environ.get("QUERY_STRING", ""), verdict.status, length, started, user, ip)
+        return [body]
+
+    def _verify(self, environ, ip):
+        """The signed-in user (or None) and the gate's verdict on the request the proxy describes."""
+        now = utcnow()
+        try:
+            redirect = gate.parse_redirect_flag(_first_value(environ.get("QUERY_STRING", ""), "redirect"))
+        except GateInputError as error:
+            return None, Verdict(403, body=f"pbnsec: {error}\n", outcome="unreadable")
+        user, practice_id = self._signed_in_user(environ, now)
+        options = GateOptions(self.app.config.get("BASE_URL"), redirect)
+        verdict = gate.verify(EnvironHeaders(environ), Visit(user, ip, now=now), options, self.state,
+                              self.app.extensions["pbnsec.policies"], practice_id)
+        return user, verdict
+
+    def _signed_in_user(self, environ, now):
+        """The user of this browser's full sign-in and the practice they work in at pbnsec, read from the session
+        cookie Flask signed (its serializer and lifetime), never written here."""
+        name, read = self._session_reader or self._make_session_reader()
+        cookie = parse_cookie(environ).get(name)
+        fields = read(cookie) if cookie else None
+        if fields is None:
+            return None, None
+        user_id, token, practice_id = fields
+        user = self.state.signed_in(token, now)
+        if user is None or str(user.id) != user_id:
+            return None, None
+        return user, practice_id
+
+    def _make_session_reader(self):
+        interface, app = self.app.session_interface, self.app
+        serializer = interface.get_signing_serializer(app)
+        max_age = int(app.permanent_session_lifetime.total_seconds())
+
+        @lru_cache(maxsize=SESSION_CACHE_SIZE)
+        def verified(cookie: str):
+            """The session's sign-in fields and when it was signed, once its signature is checked (a browser
+            sends the same cookie with every request: its signature is checked once per process)."""
+            try:
+                data, signed_at = serializer.loads(cookie, return_timestamp=True)
+            except BadSignature:
+                return None
+            if not isinstance(data, dict):
+                return None
+            user_id, _, token = str(data.get("_user_id") or "").partition(":")
+            practice_id = data.get("practice_id")
+            return user_id, token, practice_id if type(practice_id) is int else None, signed_at.timestamp()
+
+        def read(cookie: str):
+            found = verified(cookie)
+            if found is None or not 0 <= time.time() - found[3] <= max_age:
+                return None  # unsigned, forged, or older than a session lives (as Flask would refuse it)
+            return found[:3]
+
+        self._session_reader = interface.get_cookie_name(app), read
+        return self._session_reader
+
+    def _flush_when_due(self) -> None:
+        """The counts are added to the table by the request that finds them FLUSH_SECONDS old (after its answer is
+        made), and in a server by a timer thread too, so the last ones of a quiet spell land."""
+        if self.state.due():
+            _flush(self.app, self.state)
+        if not self.app.testing:
+            self.flusher.ensure_running()  # in a worker forked from the process that started it, too
 
 
-def _answer(verdict: Verdict):
-    response = make_response(verdict.body, verdict.status)
-    response.mimetype = "text/plain"
-    for name, value in verdict.headers:
-        response.headers[name] = value
-    response.vary.add("Cookie")
-    return response
-
-
-def _state() -> GateState:
-    return current_app.extensions["pbnsec.gate"]
+def _first_value(query: str, name: str) -> str | None:
+    """The first value of a query argument, as Flask's request.args.get reads it."""
+    return next((value for key, value in parse_qsl(query, keep_blank_values=True) if key == name), None)
 
 
 def init_app(app) -> None:
-    """This app's gate state. Its counts are added to the table by the request that finds them FLUSH_SECONDS old
-    (after its response is made), and in a server by a timer thread too, so the last ones of a quiet spell land."""
-    state = app.extensions["pbnsec.gate"] = GateState(app.config.get("GATE_FLUSH_SECONDS", gate.FLUSH_SECONDS))
-    flusher = _Flusher(app, state)
-
-    @app.teardown_request
-    def _flush_counts(exc):
-        if request.endpoint != "gate.verify":
-            return
-        if state.due():
-            _flush(app, state)
-        if not app.testing:
-            flusher.ensure_running()  # in a worker forked from the process that started it, too
+    """This app's gate: its state (the counts not yet saved) and /gate/verify in front of Flask."""
+    app.extensions["pbnsec.gate"] = GateState(app.config.get("GATE_FLUSH_SECONDS", gate.FLUSH_SECONDS))
+    app.wsgi_app = VerifyFront(app, app.wsgi_app)
 
 
 def _flush(app, state: GateState) -> None:

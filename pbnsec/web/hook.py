@@ -15,9 +15,6 @@ from pbnsec.web.pages import hx_redirect
 
 # Answered for anyone without a look at who is asking: no user loaded, no database query, no session cookie.
 SESSIONLESS_ENDPOINTS = frozenset({"static", "health.healthz", "health.readyz"})
-# The gate answers a reverse proxy about a request to another app: it reads the sign-in itself and decides on the
-# app's practices (web/gate.py); only the client IP is this hook's, by the rule every request follows.
-GATE_ENDPOINTS = frozenset({"gate.verify"})
 # Everything else needs a signed-in user whose IP is allowed for the active practice. A blocked sign-in gets only
 # these: its own access requests and their statuses, and continuing once a decision lets it in.
 EXEMPT_ENDPOINTS = SESSIONLESS_ENDPOINTS | {"auth.login", "auth.logout", "auth.blocked", "auth.access_requests",
@@ -74,7 +71,7 @@ def enforce():
         raise request.routing_exception
 
     request_ip()
-    if request.endpoint in SESSIONLESS_ENDPOINTS or request.endpoint in GATE_ENDPOINTS:
+    if request.endpoint in SESSIONLESS_ENDPOINTS:
         return None
     g.visit = Visit(None, g.client_ip)
     if not current_user.is_authenticated:

@@ -1,5 +1,6 @@
 """/gate/verify over HTTP: what a reverse proxy is told about a request to a protected app, with the browser's pbnsec
 cookie and the client's IP (the proxy's hop counted like every request's)."""
+import re
 from urllib.parse import quote
 
 import pytest
@@ -260,3 +261,62 @@ def test_a_console_password_not_yet_replaced_does_not_open_an_app(app, charts, s
                                              "repeat": "a new horse battery"})
     assert changed.status_code == 303
     assert verify(fay).status_code == 200
+
+
+# --- answered in front of Flask (web/gate.VerifyFront): what it reads of the browser and what it writes ---
+
+def test_a_session_cookie_signed_with_another_key_is_nobody(app, charts, signed_in):
+    from itsdangerous import URLSafeTimedSerializer
+
+    fay = signed_in("fay")
+    assert verify(fay).status_code == 200
+    real = fay.client.get_cookie("pbnsec_session").value
+    data = app.session_interface.get_signing_serializer(app).loads(real)
+    forged = URLSafeTimedSerializer("another key", salt="cookie-session",
+                                    signer_kwargs={"key_derivation": "hmac", "digest_method": "sha1"}).dumps(data)
+    fay.client.set_cookie("pbnsec_session", forged)
+    assert verify(fay).status_code == 401
+    fay.client.set_cookie("pbnsec_session", real[:-2] + ("AA" if not real.endswith("AA") else "BB"))
+    assert verify(fay).status_code == 401
+    fay.client.set_cookie("pbnsec_session", real)
+    assert verify(fay).status_code == 200
+
+
+def test_a_session_cookie_older_than_a_session_lives_is_nobody_even_after_it_passed(app, charts, signed_in,
+                                                                                    monkeypatch):
+    import itsdangerous.timed
+
+    fay = signed_in("fay")
+    cookie = fay.client.get_cookie("pbnsec_session").value
+    assert verify(fay).status_code == 200  # its signature is checked (and remembered) now
+    lifetime = app.permanent_session_lifetime.total_seconds()
+    later = itsdangerous.timed.time.time() + lifetime + 5
+    monkeypatch.setattr("pbnsec.web.gate.time.time", lambda: later)
+    assert fay.client.get_cookie("pbnsec_session").value == cookie
+    assert verify(fay).status_code == 401  # as Flask would refuse it on a page
+
+
+def test_each_verify_writes_one_access_line_naming_the_user_and_the_client_ip(app, charts, signed_in, log_lines):
+    fay = signed_in("fay", ip="127.0.0.6")
+    log_lines.clear()
+    verify(fay, query="?redirect=0")
+    [line] = [line for line in log_lines if " pbnsec.access " in line]
+    assert re.search(r'method=GET path="/gate/verify\?redirect=0" status=200 bytes=0 ms=\d+\.\d user_id=\d+ '
+                     r'email="fay@example\.com" ip=127\.0\.0\.6$', line), line
+    log_lines.clear()
+    fay.request("POST", "/gate/verify", headers=NGINX)
+    [line] = [line for line in log_lines if " pbnsec.access " in line]
+    assert 'method=POST path="/gate/verify" status=405' in line and line.endswith("ip=127.0.0.6")
+
+
+def test_a_failure_inside_the_gate_is_a_500_that_lets_nothing_through_and_is_logged(app, charts, signed_in,
+                                                                                   monkeypatch, log_lines):
+    from pbnsec.domain import gate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(gate, "verify", broken)
+    response = verify(signed_in("fay"))
+    assert response.status_code == 500 and "X-Pbnsec-User" not in response.headers
+    assert any("/gate/verify failed" in line for line in log_lines)
