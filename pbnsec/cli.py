@@ -154,8 +154,13 @@ def serve_command():
     # to believe (PBNSEC_TRUSTED_PROXIES and _ADDRS), so the header must arrive untouched.
     server = create_server(current_app._get_current_object(), listen=" ".join(listen), threads=8, ident="pbnsec",
                            clear_untrusted_proxy_headers=False)
-    # Said only once the port is ours: a taken port gives its one-line reason and nothing else.
+    gate = _gate_server(hosts)
+    # Said only once the ports are ours: a taken port gives its one-line reason and nothing else.
     click.echo(f"pbnsec is serving on {', '.join('http://' + a + '/' for a in listen)} (Ctrl+C stops it)")
+    if gate is not None:
+        gate.start()
+        click.echo("pbnsec's gate (for the proxies of protected apps) answers on "
+                   + ", ".join(f"http://{a}/gate/verify" for a in gate.addresses))
     sender = current_app.extensions.get("pbnsec_mail")
     if sender is not None:
         sender.start()
@@ -165,8 +170,29 @@ def serve_command():
         pass
     finally:
         server.close()
+        if gate is not None:
+            gate.stop()
         if sender is not None:
             sender.stop()  # a mail being sent is finished first; what is left waits in the outbox
+
+
+def _gate_server(hosts: list[str]):
+    """The gate's own port (PBNSEC_GATE_PORT), bound now; None when it is off."""
+    from pbnsec.web.gate_server import GateServer
+
+    port = current_app.config.get("GATE_PORT")
+    if port is None:
+        return None
+    try:
+        return GateServer(current_app.extensions["pbnsec.gate_front"], hosts, port)
+    except OSError as exc:
+        problem = _listen_problem(exc)
+        if problem is None:
+            raise
+        problem = problem.replace("set PBNSEC_PORT", "set PBNSEC_GATE_PORT (another port, or off)").replace(
+            "Set PBNSEC_PORT", "Set PBNSEC_GATE_PORT")
+        where = ", ".join(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts)
+        raise SystemExit(f"pbnsec: cannot listen on {where} for the gate (PBNSEC_GATE_PORT): {problem}") from None
 
 
 practices_cli = AppGroup("practices", help="Manage practices.")

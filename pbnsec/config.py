@@ -48,6 +48,25 @@ def _port(env) -> int:
     return int(raw)
 
 
+def _gate_port(env, port: int) -> int | None:
+    """PBNSEC_GATE_PORT: where `serve` answers the gate's /gate/verify from its own thread (default: the port after
+    PBNSEC_PORT); `off`: nowhere but the main port."""
+    raw = env.get("PBNSEC_GATE_PORT", "").strip()
+    if raw.lower() == "off":
+        return None
+    if not raw:
+        if port == 65535:
+            raise ConfigError("PBNSEC_GATE_PORT must be set when PBNSEC_PORT is 65535 (it defaults to the port "
+                              "after PBNSEC_PORT): a port number from 1 to 65535, or off")
+        return port + 1
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ConfigError(f"PBNSEC_GATE_PORT must be a port number from 1 to 65535, or off, got {raw!r}")
+    if int(raw) == port:
+        raise ConfigError(f"PBNSEC_GATE_PORT must differ from PBNSEC_PORT ({port}): the gate listens on a port of "
+                          "its own (or set it to off)")
+    return int(raw)
+
+
 def _database_url(env) -> str:
     url = env.get("PBNSEC_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
     scheme = url.partition("://")[0]
@@ -259,6 +278,7 @@ def load_config(env=None, instance_path: Path | None = None) -> dict:
                             6: _prefix(env, "PBNSEC_BROAD_IPV6_PREFIX", 6, 32)},
         "HOST": env.get("PBNSEC_HOST", "").strip() or "127.0.0.1",
         "PORT": _port(env),
+        "GATE_PORT": _gate_port(env, _port(env)),  # None: the gate answers on PORT only
         "SESSION_COOKIE_SECURE": _flag(env, "PBNSEC_SECURE_COOKIES", False),
         # Flask answers 400 to a Host header not listed here; unset, any name the server is reached by works.
         "TRUSTED_HOSTS": _hosts(env),

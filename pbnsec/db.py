@@ -5,7 +5,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from flask import g
 from peewee import DatabaseProxy, PeeweeException, SqliteDatabase
 from playhouse import db_url
 
@@ -117,13 +116,15 @@ def _shown(url: str, root: Path) -> str:
     return parts.geturl()
 
 
-def keep_connection() -> None:
-    """Leave this thread's SQLite connection open when the request ends well: opening one (and setting its pragmas)
-    costs a millisecond, four times what the gate's whole answer does (web/gate.py). The connection is idle in
+def release_connection(keep: bool = False) -> None:
+    """End of a request: close this thread's connection (a PostgreSQL one goes back to its pool). `keep`: leave a
+    SQLite connection open when the request ended well, as the gate's answers do (web/gate.py): opening one (and
+    setting its pragmas) costs a millisecond, several times what the gate's whole answer does. It is idle in
     autocommit between requests, holding no lock and no snapshot; the next request of the thread uses it and, unless
-    it asks the same, closes it. PostgreSQL connections go back to their pool either way."""
-    if isinstance(database.obj, SqliteDatabase):
-        g.keep_connection = True
+    it keeps it too, closes it."""
+    kept = keep and isinstance(database.obj, SqliteDatabase) and not database.in_transaction()
+    if not database.is_closed() and not kept:
+        database.close()
 
 
 def init_app(app, root: Path, check: bool = True) -> None:
@@ -140,6 +141,4 @@ def init_app(app, root: Path, check: bool = True) -> None:
 
     @app.teardown_appcontext
     def _close(exc):
-        kept = exc is None and g.get("keep_connection") and not database.in_transaction()
-        if not database.is_closed() and not kept:
-            database.close()
+        release_connection()

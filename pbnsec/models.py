@@ -30,6 +30,17 @@ class BaseModel(Model):
         database = database
         legacy_table_names = False
 
+    @classmethod
+    def from_row(cls, fields, values):
+        """An instance from a row of its columns in `fields` order, as a peewee query makes one (each value through
+        its field's python_value; nothing marked as changed), without peewee's per-attribute bookkeeping: for the
+        few statements every request makes, written once as SQL (domain.policy, domain.gate)."""
+        instance = cls.__new__(cls)
+        instance.__data__ = {f.name: f.python_value(v) for f, v in zip(fields, values)}
+        instance._dirty = set()
+        instance.__rel__ = {}
+        return instance
+
 
 class Practice(BaseModel):
     name = CharField(max_length=100, unique=True)

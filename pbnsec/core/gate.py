@@ -18,6 +18,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _PORT = re.compile(r"[1-9][0-9]{0,4}")
 _METHOD = re.compile(r"[A-Z]{1,20}")
+_INVISIBLE = re.compile(r"[\x00-\x20\x7f]")  # spaces and ASCII control characters
 _SCHEME_URL = re.compile(r"(https?)://([^/?#]*)(.*)", re.DOTALL | re.IGNORECASE)
 
 # nginx (auth_request): the whole original URL and its method.
@@ -55,7 +56,7 @@ def _visible_ascii(text: str, what: str) -> None:
     if not text.isascii():
         raise GateInputError(f"{what} holds characters outside ASCII: write an international name in its "
                              "xn-- (punycode) form.")
-    if any(ord(c) <= 32 or ord(c) == 127 for c in text):
+    if _INVISIBLE.search(text):
         raise GateInputError(f"{what} holds spaces or control characters.")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from ipaddress import (
     IPv4Address,
     IPv4Network,
@@ -110,6 +111,11 @@ def client_address(text: str | None) -> IPAddress | None:
     """Parse an address as a server sees it, returning None for anything unusable."""
     if not isinstance(text, str):
         return None
+    return _client_address(text)
+
+
+@lru_cache(maxsize=4096)  # a server sees the same few addresses (its proxy's, its clients') on every request
+def _client_address(text: str) -> IPAddress | None:
     s = text.strip()
     bracketed = s.startswith("[") and s.endswith("]")
     if bracketed:

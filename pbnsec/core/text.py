@@ -15,13 +15,22 @@ def is_control(char: str) -> bool:
     return unicodedata.category(char) in _HIDDEN_CATEGORIES
 
 
+def _plain(text: str) -> bool:
+    """Printable ASCII (space included): no control or formatting character, checked in C (the common case)."""
+    return text.isascii() and text.isprintable()
+
+
 def has_control_characters(text: str, allowed: str = "") -> bool:
     """True when `text` holds a control or invisible formatting character other than those in `allowed`."""
+    if not text or _plain(text):
+        return False
     return any(is_control(c) and c not in allowed for c in text or "")
 
 
 def without_control_characters(text: str, allowed: str = "") -> str:
     """`text` with those characters taken out, to show a refused value back without them."""
+    if not text or _plain(text):
+        return text or ""
     return "".join(c for c in text or "" if c in allowed or not is_control(c))
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from urllib.parse import urlencode
 
 from peewee import EXCLUDED, JOIN, fn
@@ -140,9 +141,8 @@ class GateState:
         if row is None:
             return None
         *row, stamp = row
-        user = User(__no_default__=1, **{f.name: f.python_value(v) for f, v in zip(user_fields, row)})
-        user.role = Role(__no_default__=1, **{f.name: f.python_value(v)
-                                               for f, v in zip(role_fields, row[len(user_fields):])})
+        user = User.from_row(user_fields, row)
+        user.role = Role.from_row(role_fields, row[len(user_fields):])
         user._dirty.clear()
         if stamp is not None and stamp != sessions.password_stamp(user):
             return None  # made with a password set aside since (sessions.find ends it at its next pbnsec request)
@@ -177,11 +177,8 @@ class GateState:
                 roles.setdefault(app_id, set()).add(role_id)
         found = []
         for app_id, (name, stored, proxy, all_roles) in apps.items():
-            try:
-                app_host = parse_host(stored)
-            except GateInputError:
-                continue  # a row written by hand that no request can match
-            if app_host.serves(host, scheme):
+            app_host = _stored_host(stored)
+            if app_host is not None and app_host.serves(host, scheme):
                 found.append(GateApp(app_id, name, app_host, proxy, bool(all_roles),
                                      frozenset(practices.get(app_id, ())), frozenset(roles.get(app_id, ()))))
         # Both "charts.example" and "charts.example:443" stored: the one naming the port is the more specific.
@@ -219,6 +216,15 @@ class GateState:
                                       GateCount.refused: GateCount.refused + EXCLUDED.refused})
                  .execute())
         return len(rows)
+
+
+@lru_cache(maxsize=1024)
+def _stored_host(text: str) -> Host | None:
+    """A stored app host, read once per process (None: a row written by hand that no request can match)."""
+    try:
+        return parse_host(text)
+    except GateInputError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,9 @@ def compile_policies(practice_ids) -> dict[int, Policy]:
     return {pid: Policy(0, "", settings[pid], pid not in no_requests, matchers[pid]) for pid in practice_ids}
 
 
+MEMBERSHIP_ID = (Membership.id,)
+
+
 class PolicyCache:
     """One process's compiled policies for one database (the app keeps one: a new app, a new cache).
 
@@ -106,9 +109,8 @@ class PolicyCache:
             self._practices_sql = sql
         practices = []
         for row in database.execute_sql(self._practices_sql, (user_id,)).fetchall():
-            practice = Practice(__no_default__=1, **{f.name: f.python_value(v) for f, v in zip(fields, row)})
-            practice._dirty.clear()
-            practice.membership = Membership(__no_default__=1, id=row[-1])
+            practice = Practice.from_row(fields, row)
+            practice.membership = Membership.from_row(MEMBERSHIP_ID, row[-1:])
             practices.append(practice)
         return practices
 

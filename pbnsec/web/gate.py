@@ -23,12 +23,11 @@ from flask import (
 )
 from flask_login import current_user
 from itsdangerous import BadSignature
-from werkzeug.datastructures import EnvironHeaders
 from werkzeug.http import parse_cookie
 
 from pbnsec import db
 from pbnsec.core.clientip import resolve_client_ip
-from pbnsec.core.gate import GateInputError
+from pbnsec.core.gate import FORWARDED_HEADERS, NGINX_HEADERS, GateInputError
 from pbnsec.core.text import parse_id
 from pbnsec.domain import gate
 from pbnsec.domain.access_requests import NOTE_MAX
@@ -47,6 +46,8 @@ SESSION_CACHE_SIZE = 4096  # browsers whose session cookie's signature a process
 
 VERIFY_PATH = "/gate/verify"
 VERIFY_METHODS = ("GET", "HEAD")  # never OPTIONS or another method: a 200 from the gate lets a request through
+_ORIGINAL_HEADERS = tuple((name, "HTTP_" + name.upper().replace("-", "_"))
+                          for name in (*NGINX_HEADERS, *FORWARDED_HEADERS))
 
 
 class VerifyFront:
@@ -67,31 +68,41 @@ class VerifyFront:
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") != VERIFY_PATH:
             return self.inner(environ, start_response)
+        status, headers, body = self.answer(environ)
+        start_response(status, headers)
+        return [body]
+
+    def answer(self, environ) -> tuple[str, list[tuple[str, str]], bytes]:
+        """The status line, headers and body answering one request for /gate/verify (a WSGI environ), wherever it
+        came in: through Flask's server, or the gate's own port (pbnsec.gate_server)."""
         started = time.perf_counter()
         method = environ.get("REQUEST_METHOD", "")
-        ip, user, verdict = None, None, None
-        with self.app.app_context():
-            try:
-                ip = resolve_client_ip(environ, self.app.config["PROXIES"])
-                if method not in VERIFY_METHODS:
-                    verdict = Verdict(405, (("Allow", ", ".join(VERIFY_METHODS)),),
-                                      body="The gate answers GET and HEAD only.\n", outcome="unreadable")
-                else:
-                    user, verdict = self._verify(environ, ip)
-                db.keep_connection()
-            except Exception:  # the proxy is told 500 (nothing passes), the log says why
-                self.app.logger.exception("pbnsec: /gate/verify failed")
-                verdict = Verdict(500, body="pbnsec could not decide; see its log.\n", outcome="error")
-            finally:
-                self._flush_when_due()
-        body = b"" if method == "HEAD" else verdict.body.encode("utf-8")
-        length = len(verdict.body.encode("utf-8"))
-        headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(length)),
+        ip, user, ended_well = None, None, False
+        try:
+            ip = self.client_ip(environ)
+            if method not in VERIFY_METHODS:
+                verdict = Verdict(405, (("Allow", ", ".join(VERIFY_METHODS)),),
+                                  body="The gate answers GET and HEAD only.\n", outcome="unreadable")
+            else:
+                user, verdict = self._verify(environ, ip)
+            ended_well = True
+        except Exception:  # the proxy is told 500 (nothing passes), the log says why
+            self.app.logger.exception("pbnsec: /gate/verify failed")
+            verdict = Verdict(500, body="pbnsec could not decide; see its log.\n", outcome="error")
+        finally:
+            self._flush_when_due()
+            db.release_connection(keep=ended_well)
+        text = verdict.body.encode("utf-8")
+        headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(text))),
                    ("Cache-Control", "no-store"), ("Vary", "Cookie"), ("X-Content-Type-Options", "nosniff"),
                    *verdict.headers]
-        start_response(f"{verdict.status} {HTTPStatus(verdict.status).phrase}", headers)
-        access_line(method, VERIFY_PATH, environ.get("QUERY_STRING", ""), verdict.status, length, started, user, ip)
-        return [body]
+        access_line(method, VERIFY_PATH, environ.get("QUERY_STRING", ""), verdict.status, len(text), started, user,
+                    ip)
+        return f"{verdict.status} {HTTPStatus(verdict.status).phrase}", headers, b"" if method == "HEAD" else text
+
+    def client_ip(self, environ):
+        """The request's client IP by the rule every request follows (PBNSEC_TRUSTED_PROXIES and _ADDRS)."""
+        return resolve_client_ip(environ, self.app.config["PROXIES"])
 
     def _verify(self, environ, ip):
         """The signed-in user (or None) and the gate's verdict on the request the proxy describes."""
@@ -102,7 +113,9 @@ class VerifyFront:
             return None, Verdict(403, body=f"pbnsec: {error}\n", outcome="unreadable")
         user, practice_id = self._signed_in_user(environ, now)
         options = GateOptions(self.app.config.get("BASE_URL"), redirect)
-        verdict = gate.verify(EnvironHeaders(environ), Visit(user, ip, now=now), options, self.state,
+        # The headers a proxy describes the original request with, and no other.
+        headers = {name: environ[key] for name, key in _ORIGINAL_HEADERS if key in environ}
+        verdict = gate.verify(headers, Visit(user, ip, now=now), options, self.state,
                               self.app.extensions["pbnsec.policies"], practice_id)
         return user, verdict
 
@@ -165,7 +178,7 @@ def _first_value(query: str, name: str) -> str | None:
 def init_app(app) -> None:
     """This app's gate: its state (the counts not yet saved) and /gate/verify in front of Flask."""
     app.extensions["pbnsec.gate"] = GateState(app.config.get("GATE_FLUSH_SECONDS", gate.FLUSH_SECONDS))
-    app.wsgi_app = VerifyFront(app, app.wsgi_app)
+    app.wsgi_app = app.extensions["pbnsec.gate_front"] = VerifyFront(app, app.wsgi_app)
 
 
 def _flush(app, state: GateState) -> None:
