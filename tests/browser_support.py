@@ -88,9 +88,26 @@ def live_app(tmp_path: Path, setup: Callable | None = None, **config) -> Iterato
         yield app, base_url
     finally:
         _stop(server, thread)
+        # Its counts of gate requests are saved now, into its own database: its timer thread would otherwise add
+        # them later to whichever database a later test's app points the models at.
+        app.extensions["pbnsec.gate_front"].flusher.stop()
         from pbnsec.db import database
         if not database.is_closed():
             database.close()
+
+
+@contextmanager
+def gate_port(app) -> Iterator[int]:
+    """The gate's own port for a live_app, as `flask --app app serve` opens it (pbnsec.web.gate_server), on a free
+    loopback port; yields the port."""
+    from pbnsec.web.gate_server import GateServer
+
+    gate = GateServer(app.extensions["pbnsec.gate_front"], ["127.0.0.1"], 0)
+    gate.start()
+    try:
+        yield gate.sockets[0].getsockname()[1]
+    finally:
+        gate.stop()
 
 
 @contextmanager

@@ -53,8 +53,9 @@ def stop(process: subprocess.Popen) -> None:
 
 
 class AppProcess:
-    def __init__(self, port: int, log: Path, process: subprocess.Popen):
+    def __init__(self, port: int, log: Path, process: subprocess.Popen, gate_port: int | None = None):
         self.port, self.log, self.process = port, log, process
+        self.gate_port = gate_port  # the gate's own port, which `flask --app app serve` opens (None: not opened)
 
     @property
     def output(self) -> str:
@@ -71,11 +72,15 @@ COMMANDS = {
 
 def spawn_app(folder: Path, database: Path, proxies: int = 0, proxy_addrs: str | None = None,
               command: str = "make run", **env) -> AppProcess:
-    """Start the app on a free loopback port the way the README says, without waiting for it to listen."""
+    """Start the app on a free loopback port the way the README says, without waiting for it to listen. `make run`
+    also opens the gate's own port: a free one too, unless PBNSEC_GATE_PORT is given."""
     port = free_port()
     environment = dict(os.environ, PBNSEC_DATABASE_URL=f"sqlite:///{database}", PBNSEC_PORT=str(port),
-                       PBNSEC_HOST="127.0.0.1", PBNSEC_SECRET_KEY=SECRET, PBNSEC_TRUSTED_PROXIES=str(proxies))
+                       PBNSEC_HOST="127.0.0.1", PBNSEC_SECRET_KEY=SECRET, PBNSEC_TRUSTED_PROXIES=str(proxies),
+                       PBNSEC_GATE_PORT=str(free_port()))
     environment.update(env)
+    gate = environment["PBNSEC_GATE_PORT"]
+    gate_port = int(gate) if command == "make run" and gate.isdigit() else None
     environment.pop("PBNSEC_TRUSTED_PROXY_ADDRS", None)
     if proxy_addrs is not None:
         environment["PBNSEC_TRUSTED_PROXY_ADDRS"] = proxy_addrs
@@ -83,7 +88,7 @@ def spawn_app(folder: Path, database: Path, proxies: int = 0, proxy_addrs: str |
     with open(log, "wb") as out:
         process = subprocess.Popen(COMMANDS[command](port), cwd=ROOT, env=environment, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
-    return AppProcess(port, log, process)
+    return AppProcess(port, log, process, gate_port)
 
 
 @contextmanager
@@ -92,6 +97,8 @@ def app_server(folder: Path, database: Path, **options):
     app = spawn_app(folder, database, **options)
     try:
         wait_for_port(app.port, app.process, app.log)
+        if app.gate_port is not None:
+            wait_for_port(app.gate_port, app.process, app.log)
         yield app
     finally:
         stop(app.process)
@@ -115,14 +122,16 @@ def site_location_block(upstream_port: int) -> str:
     raise ValueError(f"no location / block proxying to 127.0.0.1:8000 in {NGINX_SITE}")
 
 
-def app_server_block(port: int, host: str, pbnsec_port: int, app_port: int, pbnsec_url: str) -> str:
-    """deploy/gate/nginx.conf filled in for one app, listening on this test's loopback port."""
+def app_server_block(port: int, host: str, gate_port: int, app_port: int, pbnsec_url: str) -> str:
+    """deploy/gate/nginx.conf filled in for one app, listening on this test's loopback port and asking pbnsec's
+    gate at gate_port (the gate's own port, or pbnsec's main port, which answers /gate/verify too)."""
     from pbnsec.core.gate import parse_host
     from pbnsec.core.snippets import host_values
 
     text = GATE_SNIPPET.read_text()
     for placeholder, value in {**host_values(parse_host(host)), "app_scheme": "http", "pbnsec_url": pbnsec_url,
-                               "pbnsec_upstream": f"http://127.0.0.1:{pbnsec_port}",
+                               "pbnsec_upstream": f"http://127.0.0.1:{gate_port}",
+                               "pbnsec_gate_address": f"127.0.0.1:{gate_port}",
                                "app_upstream": f"http://127.0.0.1:{app_port}"}.items():
         text = text.replace("{{" + placeholder + "}}", value)
     assert "{{" not in text

@@ -16,11 +16,13 @@ from pbnsec.core.gate import Host
 # Every placeholder a snippet may hold, and the marker shown when its value is not known.
 MISSING = {
     "app_host": "<the app's host>",
+    "app_key": "<a name for the app: letters, digits, _ and - only>",
     "app_server_name": "<the app's host name, without its port>",
     "app_port": "<the port the app is opened at, 80 for none>",
     "app_scheme": "<https or http>",
     "pbnsec_url": "<set PBNSEC_BASE_URL>",
-    "pbnsec_upstream": "<where the proxy reaches pbnsec, e.g. http://127.0.0.1:8000>",
+    "pbnsec_upstream": "<where the proxy reaches pbnsec's gate, e.g. http://127.0.0.1:8001>",
+    "pbnsec_gate_address": "<the address and port of pbnsec's gate, e.g. 127.0.0.1:8001>",
     "app_upstream": "<the app's own address, e.g. http://127.0.0.1:3000>",
 }
 PLACEHOLDERS = tuple(MISSING)
@@ -64,18 +66,36 @@ def host_values(host: Host) -> dict[str, str]:
     """An app's host as the snippets need it: `app_host` as people type it (`charts.riverside.example:8443`, what
     pbnsec decides about), `app_server_name` the name alone (nginx's server_name and Traefik's Host() compare the
     name without the port: with it they never match) and `app_port` its own port, else 80 (the port nginx listens
-    on until TLS is added, when the snippet's comment says to use 443)."""
-    return {"app_host": str(host), "app_server_name": host.name, "app_port": str(host.port or 80)}
+    on until TLS is added, when the snippet's comment says to use 443); `app_key` names the app in the proxy's
+    configuration (nginx's upstream, Traefik's router), where every app needs a name of its own."""
+    return {"app_host": str(host), "app_server_name": host.name, "app_port": str(host.port or 80),
+            "app_key": app_key(host)}
 
 
-def upstream_of(listen_hosts: str, port: int) -> str:
-    """Where a proxy on this machine reaches pbnsec: http:// the first address PBNSEC_HOST listens on (a wildcard
-    address becomes loopback) and PBNSEC_PORT."""
+def app_key(host: Host) -> str:
+    """The app's name in proxy configuration: letters, digits, `-` and `_` only, and different for every host. A
+    host name's dots become `_`; it has no empty part, so `__` never comes of one: an IPv6 literal starts `ipv6__`
+    and a port ends `__8443`."""
+    if host.name.startswith("["):
+        key = "ipv6__" + host.name.strip("[]").replace(":", "-")
+    else:
+        key = host.name.replace(".", "_")
+    return key if host.port is None else f"{key}__{host.port}"
+
+
+def gate_address_of(listen_hosts: str, port: int) -> str:
+    """Where a proxy on this machine reaches pbnsec's gate, as `host:port`: the first address PBNSEC_HOST listens
+    on (a wildcard address becomes loopback) and the gate's port (PBNSEC_GATE_PORT, else PBNSEC_PORT)."""
     host = next((h.strip() for h in (listen_hosts or "").split(",") if h.strip()), "127.0.0.1")
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(host, host)
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{host}:{port}"
+
+
+def upstream_of(listen_hosts: str, port: int) -> str:
+    """The same as a URL: http://host:port."""
+    return f"http://{gate_address_of(listen_hosts, port)}"
 
 
 def scheme_of(base_url: str | None) -> str:

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 GATE = Path(__file__).resolve().parents[2] / "deploy" / "gate"
-PLACEHOLDERS = {"app_host", "app_server_name", "app_port", "app_scheme", "pbnsec_url", "pbnsec_upstream",
-                "app_upstream"}
+PLACEHOLDERS = {"app_host", "app_key", "app_server_name", "app_port", "app_scheme", "pbnsec_url",
+                "pbnsec_upstream", "pbnsec_gate_address", "app_upstream"}
 SNIPPETS = ["nginx.conf", "Caddyfile", "traefik.yml"]
 
 

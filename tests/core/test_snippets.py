@@ -1,5 +1,6 @@
 """The proxy snippets filled in per app: placeholders, the markers for what pbnsec does not know, and the snippet
 files in deploy/gate/ (which may use only placeholders the filler knows)."""
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from pbnsec.core.snippets import (
     fill,
     host_values,
     placeholders,
+    app_key,
+    gate_address_of,
     scheme_of,
     snippets_for,
     upstream_of,
@@ -58,6 +61,22 @@ def test_a_value_is_never_filled_in_again(values):
 ])
 def test_the_proxy_reaches_pbnsec_where_it_listens(hosts, port, url):
     assert upstream_of(hosts, port) == url
+    assert gate_address_of(hosts, port) == url.removeprefix("http://")  # nginx's upstream names no scheme
+
+
+KEYED = ["charts.riverside.example", "charts.riverside.example:8443", "charts-riverside.example",
+         "charts.riverside-example", "charts.riverside.example.port8443", "charts.riverside.example.8443",
+         "10.0.0.5", "10.0.0.5:8080", "10.0.0.5.example", "[2001:db8::5]", "[2001:db8::5]:8443", "[2001:db8::5:8443]",
+         "ipv6-2001-db8--5", "ipv6.2001-db8--5", "2001-db8--5", "xn--bcher-kva.example"]
+
+
+def test_every_app_gets_a_name_of_its_own_in_the_proxy_s_configuration():
+    """nginx refuses two upstreams of one name and Traefik merges two routers of one name: two apps' keys never
+    meet, however alike their hosts look, and a key holds only what both accept."""
+    keys = [app_key(parse_host(typed)) for typed in KEYED]
+    assert len(set(keys)) == len(keys), keys
+    assert all(re.fullmatch(r"[a-z0-9_-]+", key) for key in keys), keys
+    assert app_key(parse_host("Charts.Riverside.Example:8443")) == "charts_riverside_example__8443"
 
 
 @pytest.mark.parametrize("typed, name, port", [
@@ -67,7 +86,8 @@ def test_the_proxy_reaches_pbnsec_where_it_listens(hosts, port, url):
 def test_the_proxy_names_the_app_without_its_port_and_listens_on_the_port(typed, name, port):
     host = parse_host(typed)
     # what pbnsec decides about keeps the port; nginx's server_name and Traefik's Host() never see one
-    assert host_values(host) == {"app_host": str(host), "app_server_name": name, "app_port": port}
+    assert {k: v for k, v in host_values(host).items() if k != "app_key"} == {
+        "app_host": str(host), "app_server_name": name, "app_port": port}
     text, missing = fill("listen {{app_port}}; server_name {{app_server_name}}; # {{app_host}}", host_values(host))
     assert text == f"listen {port}; server_name {name}; # {host}" and missing == ()
 

@@ -14,7 +14,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from browser_support import chromium_browsers, fits, live_app
+from browser_support import chromium_browsers, fits, gate_port, live_app
 from conftest import PASSWORD, protect_app, restrict, seed
 from playwright.sync_api import expect
 from realworld import app_server_block, free_port, nginx, site_location_block
@@ -97,15 +97,16 @@ def test_an_app_behind_the_gate_in_chromium(tmp_path):
                        "PBNSEC_TRUSTED_PROXIES": "1"}, tmp_path)
     settings = {key: env[key] for key in ("COOKIE_DOMAIN", "SESSION_COOKIE_DOMAIN", "BASE_URL", "TRUSTED_PROXIES")}
     try:
-        with live_app(tmp_path, setup=setup, **settings) as (app, base_url):
+        with live_app(tmp_path, setup=setup, **settings) as (app, base_url), gate_port(app) as gate:
             pbnsec_port = int(base_url.rsplit(":", 1)[1])
             servers = "\n".join([
                 # pbnsec itself, as the README's site file proxies to it
                 f"server {{ listen 127.0.0.1:{port}; listen [::1]:{port}; server_name security.riverside.test; "
                 f"{site_location_block(pbnsec_port)} }}",
-                app_server_block(port, "charts.riverside.test", pbnsec_port, upstream.server_port, SECURITY),
+                # the apps, asking the gate's own port as the shipped snippet does
+                app_server_block(port, "charts.riverside.test", gate, upstream.server_port, SECURITY),
                 # an app nginx protects but pbnsec does not know (removed from the Protected apps screen)
-                app_server_block(port, "wiki.riverside.test", pbnsec_port, upstream.server_port, SECURITY),
+                app_server_block(port, "wiki.riverside.test", gate, upstream.server_port, SECURITY),
             ])
             office_rules = f"--host-resolver-rules=MAP *.riverside.test 127.0.0.1:{port}"
             home_rules = f"--host-resolver-rules=MAP *.riverside.test [::1]:{port}"

@@ -22,14 +22,15 @@ OFFICE, HOME = "127.0.0.71", "127.0.0.72"
 HEADERS = ("User", "Name", "Role", "Practice")
 
 
-def gate_locations(pbnsec_port: int, upstream_port: int) -> str:
-    """nginx in front of a protected app: every request asks /gate/verify first (the README's snippet, inline)."""
+def gate_locations(gate_port: int, upstream_port: int) -> str:
+    """nginx in front of a protected app: every request asks /gate/verify first (the README's snippet, inline), at
+    gate_port: the gate's own port or pbnsec's main port."""
     passed = " ".join(f"auth_request_set $pbnsec_{h.lower()} $upstream_http_x_pbnsec_{h.lower()}; "
                       f"proxy_set_header X-Pbnsec-{h} $pbnsec_{h.lower()};" for h in HEADERS)
     return f"""
         location = /_pbnsec_verify {{
             internal;
-            proxy_pass http://127.0.0.1:{pbnsec_port}/gate/verify;
+            proxy_pass http://127.0.0.1:{gate_port}/gate/verify;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
@@ -72,13 +73,14 @@ def database(tmp_path, seeded_database):
     return copy
 
 
-@pytest.fixture
-def gate(tmp_path, database):
+@pytest.fixture(params=["make run", "waitress-serve"])
+def gate(request, tmp_path, database):
     """(pbnsec's port, nginx's port): pbnsec believes X-Forwarded-For from 127.0.0.1 only (nginx), so clients on
-    other loopback addresses sign in to it directly and are seen as themselves."""
-    with app_server(tmp_path, database, proxies=1, proxy_addrs="127.0.0.1", command="waitress-serve",
+    other loopback addresses sign in to it directly and are seen as themselves. nginx asks the gate's own port of
+    `make run`, or /gate/verify on the port of the README's waitress-serve line (which opens no gate port)."""
+    with app_server(tmp_path, database, proxies=1, proxy_addrs="127.0.0.1", command=request.param,
                     PBNSEC_BASE_URL=BASE) as app, header_echo_server() as upstream, \
-            nginx(tmp_path, gate_locations(app.port, upstream)) as proxy:
+            nginx(tmp_path, gate_locations(app.gate_port or app.port, upstream)) as proxy:
         yield app.port, proxy
 
 
@@ -176,9 +178,9 @@ def test_the_shipped_snippet_keeps_every_spelling_of_a_forged_x_pbnsec_header_fr
     """deploy/gate/nginx.conf as pasted into an nginx that passes header names with underscores on (a setting
     some sites need): an X_Pbnsec_User, which many app servers read as X-Pbnsec-User, is not passed either."""
     port = free_port()
-    with app_server(tmp_path, database, proxies=1, proxy_addrs="127.0.0.1", command="waitress-serve",
-                    PBNSEC_BASE_URL=BASE) as app, header_echo_server() as upstream:
-        servers = "underscores_in_headers on;\n" + app_server_block(port, CHARTS, app.port, upstream, BASE)
+    with app_server(tmp_path, database, proxies=1, proxy_addrs="127.0.0.1", PBNSEC_BASE_URL=BASE) as app, \
+            header_echo_server() as upstream:
+        servers = "underscores_in_headers on;\n" + app_server_block(port, CHARTS, app.gate_port, upstream, BASE)
         with nginx(tmp_path, "location / { return 404; }", http_extra=servers, port=port) as proxy:
             fay = HttpVisitor(OFFICE)
             fay.sign_in(app.port, "fay@example.com", PASSWORD)

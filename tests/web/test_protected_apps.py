@@ -127,7 +127,15 @@ def test_each_app_shows_its_snippet_for_each_proxy_filled_in_its_own_open(app, a
     traefik = page[page.index('aria-label="Traefik snippet for Patient charts"'):]
     traefik = html.unescape(traefik[:traefik.index("</pre>")])
     assert 'rule: "Host(`charts.riverside.example`)"' in traefik  # Traefik's Host() compares names without ports
-    assert "proxy_pass http://127.0.0.1:8000/gate/verify;" in nginx
+    # The gate's own port (PBNSEC_GATE_PORT: by default the one after PBNSEC_PORT), over kept-alive connections, in
+    # an upstream named for this app (nginx refuses two of one name, and each app has its own file)
+    assert ("upstream pbnsec_gate_charts_riverside_example__8443 {\n    server 127.0.0.1:8001;\n    keepalive 16;"
+            in nginx)
+    assert "proxy_pass http://pbnsec_gate_charts_riverside_example__8443/gate/verify;" in nginx
+    assert 'address: "http://127.0.0.1:8001/gate/verify?redirect=1"' in traefik
+    assert "pbnsec-gate-charts_riverside_example__8443:" in traefik
+    app.config["GATE_PORT"] = None  # PBNSEC_GATE_PORT=off: the main port answers /gate/verify
+    assert "server 127.0.0.1:8000;" in html.unescape(ann.get("/security/apps").text)
     assert "https://security.riverside.example/login" in nginx
     assert "{{" not in nginx
     assert "<the app's own address, e.g. http://127.0.0.1:3000>" in nginx  # pbnsec never knows it

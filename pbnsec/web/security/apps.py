@@ -8,7 +8,7 @@ from flask import abort, current_app, g, render_template, request
 from flask_login import current_user
 
 from pbnsec.config import PROJECT_ROOT
-from pbnsec.core.snippets import host_values, scheme_of, snippets_for, upstream_of
+from pbnsec.core.snippets import gate_address_of, host_values, scheme_of, snippets_for, upstream_of
 from pbnsec.domain import protected_apps as domain
 from pbnsec.domain.gate import gate_counts
 from pbnsec.domain.protected_apps import PROXY_NAMES, AppInput, AppRefused, AppRow, GateSettings
@@ -57,8 +57,10 @@ COUNTED_SINCE = timedelta(days=7)  # how far back a card counts the requests thr
 def shown(rows: list[AppRow]) -> list[dict]:
     """Each app as its card shows it: the app, its snippets filled in, and what the settings rule out about it."""
     config, gate, templates = current_app.config, gate_settings(), _snippet_templates()
+    # The proxies ask the gate's own port when `serve` opens one (PBNSEC_GATE_PORT), else the main port.
+    listen, port = config.get("HOST", "127.0.0.1"), config.get("GATE_PORT") or config.get("PORT", 8000)
     common = {"app_scheme": scheme_of(gate.base_url), "pbnsec_url": gate.base_url,
-              "pbnsec_upstream": upstream_of(config.get("HOST", "127.0.0.1"), config.get("PORT", 8000)),
+              "pbnsec_upstream": upstream_of(listen, port), "pbnsec_gate_address": gate_address_of(listen, port),
               "app_upstream": None}  # pbnsec never learns where the app itself listens
     counts = gate_counts([row.app.id for row in rows], g.visit.now - COUNTED_SINCE)
     return [{"row": row, "snippets": snippets_for(templates, {**common, **host_values(row.host)}),
