@@ -21,6 +21,8 @@ EXEMPT_ENDPOINTS = SESSIONLESS_ENDPOINTS | {"auth.login", "auth.logout", "auth.b
                                             "auth.request_statuses", "auth.continue_sign_in",
                                             "people.invite",  # used before its person can sign in
                                             "gate.blocked"}  # sends a signed-out visitor to sign in, then the app
+# All a full sign-in made with a password shown on a console may do before that password is replaced.
+BEFORE_NEW_PASSWORD = SESSIONLESS_ENDPOINTS | {"account.password", "auth.login", "auth.logout", "people.invite"}
 
 
 def start_blocked_sign_in(user) -> None:
@@ -105,6 +107,10 @@ def enforce():
         return hx_redirect(url_for("auth.login", next=back))
     g.visit = Visit(user, g.client_ip, practice, g.visit.now)
     g.practice = practice  # the header shows it on every page
+    if user.must_change_password and request.endpoint not in BEFORE_NEW_PASSWORD:
+        # A password that was shown on a console is replaced before anything else is done (access requests too:
+        # whoever saw the console must not ask for access in the person's name).
+        return hx_redirect(url_for("account.password"))
     if request.endpoint in EXEMPT_ENDPOINTS:
         return None  # not switched here: these pages are about every practice
     if practice.id != session.get("practice_id"):
@@ -118,9 +124,6 @@ def enforce():
             flash(f"{why}; you are now working in {practice.name}.", "warning")
             return hx_redirect(url_for("home.index"))
     g.practice = practice
-    if user.must_change_password and request.endpoint != "account.password":
-        # A password that was shown on a console is replaced before anything else is done.
-        return hx_redirect(url_for("account.password"))
     return None
 
 

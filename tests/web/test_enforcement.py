@@ -12,6 +12,7 @@ from pbnsec.models import (
     IPRestriction,
     Practice,
     SignIn,
+    User,
 )
 from pbnsec.web.gate import VERIFY_PATH
 from pbnsec.web.hook import EXEMPT_ENDPOINTS
@@ -331,3 +332,22 @@ def test_a_request_without_csrf_token_from_a_blocked_ip_still_ends_the_session(a
     assert fay.post("/account/password", {"current": "x"}, csrf=False).headers["Location"] == "/login"
     fay.ip = ALLOWED_IP
     assert fay.get("/").headers["Location"].startswith("/login")
+
+
+def test_a_console_password_not_yet_replaced_reaches_no_request_page_before_it_is_replaced(app, signed_in):
+    """Whoever saw the one-time password on a console must not file access requests (or read their statuses) in
+    the person's name before the person has chosen their own: every page but signing out and in asks for it."""
+    from conftest import protect_app
+
+    with app.app_context():
+        User.update(must_change_password=True).where(User.email == "fay@example.com").execute()
+    charts = protect_app(app, "Charts", "charts.riverside.example")
+    fay = signed_in("fay")
+    for method, path in (("GET", f"/gate/blocked?app={charts}"), ("POST", f"/gate/blocked?app={charts}"),
+                         ("GET", "/access-requests"), ("POST", "/access-requests"), ("GET", "/blocked"),
+                         ("GET", "/access-requests/status"), ("POST", "/blocked/continue")):
+        response = fay.request(method, path, data={"note": "let me in", "csrf_token": fay.token})
+        assert response.status_code == 303 and response.headers["Location"] == "/account/password", (method, path)
+    with app.app_context():
+        assert AccessRequest.select().count() == 0
+    assert fay.post("/logout", {}).status_code == 303  # signing out is still possible
