@@ -52,7 +52,8 @@ def return_to(target: str | None) -> str | None:
 def login():
     if current_user.is_authenticated:
         if current_user.must_change_password:
-            return redirect(url_for("account.password"), code=303)  # the gate lets nobody in before that either
+            # The gate lets nobody in before that either; once it is done, back to the app.
+            return to_new_password(return_to(request.values.get("next")))
         app_url = app_return_url(request.values.get("next"))
         if app_url is not None and current_app.config.get("COOKIE_DOMAIN") and not session.get("cookie_shared"):
             # The gate found no sign-in on the app's host, yet this browser holds one here: a cookie from before
@@ -88,8 +89,15 @@ def login():
     login_user(result.user)
     session["practice_id"] = result.practice.id
     if result.user.must_change_password:
-        return redirect(url_for("account.password"), code=303)
+        return to_new_password(next_url)
     return redirect(next_url or url_for("home.index"), code=303)
+
+
+def to_new_password(next_url: str | None):
+    """To choose a password in place of one shown on a console, then on to `next_url` (already checked)."""
+    if next_url:
+        session["return_to"] = next_url
+    return redirect(url_for("account.password"), code=303)
 
 
 @bp.route("/logout", methods=["POST"])
@@ -233,5 +241,5 @@ def continue_sign_in():
     login_user(result.user)
     session["practice_id"] = result.practice.id
     if result.user.must_change_password:
-        return redirect(url_for("account.password"), code=303)
+        return to_new_password(next_url)
     return redirect(next_url or url_for("home.index"), code=303)

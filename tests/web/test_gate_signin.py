@@ -369,3 +369,22 @@ def test_after_sign_out_a_copy_of_the_cookie_gets_no_app_request_through(app, si
     elsewhere.client.set_cookie("pbnsec_session", copied)
     answer = elsewhere.get("/gate/verify", headers=verify)
     assert answer.status_code == 401 and "X-Pbnsec-User" not in answer.headers
+
+
+def test_a_console_password_is_replaced_on_the_way_and_the_browser_goes_on_to_the_app(app, visitor, charts):
+    """Sent to sign in by an app with a password shown on a console: sign in, choose a password, back at the app
+    (not on pbnsec's home page, as it was)."""
+    with app.app_context():
+        User.update(must_change_password=True).where(User.email == "fay@example.com").execute()
+    fay = visitor()
+    signed = login_with_next(fay, CHARTS, "fay@example.com")
+    assert signed.status_code == 303 and signed.headers["Location"] == "/account/password"
+    page = fay.get("/account/password")
+    assert "form-action 'self' https://charts.riverside.example" in page.headers["Content-Security-Policy"]
+    changed = fay.post("/account/password", {"current": PASSWORD, "new": "a new horse battery",
+                                             "repeat": "a new horse battery"})
+    assert changed.status_code == 303 and changed.headers["Location"] == CHARTS
+    # Once only: a later password change lands on the home page as always.
+    again = fay.post("/account/password", {"current": "a new horse battery", "new": "another horse battery",
+                                           "repeat": "another horse battery"})
+    assert again.status_code == 303 and again.headers["Location"] == "/"
