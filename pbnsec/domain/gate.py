@@ -35,8 +35,6 @@ from pbnsec.models import (
     ProtectedApp,
     ProtectedAppPractice,
     ProtectedAppRole,
-    Role,
-    SignIn,
     User,
 )
 
@@ -114,40 +112,15 @@ class GateState:
 
     def __init__(self, flush_seconds: float = FLUSH_SECONDS) -> None:
         self._sql: str | None = None
-        self._user_sql: tuple[str, list, int, int] | None = None
         self._lock = threading.Lock()
         self._counts: dict[tuple[int, datetime], list[int]] = {}  # (app id, hour) -> [allowed, refused]
         self._flushed_at = time.monotonic()
         self.flush_seconds = flush_seconds
 
     def signed_in(self, token: str, now: datetime) -> User | None:
-        """The active user (with their role) of a live full sign-in, else None: sessions.find's question, asked
-        with SQL put together once (peewee spends longer writing a query than SQLite answers it)."""
-        if not isinstance(token, str) or not token:
-            return None
-        user_fields, role_fields = User._meta.sorted_fields, Role._meta.sorted_fields
-        if self._user_sql is None:
-            token_mark, time_mark = "\0token", datetime(1901, 2, 3, 4, 5, 6)
-            query = (User.select(*user_fields, *role_fields, SignIn.password_stamp).join(Role).switch(User)
-                     .join(SignIn)
-                     .where((SignIn.token == token_mark) & (SignIn.blocked == False)  # noqa: E712 (SQL)
-                            & (SignIn.expires_at > time_mark) & User.active))
-            sql, params = query.sql()
-            self._user_sql = (sql, params, params.index(token_mark), params.index(time_mark))
-        sql, params, token_at, time_at = self._user_sql
-        params = list(params)
-        params[token_at], params[time_at] = token, SignIn.expires_at.db_value(now)
-        row = database.execute_sql(sql, params).fetchone()
-        if row is None:
-            return None
-        *row, stamp = row
-        user = User.from_row(user_fields, row)
-        user.role = Role.from_row(role_fields, row[len(user_fields):])
-        user._dirty.clear()
-        if stamp is not None and stamp != sessions.password_stamp(user):
-            return None  # made with a password set aside since (sessions.find ends it at its next pbnsec request)
-        user.sign_in_token = token
-        return user
+        """The active user (with their role) of a live full sign-in, else None: sessions.lookup's answer, never
+        ending a sign-in (one made with a password set aside since ends at its next pbnsec page)."""
+        return sessions.lookup(token, now)[0]
 
     def find_app(self, host: Host, scheme: str) -> GateApp | None:
         """The protected app serving this host over this scheme, with its practices and roles: one statement on

@@ -11,7 +11,9 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
+from pbnsec.db import database
 from pbnsec.models import Role, SignIn, User, utcnow
 
 FULL_LIFETIME = timedelta(hours=12)
@@ -49,22 +51,50 @@ def start(user: User, blocked: bool = False, ip=None, now: datetime | None = Non
 
 def find(token, blocked: bool = False) -> User | None:
     """The active user of a live sign-in of this kind, with the password it began with, else None."""
-    if not isinstance(token, str) or not token:
-        return None
-    # The role comes with the user: every request asks whether they are a security administrator.
-    row = (SignIn.select(SignIn, User, Role).join(User).join(Role)
-           .where((SignIn.token == token) & (SignIn.blocked == blocked) & (SignIn.expires_at > utcnow())
-                  & User.active)
-           .first())
-    if row is None:
-        return None
-    user = row.user
-    # NULL: a full sign-in made before sign-ins were bound to the password (they end within FULL_LIFETIME).
-    if row.password_stamp is not None and row.password_stamp != password_stamp(user):
+    user, stale = lookup(token, utcnow(), blocked)
+    if stale:
         end(token)
-        return None
-    user.sign_in_token = token
     return user
+
+
+def lookup(token, now: datetime, blocked: bool = False) -> tuple[User | None, bool]:
+    """The active user (with their role) of a live sign-in of this kind, else None; and whether a sign-in was found
+    whose password has been set aside since (the caller ends it, or, like the gate, only refuses it). One statement,
+    its SQL put together once per database: every request asks it (peewee spends longer writing a query than
+    SQLite answers it)."""
+    if not isinstance(token, str) or not token:
+        return None, False
+    sql, params, token_at, time_at = _lookup_sql(database.obj, bool(blocked))
+    params = list(params)
+    params[token_at], params[time_at] = token, SignIn.expires_at.db_value(now)
+    row = database.execute_sql(sql, params).fetchone()
+    if row is None:
+        return None, False
+    *row, stamp = row
+    user = User.from_row(_USER_FIELDS, row)
+    # The role comes with the user: every request asks whether they are a security administrator.
+    user.role = Role.from_row(_ROLE_FIELDS, row[len(_USER_FIELDS):])
+    user._dirty.clear()
+    # NULL: a full sign-in made before sign-ins were bound to the password (they end within FULL_LIFETIME).
+    if stamp is not None and stamp != password_stamp(user):
+        return None, True
+    user.sign_in_token = token
+    return user, False
+
+
+_USER_FIELDS, _ROLE_FIELDS = tuple(User._meta.sorted_fields), tuple(Role._meta.sorted_fields)
+
+
+@lru_cache(maxsize=16)
+def _lookup_sql(_database, blocked: bool) -> tuple[str, tuple, int, int]:
+    """lookup's statement for one kind of sign-in as this database writes it (SQLite and PostgreSQL differ), with
+    where its token and time go among the parameters."""
+    token_mark, time_mark = "\0token", datetime(1901, 2, 3, 4, 5, 6)
+    query = (User.select(*_USER_FIELDS, *_ROLE_FIELDS, SignIn.password_stamp).join(Role).switch(User).join(SignIn)
+             .where((SignIn.token == token_mark) & (SignIn.blocked == blocked) & (SignIn.expires_at > time_mark)
+                    & User.active))
+    sql, params = query.sql()
+    return sql, tuple(params), params.index(token_mark), params.index(SignIn.expires_at.db_value(time_mark))
 
 
 # Why a blocked sign-in is no longer valid, as the person is told (they typed the right password: no secret here).
