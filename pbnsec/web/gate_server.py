@@ -10,7 +10,8 @@ way — a header named with underscores (X_Original_URL) is dropped, one sent tw
 
 Only /gate/verify is answered (anything else: 404). A request with a body is refused (the gate reads none), as is
 one whose head takes longer than HEAD_SECONDS to arrive; an idle kept-alive connection is closed after
-IDLE_SECONDS, and beyond MAX_CONNECTIONS new ones are closed at once.
+IDLE_SECONDS (dropped, when its client has not read the answers it was sent), and beyond MAX_CONNECTIONS new ones are
+closed at once.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import time
 from waitress.adjustments import Adjustments
 from waitress.parser import HTTPRequestParser
 
+from pbnsec import db
 from pbnsec.logs import access_line
 from pbnsec.web.gate import VERIFY_PATH, VerifyFront
 
@@ -79,6 +81,7 @@ class GateServer:
             for server in servers:
                 server.close()
             loop.close()
+            db.release_connection()  # the connection its answers kept (SQLite): it dies with this thread
 
 
 def bind(hosts: list[str], port: int) -> list[socket.socket]:
@@ -164,7 +167,10 @@ class _Connection(asyncio.Protocol):
             parser = self.parser
             used = parser.received(self.unread)
             self.unread = self.unread[used:]
-            if parser.headers_finished and not parser.error and (parser.content_length > 0 or parser.chunked):
+            # A body, announced by length or chunked; or a Transfer-Encoding waitress leaves in place (HTTP/1.0,
+            # where it reads no body): what follows could be read as a request of its own.
+            if parser.headers_finished and not parser.error and (
+                    parser.content_length > 0 or parser.chunked or "TRANSFER_ENCODING" in parser.headers):
                 self._send("1.1", "400 Bad Request", _text_headers(_NO_BODY), _NO_BODY, close=True)
                 return
             if not parser.completed:
@@ -217,6 +223,7 @@ class _Connection(asyncio.Protocol):
         if close:
             self.closing = True
             self.transport.close()
+            self._wait(IDLE_SECONDS)  # closed once the answer is sent; let go if the client never takes it
 
     def _wait(self, seconds: float) -> None:
         """(Re)start the clock: a connection that sends nothing more within `seconds` is closed."""
@@ -225,7 +232,12 @@ class _Connection(asyncio.Protocol):
         self.timer = asyncio.get_running_loop().call_later(seconds, self._expire)
 
     def _expire(self) -> None:
-        if self.parser is not None and self.parser.header_plus:  # a request begun and never finished
+        if self.closing or self.transport.get_write_buffer_size():
+            # Answers the client has not read in all that time: a close would wait for them to be sent, for ever
+            # if it never reads, holding the connection's place (MAX_CONNECTIONS) and the answers' memory.
+            self.closing = True
+            self.transport.abort()
+        elif self.parser is not None and self.parser.header_plus:  # a request begun and never finished
             body = b"The request's headers took too long to arrive.\n"
             self._send("1.1", "408 Request Timeout", _text_headers(body), body, close=True)
         else:
