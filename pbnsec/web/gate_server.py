@@ -43,7 +43,7 @@ class GateServer:
     def __init__(self, front: VerifyFront, hosts: list[str], port: int) -> None:
         self.front, self.port = front, port
         self.sockets = bind(hosts, port)
-        self.connections = 0
+        self.open: set[_Connection] = set()  # touched by the loop's thread only
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -57,6 +57,10 @@ class GateServer:
             found.append(f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}")
         return found
 
+    @property
+    def connections(self) -> int:
+        return len(self.open)
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pbnsec-gate", daemon=True)
         self._thread.start()
@@ -65,10 +69,16 @@ class GateServer:
     def stop(self) -> None:
         loop = self._loop
         if loop is not None and self._thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
+            loop.call_soon_threadsafe(self._drop_all, loop)
             self._thread.join(10)
         for sock in self.sockets:
             sock.close()
+
+    def _drop_all(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop: every connection dropped (their sockets are closed by callbacks this queues), then stop."""
+        for connection in list(self.open):
+            connection.transport.abort()
+        loop.call_soon(loop.stop)
 
     def _run(self) -> None:
         self._loop = loop = asyncio.new_event_loop()
@@ -121,8 +131,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        self.server.connections += 1
-        if self.server.connections > MAX_CONNECTIONS:
+        self.server.open.add(self)
+        if len(self.server.open) > MAX_CONNECTIONS:
             self.closing = True
             transport.abort()
             return
@@ -136,7 +146,7 @@ class _Connection(asyncio.Protocol):
         self._wait(IDLE_SECONDS)
 
     def connection_lost(self, exc) -> None:
-        self.server.connections -= 1
+        self.server.open.discard(self)
         self.closing = True
         if self.timer is not None:
             self.timer.cancel()

@@ -578,3 +578,13 @@ def test_stopping_closes_the_database_connection_its_thread_kept(app, charts, fa
     wire.close()
     gate.stop()
     assert open_files(database) == 0
+
+
+def test_stopping_closes_the_connections_it_holds(app, charts, fay):
+    gate = GateServer(app.extensions["pbnsec.gate_front"], ["127.0.0.1"], 0)
+    gate.start()
+    wire = Wire(gate.sockets[0].getsockname()[1])
+    assert wire.ask(request(cookie=fay)).status == 200  # kept alive, as a proxy keeps it
+    gate.stop()
+    assert wire.closed()
+    wire.close()
