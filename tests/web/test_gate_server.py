@@ -3,6 +3,7 @@ as a reverse proxy speaks to it: the same answers as /gate/verify on the main po
 same reading of a request's head, kept-alive and pipelined connections, no bodies, no other page, and its limits."""
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -524,6 +525,15 @@ def test_every_answer_writes_one_access_line_with_the_client_ip(app, ports, fay,
     assert 'email="fay@example.com"' in lines[0]
     assert 'method=GET path="/login?next=x" status=404' in lines[1] and f"ip={ELSEWHERE}" in lines[1]
     assert 'method=HEAD path="/gate/verify" status=401' in lines[2] and f"ip={ELSEWHERE}" in lines[2]
+
+
+def test_the_gate_port_and_the_main_port_write_the_same_access_line(app, ports, fay, log_lines):
+    gate, main = ports.both(request("/gate/verify?redirect=0", cookie=fay), ELSEWHERE)
+    assert gate.status == main.status == 403
+    lines = [re.sub(r"^\S+ | ms=\S+", "", line) for line in access_lines(log_lines)]  # not when, nor how long
+    assert len(lines) == 2 and lines[0] == lines[1]
+    assert re.fullmatch(r'INFO pbnsec\.access method=GET path="/gate/verify\?redirect=0" status=403 bytes=\d+ '
+                        rf'user_id=\d+ email="fay@example\.com" ip={re.escape(ELSEWHERE)}', lines[0]), lines[0]
 
 
 # --- where it listens ---
