@@ -10,7 +10,8 @@ way — a header named with underscores (X_Original_URL) is dropped, one sent tw
 
 Only /gate/verify is answered (anything else: 404). A request with a body is refused (the gate reads none), as is
 one whose head takes longer than HEAD_SECONDS to arrive; an idle kept-alive connection is closed after
-IDLE_SECONDS, and beyond MAX_CONNECTIONS new ones are closed at once.
+IDLE_SECONDS (dropped, when its client has not read the answers it was sent), and beyond MAX_CONNECTIONS new ones are
+closed at once.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import time
 from waitress.adjustments import Adjustments
 from waitress.parser import HTTPRequestParser
 
+from pbnsec import db
 from pbnsec.logs import access_line
 from pbnsec.web.gate import VERIFY_PATH, VerifyFront
 
@@ -41,7 +43,7 @@ class GateServer:
     def __init__(self, front: VerifyFront, hosts: list[str], port: int) -> None:
         self.front, self.port = front, port
         self.sockets = bind(hosts, port)
-        self.connections = 0
+        self.open: set[_Connection] = set()  # touched by the loop's thread only
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -55,6 +57,10 @@ class GateServer:
             found.append(f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}")
         return found
 
+    @property
+    def connections(self) -> int:
+        return len(self.open)
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pbnsec-gate", daemon=True)
         self._thread.start()
@@ -63,10 +69,16 @@ class GateServer:
     def stop(self) -> None:
         loop = self._loop
         if loop is not None and self._thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
+            loop.call_soon_threadsafe(self._drop_all, loop)
             self._thread.join(10)
         for sock in self.sockets:
             sock.close()
+
+    def _drop_all(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop: every connection dropped (their sockets are closed by callbacks this queues), then stop."""
+        for connection in list(self.open):
+            connection.transport.abort()
+        loop.call_soon(loop.stop)
 
     def _run(self) -> None:
         self._loop = loop = asyncio.new_event_loop()
@@ -79,6 +91,7 @@ class GateServer:
             for server in servers:
                 server.close()
             loop.close()
+            db.release_connection()  # the connection its answers kept (SQLite): it dies with this thread
 
 
 def bind(hosts: list[str], port: int) -> list[socket.socket]:
@@ -118,8 +131,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        self.server.connections += 1
-        if self.server.connections > MAX_CONNECTIONS:
+        self.server.open.add(self)
+        if len(self.server.open) > MAX_CONNECTIONS:
             self.closing = True
             transport.abort()
             return
@@ -133,7 +146,7 @@ class _Connection(asyncio.Protocol):
         self._wait(IDLE_SECONDS)
 
     def connection_lost(self, exc) -> None:
-        self.server.connections -= 1
+        self.server.open.discard(self)
         self.closing = True
         if self.timer is not None:
             self.timer.cancel()
@@ -164,7 +177,10 @@ class _Connection(asyncio.Protocol):
             parser = self.parser
             used = parser.received(self.unread)
             self.unread = self.unread[used:]
-            if parser.headers_finished and not parser.error and (parser.content_length > 0 or parser.chunked):
+            # A body, announced by length or chunked; or a Transfer-Encoding waitress leaves in place (HTTP/1.0,
+            # where it reads no body): what follows could be read as a request of its own.
+            if parser.headers_finished and not parser.error and (
+                    parser.content_length > 0 or parser.chunked or "TRANSFER_ENCODING" in parser.headers):
                 self._send("1.1", "400 Bad Request", _text_headers(_NO_BODY), _NO_BODY, close=True)
                 return
             if not parser.completed:
@@ -217,6 +233,7 @@ class _Connection(asyncio.Protocol):
         if close:
             self.closing = True
             self.transport.close()
+            self._wait(IDLE_SECONDS)  # closed once the answer is sent; let go if the client never takes it
 
     def _wait(self, seconds: float) -> None:
         """(Re)start the clock: a connection that sends nothing more within `seconds` is closed."""
@@ -225,7 +242,12 @@ class _Connection(asyncio.Protocol):
         self.timer = asyncio.get_running_loop().call_later(seconds, self._expire)
 
     def _expire(self) -> None:
-        if self.parser is not None and self.parser.header_plus:  # a request begun and never finished
+        if self.closing or self.transport.get_write_buffer_size():
+            # Answers the client has not read in all that time: a close would wait for them to be sent, for ever
+            # if it never reads, holding the connection's place (MAX_CONNECTIONS) and the answers' memory.
+            self.closing = True
+            self.transport.abort()
+        elif self.parser is not None and self.parser.header_plus:  # a request begun and never finished
             body = b"The request's headers took too long to arrive.\n"
             self._send("1.1", "408 Request Timeout", _text_headers(body), body, close=True)
         else:

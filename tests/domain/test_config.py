@@ -184,3 +184,34 @@ def test_the_cookie_domain_must_hold_the_host_pbnsec_is_opened_at(tmp_path):
     env["PBNSEC_BASE_URL"] = "https://notriverside.example"
     with pytest.raises(ConfigError, match="parent of it"):
         load_config(env, tmp_path)
+
+
+@pytest.mark.parametrize("env,gate_port", [
+    ({}, 8001),  # the port after PBNSEC_PORT
+    ({"PBNSEC_PORT": "9000"}, 9001),
+    ({"PBNSEC_GATE_PORT": "9181"}, 9181),
+    ({"PBNSEC_GATE_PORT": " 9181 "}, 9181),
+    ({"PBNSEC_GATE_PORT": "off"}, None),  # the gate answers on PBNSEC_PORT only
+    ({"PBNSEC_GATE_PORT": "OFF"}, None),
+    ({"PBNSEC_PORT": "65535", "PBNSEC_GATE_PORT": "65534"}, 65534),
+    ({"PBNSEC_PORT": "65535", "PBNSEC_GATE_PORT": "off"}, None),
+])
+def test_the_gate_port_defaults_to_the_port_after_pbnsec_port_and_can_be_set_or_off(tmp_path, env, gate_port):
+    assert load_config(env, tmp_path)["GATE_PORT"] == gate_port
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"PBNSEC_GATE_PORT": "abc"}, "PBNSEC_GATE_PORT must be a port number from 1 to 65535, or off, got 'abc'"),
+    ({"PBNSEC_GATE_PORT": "0"}, "got '0'"),
+    ({"PBNSEC_GATE_PORT": "70000"}, "got '70000'"),
+    ({"PBNSEC_GATE_PORT": "-1"}, "got '-1'"),
+    ({"PBNSEC_GATE_PORT": "٣٠٠٠"}, "got '٣٠٠٠'"),  # digits, but not ASCII ones
+    ({"PBNSEC_GATE_PORT": "no"}, "got 'no'"),
+    ({"PBNSEC_GATE_PORT": "8000"}, "PBNSEC_GATE_PORT must differ from PBNSEC_PORT (8000)"),
+    ({"PBNSEC_PORT": "9000", "PBNSEC_GATE_PORT": "9000"}, "must differ from PBNSEC_PORT (9000)"),
+    ({"PBNSEC_PORT": "65535"}, "PBNSEC_GATE_PORT must be set when PBNSEC_PORT is 65535"),
+])
+def test_a_bad_gate_port_is_refused_with_the_setting_named(tmp_path, env, message):
+    with pytest.raises(ConfigError) as refused:
+        load_config(env, tmp_path)
+    assert message in str(refused.value)

@@ -5,12 +5,13 @@ import shutil
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import make_app
-from realworld import SECRET, app_server, free_port
+from realworld import SECRET, app_server, free_port, wait_for_port
 
 from pbnsec.config import ConfigError
 from pbnsec.db import DatabaseUnavailable
@@ -50,6 +51,19 @@ def test_a_taken_port_is_named_with_the_fix(tmp_path):
                     "Stop the other program or set PBNSEC_PORT.")
 
 
+def test_a_taken_gate_port_is_named_with_the_fix_and_nothing_is_left_serving(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        main = free_port()
+        result = flask(tmp_path, "serve", PBNSEC_PORT=str(main), PBNSEC_GATE_PORT=str(port))
+    line = assert_one_line(result)
+    assert line == (f"pbnsec: cannot listen on 127.0.0.1:{port} for the gate (PBNSEC_GATE_PORT): the port is already "
+                    "in use. Stop the other program or set PBNSEC_GATE_PORT (another port, or off).")
+    assert "serving" not in result.stdout  # said only once both ports are pbnsec's
+
+
 def test_a_host_name_that_does_not_resolve_is_named(tmp_path):
     assert_one_line(flask(tmp_path, "serve", PBNSEC_HOST="no-such-host.invalid"),
                     "cannot listen on no-such-host.invalid:", "Set PBNSEC_HOST")
@@ -58,6 +72,11 @@ def test_a_host_name_that_does_not_resolve_is_named(tmp_path):
 @pytest.mark.parametrize("settings,expected", [
     ({"PBNSEC_PORT": "abc"}, ["PBNSEC_PORT must be a port number from 1 to 65535, got 'abc'"]),
     ({"PBNSEC_SECRET_KEY": "short"}, ["PBNSEC_SECRET_KEY must be at least 32 characters long"]),
+    ({"PBNSEC_GATE_PORT": "abc"}, ["PBNSEC_GATE_PORT must be a port number from 1 to 65535, or off, got 'abc'"]),
+    ({"PBNSEC_GATE_PORT": "0"}, ["PBNSEC_GATE_PORT must be a port number from 1 to 65535, or off, got '0'"]),
+    ({"PBNSEC_GATE_PORT": "70000"}, ["PBNSEC_GATE_PORT must be a port number from 1 to 65535, or off, got '70000'"]),
+    ({"PBNSEC_PORT": "8123", "PBNSEC_GATE_PORT": "8123"}, ["PBNSEC_GATE_PORT must differ from PBNSEC_PORT (8123)"]),
+    ({"PBNSEC_PORT": "65535"}, ["PBNSEC_GATE_PORT must be set when PBNSEC_PORT is 65535"]),
     ({"PBNSEC_TRUSTED_PROXIES": "two"}, ["PBNSEC_TRUSTED_PROXIES"]),
     ({"PBNSEC_LOG_LEVEL": "loud"}, ["PBNSEC_LOG_LEVEL must be one of"]),
     ({"PBNSEC_DATABASE_URL": "sqlite:////proc/nope/x.db"}, ["/proc/nope", "PBNSEC_DATABASE_URL"]),
@@ -107,6 +126,41 @@ def test_a_good_start_logs_each_request_to_stderr(tmp_path, seeded_database):
     assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO pbnsec\.access method=GET "
                      r'path="/healthz\?probe=1" status=200 bytes=2 ms=\S+ ip=127\.0\.0\.1$', stderr, re.M), stderr
     assert len(re.findall("pbnsec.access", stderr)) == 1
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_serve_answers_the_gate_on_its_own_port_and_nothing_else_there(tmp_path, seeded_database):
+    database = tmp_path / "pbnsec.db"
+    shutil.copyfile(seeded_database, database)
+    gate = free_port()
+    with app_server(tmp_path, database, PBNSEC_GATE_PORT=str(gate)) as server:
+        wait_for_port(gate, server.process, server.log)
+        status, body = get(f"http://127.0.0.1:{gate}/gate/verify")
+        assert status == 403 and b"pbnsec cannot read the request" in body  # no original request described
+        assert get(f"http://127.0.0.1:{gate}/login")[0] == 404
+        assert get(f"http://127.0.0.1:{server.port}/login")[0] == 200
+    assert f"pbnsec's gate (for the proxies of protected apps) answers on http://127.0.0.1:{gate}/gate/verify" \
+        in server.output
+    assert re.search(rf'pbnsec\.access method=GET path="/gate/verify" status=403 .* ip=127\.0\.0\.1$', server.output,
+                     re.M), server.output
+
+
+def test_with_the_gate_port_off_serve_answers_the_gate_on_its_main_port_only(tmp_path, seeded_database):
+    database = tmp_path / "pbnsec.db"
+    shutil.copyfile(seeded_database, database)
+    with app_server(tmp_path, database, PBNSEC_GATE_PORT="off") as server:
+        status, body = get(f"http://127.0.0.1:{server.port}/gate/verify")
+        assert status == 403 and b"pbnsec cannot read the request" in body
+        with socket.create_server(("127.0.0.1", server.port + 1)):
+            pass  # the port after PBNSEC_PORT, where the gate listens by default, is not taken
+    assert "pbnsec is serving on" in server.output and "pbnsec's gate" not in server.output
 
 
 @pytest.mark.parametrize("command", [["version"], ["users", "create", "--email", "a@example.com", "--name", "A",
