@@ -16,6 +16,7 @@ closed at once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -195,7 +196,13 @@ class _Connection(asyncio.Protocol):
                 body = f"{error.reason}: {error.body}\n".encode("latin-1", "replace")
                 self._send("1.1", f"{error.code} {error.reason}", _text_headers(body), body, close=True)
                 return
-            self._answer(parser)
+            try:
+                self._answer(parser)
+            except Exception:  # never a connection left waiting for an answer: nothing passes, the log says why
+                logging.getLogger("pbnsec").exception("pbnsec: the gate port could not answer")
+                body = b"pbnsec could not answer; see its log.\n"
+                self._send("1.1", "500 Internal Server Error", _text_headers(body), body, close=True)
+                return
         if self.parser is None and not self.closing:
             self._wait(IDLE_SECONDS)
 

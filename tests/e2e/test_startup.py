@@ -24,6 +24,8 @@ def flask(tmp_path, *args, **settings) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PBNSEC_")}
     env.update(PBNSEC_DATABASE_URL=f"sqlite:///{tmp_path}/pbnsec.db", PBNSEC_SECRET_KEY=SECRET,
                PBNSEC_PORT=str(free_port()))
+    if "PBNSEC_PORT" not in settings:  # a free gate port too: the one after a free port may be another test's
+        env["PBNSEC_GATE_PORT"] = str(free_port())
     env.update(settings)
     return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)

@@ -598,3 +598,16 @@ def test_stopping_closes_the_connections_it_holds(app, charts, fay):
     gate.stop()
     assert wire.closed()
     wire.close()
+
+
+def test_a_failure_outside_the_decision_is_a_500_that_closes_the_connection_and_is_logged(app, ports, fay,
+                                                                                          monkeypatch, log_lines):
+    def broken(environ):
+        raise RuntimeError("an environ the answer could not take")
+
+    monkeypatch.setattr(ports.gate.front, "answer", broken)
+    wire = ports.wire()
+    answer = wire.ask(request(cookie=fay))
+    assert answer.status == 500 and answer.header("X-Pbnsec-User") is None
+    assert wire.closed()
+    assert any("the gate port could not answer" in line for line in log_lines)
