@@ -12,6 +12,8 @@ set PBNSEC_HOST=0.0.0.0
 set PBNSEC_PORT=8000
 rem No proxy in front: the app sees each PC's own address.
 set PBNSEC_TRUSTED_PROXIES=0
+rem No proxy, so no other web tools behind pbnsec's gate: no second port to open (README, Protect your other web tools).
+set PBNSEC_GATE_PORT=off
 set PBNSEC_SECURE_COOKIES=0
 set PBNSEC_LOG_LEVEL=INFO
 
