@@ -75,6 +75,13 @@ def attempt(visit: Visit, email: str, password: str) -> SignInResult:
                                    f"{why_blocked(row.decision, row.practice, visit.ip_text)}")
             security_event("login_blocked", email=user.email, practice=row.practice.name,
                            reason=row.decision.reason, ip=visit.ip)
+    if result.blocked and user.must_change_password:
+        # A password an administrator set (shown on a console) is replaced at the first full sign-in; until then it
+        # opens no blocked sign-in either: whoever saw the console must not ask for access in the person's name.
+        return SignInResult(email, f"Your IP address {visit.ip_text} is not approved, and the password you used was "
+                                   "set by an administrator to be replaced at your first sign-in. Sign in from an "
+                                   "approved place (such as the office) to choose your own; it cannot be used to "
+                                   "ask for access.", 403, user=user, access=access)
     return result
 
 

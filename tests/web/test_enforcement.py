@@ -351,3 +351,21 @@ def test_a_console_password_not_yet_replaced_reaches_no_request_page_before_it_i
     with app.app_context():
         assert AccessRequest.select().count() == 0
     assert fay.post("/logout", {}).status_code == 303  # signing out is still possible
+
+
+def test_a_console_password_from_a_blocked_address_opens_no_blocked_sign_in_and_files_no_request(app, visitor):
+    """From an address no practice allows, the right console password gets no blocked sign-in: the blocked page
+    and its access-request form would let whoever saw the console ask for access in the person's name."""
+    restrict(app, "Riverside Dental", "127.0.0.1")
+    with app.app_context():
+        User.update(must_change_password=True).where(User.email == "fay@example.com").execute()
+    away = visitor(ip="127.0.0.71")
+    response = away.login("fay@example.com")
+    assert response.status_code == 403
+    assert "Your IP address 127.0.0.71 is not approved" in response.text and "Sign in from an approved place" in (
+        response.text)
+    assert away.get("/blocked").status_code == 303  # no blocked sign-in to show
+    away.post("/access-requests", {"note": "let me in"})
+    with app.app_context():
+        assert AccessRequest.select().count() == 0
+        assert SignIn.select().count() == 0
