@@ -42,6 +42,7 @@ from pbnsec.web.pages import hx_redirect, wants_fragment
 
 bp = Blueprint("gate", __name__)
 SESSION_CACHE_SIZE = 4096  # browsers whose session cookie's signature a process remembers having checked
+MAX_COOKIE_LENGTH = 4096  # browsers keep no longer cookie (and Flask warns well before its session gets there)
 
 
 VERIFY_PATH = "/gate/verify"
@@ -64,6 +65,7 @@ class VerifyFront:
         self.state: GateState = app.extensions["pbnsec.gate"]
         self.flusher = _Flusher(app, self.state)
         self._session_reader = None
+        self.checked_cookies = None
 
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") != VERIFY_PATH:
@@ -141,23 +143,27 @@ class VerifyFront:
         @lru_cache(maxsize=SESSION_CACHE_SIZE)
         def verified(cookie: str):
             """The session's sign-in fields and when it was signed, once its signature is checked (a browser
-            sends the same cookie with every request: its signature is checked once per process)."""
-            try:
-                data, signed_at = serializer.loads(cookie, return_timestamp=True)
-            except BadSignature:
-                return None
+            sends the same cookie with every request: its signature is checked once per process). Only cookies
+            that pass are kept (a refusal raises, which lru_cache never keeps)."""
+            data, signed_at = serializer.loads(cookie, return_timestamp=True)
             if not isinstance(data, dict):
-                return None
+                raise BadSignature("not a session")
             user_id, _, token = str(data.get("_user_id") or "").partition(":")
             practice_id = data.get("practice_id")
             return user_id, token, practice_id if type(practice_id) is int else None, signed_at.timestamp()
 
         def read(cookie: str):
-            found = verified(cookie)
-            if found is None or not 0 <= time.time() - found[3] <= max_age:
-                return None  # unsigned, forged, or older than a session lives (as Flask would refuse it)
+            if len(cookie) > MAX_COOKIE_LENGTH:
+                return None  # no session cookie pbnsec writes is this long: not worth a check, nor a place in memory
+            try:
+                found = verified(cookie)
+            except BadSignature:
+                return None  # unsigned or forged
+            if not 0 <= time.time() - found[3] <= max_age:
+                return None  # older than a session lives (as Flask would refuse it)
             return found[:3]
 
+        self.checked_cookies = verified  # (its cache_info() says how many a process keeps)
         self._session_reader = interface.get_cookie_name(app), read
         return self._session_reader
 

@@ -320,3 +320,19 @@ def test_a_failure_inside_the_gate_is_a_500_that_lets_nothing_through_and_is_log
     response = verify(signed_in("fay"))
     assert response.status_code == 500 and "X-Pbnsec-User" not in response.headers
     assert any("/gate/verify failed" in line for line in log_lines)
+
+
+def test_forged_cookies_take_no_place_in_the_gate_s_memory(app, charts, signed_in):
+    """The gate remembers the signatures it checked (a browser sends the same cookie every request), but only of
+    cookies that pass: a stream of forged or overlong ones, however large, is not kept."""
+    fay = signed_in("fay")
+    real = fay.client.get_cookie("pbnsec_session").value
+    front = app.extensions["pbnsec.gate_front"]
+    for n in range(20):
+        fay.client.set_cookie("pbnsec_session", f"forged-{n}-" + "A" * 5000)
+        assert verify(fay).status_code == 401
+        fay.client.set_cookie("pbnsec_session", f"forged.{n}.cookie")
+        assert verify(fay).status_code == 401
+    fay.client.set_cookie("pbnsec_session", real)
+    assert verify(fay).status_code == 200
+    assert front.checked_cookies.cache_info().currsize == 1  # the real one alone
