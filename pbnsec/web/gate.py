@@ -74,9 +74,10 @@ class VerifyFront:
         start_response(status, headers)
         return [body]
 
-    def answer(self, environ) -> tuple[str, list[tuple[str, str]], bytes]:
+    def answer(self, environ, flush: bool = True) -> tuple[str, list[tuple[str, str]], bytes]:
         """The status line, headers and body answering one request for /gate/verify (a WSGI environ), wherever it
-        came in: through Flask's server, or the gate's own port (pbnsec.gate_server)."""
+        came in: through Flask's server, or the gate's own port (pbnsec.gate_server, which leaves the counts to
+        the timer thread: `flush` False)."""
         started = time.perf_counter()
         method = environ.get("REQUEST_METHOD", "")
         ip, user, ended_well = None, None, False
@@ -92,7 +93,8 @@ class VerifyFront:
             self.app.logger.exception("pbnsec: /gate/verify failed")
             verdict = Verdict(500, body="pbnsec could not decide; see its log.\n", outcome="error")
         finally:
-            self._flush_when_due()
+            if flush:
+                self._flush_when_due()
             db.release_connection(keep=ended_well)
         text = verdict.body.encode("utf-8")
         headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(text))),

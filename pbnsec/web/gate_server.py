@@ -31,6 +31,9 @@ from pbnsec.web.gate import VERIFY_PATH, VerifyFront
 IDLE_SECONDS = 75.0  # longer than nginx keeps an idle upstream connection (60 s): nginx closes it first
 HEAD_SECONDS = 10.0  # from a request's first byte to the end of its headers
 MAX_CONNECTIONS = 1000
+BACKLOG = 1024  # connections the kernel queues before they are taken
+ANSWERS_PER_TURN = 32  # requests answered from one connection's buffer before the others get a turn
+READ_CHUNK = 8192  # bytes handed to the parser at a time (a head longer than this arrives in several)
 ADJUSTMENTS = Adjustments()  # waitress's defaults, as on the main port: the same header size limit
 _RENAMED = {"CONTENT_LENGTH": "CONTENT_LENGTH", "CONTENT_TYPE": "CONTENT_TYPE"}  # no HTTP_ prefix (WSGI)
 _NOT_HERE = b"pbnsec's gate port answers /gate/verify only: pbnsec's pages are on its main port (PBNSEC_PORT).\n"
@@ -63,13 +66,18 @@ class GateServer:
         return len(self.open)
 
     def start(self) -> None:
+        """Serve from a thread of its own; the counts of gate requests are saved by the front's timer thread (not
+        by this one, whose every moment is the proxies')."""
         self._thread = threading.Thread(target=self._run, name="pbnsec-gate", daemon=True)
         self._thread.start()
-        self._ready.wait(10)
+        if not self._ready.wait(10):
+            raise RuntimeError("pbnsec's gate port did not start serving within 10 seconds")
+        if not self.front.app.testing:
+            self.front.flusher.ensure_running()
 
     def stop(self) -> None:
         loop = self._loop
-        if loop is not None and self._thread is not None:
+        if loop is not None and self._thread is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._drop_all, loop)
             self._thread.join(10)
         for sock in self.sockets:
@@ -83,7 +91,8 @@ class GateServer:
 
     def _run(self) -> None:
         self._loop = loop = asyncio.new_event_loop()
-        servers = [loop.run_until_complete(loop.create_server(lambda: _Connection(self), sock=sock))
+        servers = [loop.run_until_complete(loop.create_server(lambda: _Connection(self), sock=sock,
+                                                              backlog=BACKLOG))
                    for sock in self.sockets]
         self._ready.set()
         try:
@@ -107,7 +116,7 @@ def bind(hosts: list[str], port: int) -> list[socket.socket]:
                 if (family, address[:2]) in seen or family not in (socket.AF_INET, socket.AF_INET6):
                     continue
                 seen.add((family, address[:2]))
-                sockets.append(socket.create_server(address[:2], family=family, backlog=1024))
+                sockets.append(socket.create_server(address[:2], family=family, backlog=BACKLOG))
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -123,7 +132,8 @@ class _Connection(asyncio.Protocol):
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.parser: HTTPRequestParser | None = None
-        self.unread = b""
+        self.unread = bytearray()
+        self.turn_pending = False
         self.closing = False
         self.paused = False
         self.timer: asyncio.TimerHandle | None = None
@@ -144,7 +154,7 @@ class _Connection(asyncio.Protocol):
             "SERVER_NAME": str(local[0]), "SERVER_PORT": str(local[1]), "SERVER_SOFTWARE": "pbnsec-gate",
             "SCRIPT_NAME": "", "wsgi.url_scheme": "http",
         }
-        self._wait(IDLE_SECONDS)
+        self._wait(HEAD_SECONDS)  # a connection that never asks anything keeps its place only so long
 
     def connection_lost(self, exc) -> None:
         self.server.open.discard(self)
@@ -171,13 +181,20 @@ class _Connection(asyncio.Protocol):
     # --- requests ---
 
     def _read(self) -> None:
+        answered = 0
         while self.unread and not self.closing and not self.paused:
+            if answered == ANSWERS_PER_TURN:
+                # Pipelined requests wait for the next turn: the other connections are answered in between.
+                if not self.turn_pending:
+                    self.turn_pending = True
+                    asyncio.get_running_loop().call_soon(self._next_turn)
+                return
             if self.parser is None:
                 self.parser = HTTPRequestParser(ADJUSTMENTS)
                 self._wait(HEAD_SECONDS)
             parser = self.parser
-            used = parser.received(self.unread)
-            self.unread = self.unread[used:]
+            used = parser.received(bytes(self.unread[:READ_CHUNK]))
+            del self.unread[:used]  # from the front of a bytearray: no copy of what is left
             # A body, announced by length or chunked; or a Transfer-Encoding waitress leaves in place (HTTP/1.0,
             # where it reads no body): what follows could be read as a request of its own.
             if parser.headers_finished and not parser.error and (
@@ -196,6 +213,7 @@ class _Connection(asyncio.Protocol):
                 body = f"{error.reason}: {error.body}\n".encode("latin-1", "replace")
                 self._send("1.1", f"{error.code} {error.reason}", _text_headers(body), body, close=True)
                 return
+            answered += 1
             try:
                 self._answer(parser)
             except Exception:  # never a connection left waiting for an answer: nothing passes, the log says why
@@ -205,6 +223,11 @@ class _Connection(asyncio.Protocol):
                 return
         if self.parser is None and not self.closing:
             self._wait(IDLE_SECONDS)
+
+    def _next_turn(self) -> None:
+        self.turn_pending = False
+        if not self.closing:
+            self._read()
 
     def _answer(self, parser: HTTPRequestParser) -> None:
         if parser.version not in ("1.0", "1.1"):
@@ -220,7 +243,7 @@ class _Connection(asyncio.Protocol):
         for key, value in parser.headers.items():
             environ.setdefault(_RENAMED.get(key, "HTTP_" + key), value)
         if path == VERIFY_PATH:
-            status, headers, body = self.server.front.answer(environ)
+            status, headers, body = self.server.front.answer(environ, flush=False)
         else:
             started = time.perf_counter()
             status, headers, body = "404 Not Found", _text_headers(_NOT_HERE), _NOT_HERE

@@ -444,6 +444,12 @@ def test_an_idle_kept_alive_connection_is_closed(app, ports, fay, monkeypatch):
     wire = ports.wire()
     assert wire.ask(request(cookie=fay)).status == 200
     assert wire.closed()
+
+
+def test_a_connection_that_never_asks_keeps_its_place_only_as_long_as_a_head_may_take(app, ports, monkeypatch):
+    """Not the 75 s of a kept-alive proxy connection: whoever opens connections and sends nothing takes the places
+    of MAX_CONNECTIONS for HEAD_SECONDS only."""
+    monkeypatch.setattr(gate_server, "HEAD_SECONDS", 0.2)
     silent = ports.wire()  # connected, never asks
     assert silent.closed()
 
@@ -611,3 +617,29 @@ def test_a_failure_outside_the_decision_is_a_500_that_closes_the_connection_and_
     assert answer.status == 500 and answer.header("X-Pbnsec-User") is None
     assert wire.closed()
     assert any("the gate port could not answer" in line for line in log_lines)
+
+
+def test_a_connection_pipelining_many_requests_lets_the_others_be_answered_in_between(app, ports, fay, monkeypatch):
+    """One proxy connection that sends 40 requests at once is answered ANSWERS_PER_TURN at a time, the other
+    connections in between: no connection holds the one gate thread for all of its backlog."""
+    monkeypatch.setattr(gate_server, "ANSWERS_PER_TURN", 2, raising=False)
+    order = []
+    answer = ports.gate.front.answer
+
+    def recorded(environ, **kwargs):
+        order.append(environ["HTTP_X_ORIGINAL_URL"])
+        return answer(environ, **kwargs)
+
+    monkeypatch.setattr(ports.gate.front, "answer", recorded)
+    busy, other = ports.wire(), ports.wire()
+    burst = b"".join(request(headers=[("X-Original-URL", f"https://charts.riverside.example/busy/{n}")],
+                             cookie=fay) for n in range(40))
+    busy.send(burst)
+    other.send(request(headers=[("X-Original-URL", "https://charts.riverside.example/other")], cookie=fay))
+    assert other.answer().status == 200
+    for _ in range(40):
+        assert busy.answer().status == 200
+    assert len(order) == 41
+    assert order.index("https://charts.riverside.example/other") < 40  # not after the whole burst
+    assert [url for url in order if "/busy/" in url] == [f"https://charts.riverside.example/busy/{n}"
+                                                         for n in range(40)]  # each connection's in order
