@@ -40,6 +40,9 @@ POOL_DEFAULTS = {
     "stale_timeout": 300,  # seconds an idle connection is kept
     "timeout": 10,  # seconds a request waits for a free connection before failing
 }
+# A PostgreSQL server that cannot be reached fails a request in seconds, not after the system's TCP timeout (minutes),
+# during which the gate's one thread would answer no app at all.
+CONNECT_DEFAULTS = {"connect_timeout": 5}
 
 
 def open_database(url: str, root: Path):
@@ -58,6 +61,8 @@ def open_database(url: str, root: Path):
             scheme += "+pool"
         url = urlunsplit(parts._replace(scheme=scheme, query=urlencode(query)))
     defaults = {k: v for k, v in POOL_DEFAULTS.items() if k not in query} if scheme.endswith("+pool") else {}
+    if scheme.startswith(("postgres", "postgresql")):
+        defaults.update({k: v for k, v in CONNECT_DEFAULTS.items() if k not in query})
     return db_url.connect(url, **defaults)
 
 

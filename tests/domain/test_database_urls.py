@@ -23,6 +23,13 @@ def test_the_url_sets_the_pool_or_switches_it_off():
     assert type(plain).__name__ == "PostgresqlDatabase" and plain.connect_params["password"] == "p%40ss"
 
 
+@pytest.mark.parametrize("url", ["postgresql://127.0.0.1/pbnsec", "postgresql://127.0.0.1/pbnsec?pool=false"])
+def test_an_unreachable_server_fails_in_seconds_unless_the_url_says_otherwise(url):
+    assert open_database(url, Path(".")).connect_params["connect_timeout"] == 5
+    sep = "&" if "?" in url else "?"
+    assert open_database(url + sep + "connect_timeout=30", Path(".")).connect_params["connect_timeout"] == 30
+
+
 @pytest.mark.postgresql_only
 def test_the_test_server_is_served_through_the_pool(app):
     with app.app_context():
