@@ -87,8 +87,18 @@ class FieldError:
     message: str
 
 
+class HasFieldErrors:
+    """A refusal with a FieldError per field (`errors`): its codes by field, for code and tests."""
+
+    errors: dict[str, FieldError]
+
+    @property
+    def codes(self) -> dict[str, str]:
+        return {name: error.code for name, error in self.errors.items()}
+
+
 @dataclass(frozen=True)
-class EntryRefused:
+class EntryRefused(HasFieldErrors):
     """An entry that was not added: what was typed (label cleaned), a FieldError per field, the confirmations asked.
 
     Address codes: invalid, needs_confirmation (see broad and local), covers_everything, duplicate. Label codes:
@@ -100,10 +110,6 @@ class EntryRefused:
     errors: dict[str, FieldError] = field(default_factory=dict)
     broad: str = ""  # the network to confirm although it is broad, when that is what stands in the way
     local: str = ""  # the network to confirm although it holds loopback or a proxy
-
-    @property
-    def codes(self) -> dict[str, str]:
-        return {name: error.code for name, error in self.errors.items()}
 
 
 @dataclass(frozen=True)

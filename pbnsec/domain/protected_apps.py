@@ -36,7 +36,7 @@ from pbnsec.core.text import (
 from pbnsec.db import change_lock
 from pbnsec.domain import audit
 from pbnsec.domain.access import Refusal
-from pbnsec.domain.allowlist import FieldError, administers_every_practice
+from pbnsec.domain.allowlist import FieldError, HasFieldErrors, administers_every_practice
 from pbnsec.domain.visit import Visit
 from pbnsec.models import (
     PROXIES,
@@ -66,7 +66,7 @@ class AppInput:
 
 
 @dataclass(frozen=True)
-class AppRefused:
+class AppRefused(HasFieldErrors):
     """An app that was not added or changed: what was typed (name cleaned) and a FieldError per field.
 
     Name codes: blank, too_long, control_characters, duplicate. Host codes: invalid, duplicate, overlaps,
@@ -76,10 +76,6 @@ class AppRefused:
 
     typed: AppInput
     errors: dict[str, FieldError] = field(default_factory=dict)
-
-    @property
-    def codes(self) -> dict[str, str]:
-        return {name: error.code for name, error in self.errors.items()}
 
 
 @dataclass(frozen=True)
