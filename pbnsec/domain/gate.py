@@ -25,7 +25,7 @@ from peewee import EXCLUDED, JOIN, fn
 from pbnsec.core.gate import DEFAULT_PORTS, GateInputError, Host, Original, parse_host, parse_original
 from pbnsec.core.text import without_control_characters
 from pbnsec.db import database
-from pbnsec.domain import audit, sessions
+from pbnsec.domain import audit
 from pbnsec.domain.access import overview, why_blocked
 from pbnsec.domain.visit import Visit
 from pbnsec.logs import security_event
@@ -116,11 +116,6 @@ class GateState:
         self._counts: dict[tuple[int, datetime], list[int]] = {}  # (app id, hour) -> [allowed, refused]
         self._flushed_at = time.monotonic()
         self.flush_seconds = flush_seconds
-
-    def signed_in(self, token: str, now: datetime) -> User | None:
-        """The active user (with their role) of a live full sign-in, else None: sessions.lookup's answer, never
-        ending a sign-in (one made with a password set aside since ends at its next pbnsec page)."""
-        return sessions.lookup(token, now)[0]
 
     def find_app(self, host: Host, scheme: str) -> GateApp | None:
         """The protected app serving this host over this scheme, with its practices and roles: one statement on

@@ -29,7 +29,7 @@ from pbnsec import db
 from pbnsec.core.clientip import resolve_client_ip
 from pbnsec.core.gate import FORWARDED_HEADERS, NGINX_HEADERS, GateInputError
 from pbnsec.core.text import parse_id
-from pbnsec.domain import gate
+from pbnsec.domain import gate, sessions
 from pbnsec.domain.access_requests import NOTE_MAX
 from pbnsec.domain.gate import GateOptions, GateState, Verdict
 from pbnsec.domain.gate_blocked import app_access
@@ -132,7 +132,8 @@ class VerifyFront:
         if fields is None:
             return None, None
         user_id, token, practice_id = fields
-        user = self.state.signed_in(token, now)
+        # Never ends a sign-in: one made with a password set aside since is refused here, ended at its next page.
+        user, _ = sessions.lookup(token, now)
         if user is None or str(user.id) != user_id:
             return None, None
         return user, practice_id

@@ -335,24 +335,28 @@ def test_the_gates_sign_in_lookup_answers_as_sessions_find_does(db):
     from pbnsec.domain import sessions
     from pbnsec.models import SignIn, User, utcnow
 
-    state, now, fay = GateState(), utcnow(), person("fay")
+    now, fay = utcnow(), person("fay")
     full, blocked = sessions.start(fay), sessions.start(fay, blocked=True, ip=ip_address("127.0.0.9"))
-    found = state.signed_in(full, now)
+    found, stale = sessions.lookup(full, now)
+    assert not stale
     assert (found.id, found.email, found.role.name, found.sign_in_token) == (fay.id, fay.email, "Front Desk", full)
     assert found.role_id == fay.role_id and not found.is_dirty()
     for token in (blocked, "", None, "no such token"):
-        assert state.signed_in(token, now) is None and sessions.find(token) is None
-    assert state.signed_in(full, now + sessions.FULL_LIFETIME) is None  # expired
+        assert sessions.lookup(token, now) == (None, False) and sessions.find(token) is None
+    assert sessions.lookup(full, now + sessions.FULL_LIFETIME) == (None, False)  # expired
     User.update(active=False).where(User.id == fay.id).execute()
-    assert state.signed_in(full, now) is None and sessions.find(full) is None
+    assert sessions.lookup(full, now) == (None, False) and sessions.find(full) is None
     assert SignIn.select().count() == 2
 
 
 def test_a_sign_in_made_with_a_password_reset_since_gets_nothing_through_the_gate(db):
     from pbnsec.domain import sessions
-    from pbnsec.models import User, utcnow
+    from pbnsec.models import SignIn, User, utcnow
 
-    state, now, fay = GateState(), utcnow(), person("fay")
+    now, fay = utcnow(), person("fay")
     token = sessions.start(fay)  # the password checked, then an administrator's reset lands
     User.update(password_hash="scrypt:reset-meanwhile").where(User.id == fay.id).execute()
-    assert state.signed_in(token, now) is None and sessions.find(token) is None
+    assert sessions.lookup(token, now) == (None, True)  # the gate refuses it and leaves it for pbnsec to end
+    assert SignIn.select().where(SignIn.token == token).count() == 1
+    assert sessions.find(token) is None  # a pbnsec page ends it
+    assert SignIn.select().where(SignIn.token == token).count() == 0
