@@ -391,7 +391,7 @@ apps_cli = AppGroup("apps", help="Protected apps: the practice's other web tools
 def _gate_settings():
     from pbnsec.domain.protected_apps import GateSettings
 
-    return GateSettings(current_app.config.get("COOKIE_DOMAIN"), current_app.config.get("BASE_URL"))
+    return GateSettings.of(current_app.config)
 
 
 def _app_done(result):

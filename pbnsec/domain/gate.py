@@ -145,7 +145,7 @@ class GateState:
                 roles.setdefault(app_id, set()).add(role_id)
         found = []
         for app_id, (name, stored, proxy, all_roles) in apps.items():
-            app_host = _stored_host(stored)
+            app_host = stored_host(stored)
             if app_host is not None and app_host.serves(host, scheme):
                 found.append(GateApp(app_id, name, app_host, proxy, bool(all_roles),
                                      frozenset(practices.get(app_id, ())), frozenset(roles.get(app_id, ()))))
@@ -187,7 +187,7 @@ class GateState:
 
 
 @lru_cache(maxsize=1024)
-def _stored_host(text: str) -> Host | None:
+def stored_host(text: str) -> Host | None:
     """A stored app host, read once per process (None: a row written by hand that no request can match)."""
     try:
         return parse_host(text)

@@ -37,6 +37,7 @@ from pbnsec.db import change_lock
 from pbnsec.domain import audit
 from pbnsec.domain.access import Refusal
 from pbnsec.domain.allowlist import FieldError, HasFieldErrors, administers_every_practice
+from pbnsec.domain.gate import stored_host
 from pbnsec.domain.visit import Visit
 from pbnsec.models import (
     PROXIES,
@@ -87,8 +88,9 @@ class AppRow:
     roles: tuple[Role, ...]
 
     @property
-    def host(self) -> Host:
-        return parse_host(self.app.host)
+    def host(self) -> Host | None:
+        """The stored host as the gate reads it; None for one no request can match (a row changed by hand)."""
+        return stored_host(self.app.host)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,11 @@ class GateSettings:
 
     cookie_domain: str | None = None
     base_url: str | None = None
+
+    @classmethod
+    def of(cls, config) -> GateSettings:
+        """From the app's config (pbnsec.config reads the environment)."""
+        return cls(config.get("COOKIE_DOMAIN"), config.get("BASE_URL"))
 
     @property
     def domain(self) -> str | None:
@@ -201,7 +208,7 @@ def find_app(administered: Collection[Practice], app_id) -> AppRow | None:
 def find_by_name_or_host(text: str) -> ProtectedApp | None:
     """An app by its exact name, else by its host (any spelling parse_host reads): for the console."""
     text = (text or "").strip()
-    app = ProtectedApp.get_or_none(ProtectedApp.name == text)
+    app = ProtectedApp.get_or_none(fn.LOWER(ProtectedApp.name) == text.lower())  # names are unique in any case
     if app is None:
         try:
             app = ProtectedApp.get_or_none(ProtectedApp.host == str(parse_host(text)))

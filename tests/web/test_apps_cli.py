@@ -31,7 +31,7 @@ def test_add_then_list_then_remove(runner, app):
         "Patient charts\tcharts.riverside.example\tcaddy\tLakeside Dental, Riverside Dental\tProvider, Hygienist"]
     by_host = runner.invoke(args=["apps", "remove", "CHARTS.riverside.example."])
     assert by_host.exit_code == 0 and by_host.output.startswith("Removed Patient charts (charts.riverside.example).")
-    assert runner.invoke(args=["apps", "remove", "Images"]).exit_code == 0
+    assert runner.invoke(args=["apps", "remove", "IMAGES"]).exit_code == 0  # names are unique in any case
     assert stored(app) == []
 
 

@@ -425,3 +425,30 @@ def test_each_app_shows_how_many_requests_the_gate_let_through_or_refused_in_the
     page = signed_in("owner").get("/security/apps").text
     counts = re.search(rf'id="app-{charts}-counts">([^<]+)</dd>', page).group(1)
     assert " ".join(counts.split()) == "1,234 let through, 4 sent to sign in or refused"
+
+
+def test_what_follows_a_long_name_or_host_is_checked_too_not_cut_off(app, ann):
+    """A NUL or a path after the 300th character is refused like any other, never silently dropped."""
+    gated(app)
+    response = add(ann, name="Charts" + " " * 300 + "\x00 junk",
+                   host="charts.riverside.example" + " " * 300 + "/evil path")
+    assert response.status_code == 422
+    assert field_error(response.text, "name-error") and field_error(response.text, "host-error")
+    with app.app_context():
+        assert ProtectedApp.select().count() == 0
+
+
+def test_an_app_whose_stored_host_no_longer_reads_is_listed_with_the_problem_and_can_be_removed(app, ann):
+    """A row changed outside pbnsec: the list still shows (500 before), says what is wrong, offers no snippet."""
+    gated(app)
+    add(ann)
+    with app.app_context():
+        ProtectedApp.update(host="not a host!!", proxy="apache").execute()
+        app_id = ProtectedApp.get().id
+    page = ann.get("/security/apps")
+    assert page.status_code == 200
+    assert "not a host!! is not a host pbnsec can read" in html.unescape(page.text)
+    assert 'class="snippet"' not in page.text
+    assert ann.post(f"/security/apps/{app_id}/delete", {}).status_code == 303
+    with app.app_context():
+        assert ProtectedApp.select().count() == 0

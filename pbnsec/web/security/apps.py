@@ -10,6 +10,7 @@ from flask_login import current_user
 from pbnsec.config import PROJECT_ROOT
 from pbnsec.core.snippets import gate_address_of, host_values, scheme_of, snippets_for, upstream_of
 from pbnsec.domain import protected_apps as domain
+from pbnsec.domain.allowlist import FieldError
 from pbnsec.domain.gate import gate_counts
 from pbnsec.domain.protected_apps import PROXY_NAMES, AppInput, AppRefused, AppRow, GateSettings
 from pbnsec.web.hook import access_of
@@ -24,7 +25,7 @@ SNIPPET_FILES = {"nginx": "nginx.conf", "caddy": "Caddyfile", "traefik": "traefi
 
 
 def gate_settings() -> GateSettings:
-    return GateSettings(current_app.config.get("COOKIE_DOMAIN"), current_app.config.get("BASE_URL"))
+    return GateSettings.of(current_app.config)
 
 
 def gate_warnings() -> list[str]:
@@ -63,8 +64,17 @@ def shown(rows: list[AppRow]) -> list[dict]:
               "pbnsec_upstream": upstream_of(listen, port), "pbnsec_gate_address": gate_address_of(listen, port),
               "app_upstream": None}  # pbnsec never learns where the app itself listens
     counts = gate_counts([row.app.id for row in rows], g.visit.now - COUNTED_SINCE)
-    return [{"row": row, "snippets": snippets_for(templates, {**common, **host_values(row.host)}),
-             "problem": domain.host_problem(row.host, gate), "counts": counts[row.app.id]} for row in rows]
+    return [{"row": row, "counts": counts[row.app.id], **_snippets_and_problem(row, common, templates, gate)}
+            for row in rows]
+
+
+def _snippets_and_problem(row: AppRow, common: dict, templates: dict, gate: GateSettings) -> dict:
+    if row.host is None:  # changed outside pbnsec: still listed, so it can be changed or removed
+        return {"snippets": [], "problem": FieldError("invalid", f"{row.app.host} is not a host pbnsec can read: "
+                                                                 "the gate refuses every request for this app. "
+                                                                 "Change its host, or remove it.")}
+    return {"snippets": snippets_for(templates, {**common, **host_values(row.host)}),
+            "problem": domain.host_problem(row.host, gate)}
 
 
 def form_context(**state) -> dict:
@@ -82,9 +92,10 @@ def page_context(**state) -> dict:
 
 
 def typed_app(form) -> AppInput:
-    """The form as sent, cut to lengths no real app exceeds (the domain says what is wrong with it)."""
-    return AppInput(name=form.get("name", "")[:300], host=form.get("host", "")[:300],
-                    proxy=form.get("proxy", "").strip()[:20], practices=tuple(form.getlist("practice")[:200]),
+    """The form as sent (the domain says what is wrong with it); at most as many practices and roles as exist."""
+    # Name, host and proxy whole: cut, whatever followed the cut (a NUL, a path) would never be checked.
+    return AppInput(name=form.get("name", ""), host=form.get("host", ""),
+                    proxy=form.get("proxy", "").strip(), practices=tuple(form.getlist("practice")[:200]),
                     all_roles=form.get("roles", "all") != "chosen", roles=tuple(form.getlist("role")[:50]))
 
 
