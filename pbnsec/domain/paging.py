@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from pbnsec.core.text import parse_id
+from pbnsec.core.text import MAX_ID, parse_id
 
 PAGE_SIZE = 50
 # More parts than this are read as one (slower, but SQLite allows at most 500 terms in a compound SELECT): a group
@@ -28,7 +28,9 @@ class Cursor:
             when = datetime.strptime(at, "%Y%m%dT%H%M%S%f")
         except ValueError:
             return None
-        return cls(when, parse_id(number)) if parse_id(number) else None
+        number = parse_id(number)
+        # Below the largest id a column holds: no row has that one, and the step past it would not fit.
+        return cls(when, number) if number and number < MAX_ID else None
 
     def __str__(self) -> str:
         # The year by hand: %Y writes year 1 as "1" on some platforms, which parse() would not read back.

@@ -397,6 +397,18 @@ def test_a_place_past_either_end_of_the_log_shows_that_end(app, ann, place, show
     assert ("← Newer" in response.text) != newest and ("Older →" in response.text) != oldest
 
 
+@pytest.mark.parametrize("place", ["after=20240101T000000000000_9223372036854775807",
+                                   "before=20240101T000000000000_9223372036854775807"])
+def test_a_cursor_naming_the_largest_id_there_is_is_refused_like_any_unreadable_one(app, ann, place):
+    """No row has it, and the page's probe past it (id + 1) would not fit the database's integer: a 500 before."""
+    create_events(app, 3)
+    for htmx in (False, True):
+        response = ann.get(f"/security/audit?action=entry_added&{place}", htmx=htmx)
+        assert response.status_code == 400
+        assert error_of(response).endswith(" is not a place in the audit log: follow the Newer and Older links.")
+        assert rows(response) == []
+
+
 # --- the IP and day filters ---
 
 def event_at(app, at, ip="127.0.0.9", practice="Riverside Dental", target="", action="entry_added"):
