@@ -375,14 +375,16 @@ def _cell(value) -> str:
 def csv_lines(events, limit: int = CSV_MAX_ROWS, time_zone: str = "UTC"):
     """The events as CSV text, a line at a time (streamed: a large log never sits in memory).
 
-    time_local is in the event's practice's zone, or time_zone (the practice being worked in) for an event of none.
+    time_local is in the event's practice's zone, or time_zone (the filter's days' zone) for an event of none.
+    subject_ip is the address a decision was about (an approved or rejected request's, a revoked grant's): the
+    IP filter finds those events by it as well as by actor_ip.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    # Added columns come last (count and last_utc, then time_local), so a sheet or script reading the earlier
-    # columns reads them as before.
+    # Added columns come last (count and last_utc, then time_local, then subject_ip), so a sheet or script reading
+    # the earlier columns reads them as before.
     writer.writerow(["time_utc", "actor", "actor_ip", "practice", "action", "target", "detail", "count", "last_utc",
-                     "time_local"])
+                     "time_local", "subject_ip"])
     yield buffer.getvalue()  # the header, even when no event matches
     buffer.seek(0)
     buffer.truncate()
@@ -391,7 +393,7 @@ def csv_lines(events, limit: int = CSV_MAX_ROWS, time_zone: str = "UTC"):
         practice = e.practice.name if e.practice_id else ""
         time_local = to_local(e.at, e.practice.time_zone if e.practice_id else time_zone).isoformat()
         writer.writerow([_cell(v) for v in (e.at.isoformat() + "Z", e.actor_label, e.actor_ip, practice, e.action,
-                                            e.target, e.detail, e.count, last_utc, time_local)])
+                                            e.target, e.detail, e.count, last_utc, time_local, e.subject_ip)])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

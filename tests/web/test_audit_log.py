@@ -242,7 +242,8 @@ def test_what_users_typed_is_escaped(app, ann):
 
 # --- CSV ---
 
-HEADER = ["time_utc", "actor", "actor_ip", "practice", "action", "target", "detail", "count", "last_utc", "time_local"]
+HEADER = ["time_utc", "actor", "actor_ip", "practice", "action", "target", "detail", "count", "last_utc", "time_local",
+          "subject_ip"]
 
 
 def test_csv_download_holds_the_filtered_rows_only(app, ann, both_practices_busy):
@@ -253,11 +254,12 @@ def test_csv_download_holds_the_filtered_rows_only(app, ann, both_practices_busy
     table = csv_rows(response)
     assert table[0] == HEADER
     assert len(table) == 2
-    time_utc, *rest, time_local = table[1]
+    time_utc, *rest, time_local, subject_ip = table[1]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", time_utc)
     assert rest == ["ann@example.com", "127.0.0.1", "Riverside Dental", "entry_added", "192.0.2.0/24",
                     "label: Riverside office", "1", ""]
     assert time_local == time_utc[:-1] + "+00:00"  # Riverside keeps the server's zone, UTC in the tests
+    assert subject_ip == ""  # about no one's address
 
 
 def test_csv_of_nothing_is_just_the_header(app, ann):
@@ -355,7 +357,7 @@ def test_the_csv_has_each_rows_count_and_last_time(app, ann, hal_guessed_35_time
     by_action = {row[4]: row for row in table[1:]}
     assert by_action["login_failed"] == [first.isoformat() + "Z", HAL, "127.0.0.1", "Riverside Dental",
                                          "login_failed", HAL, "", "35", last.isoformat() + "Z",
-                                         first.isoformat() + "+00:00"]
+                                         first.isoformat() + "+00:00", ""]
     assert by_action["entry_added"][7:9] == ["1", ""]
     assert sum(int(row[7]) for row in table[1:]) == 35 + 1 + 1  # Hal's guesses, Ann's sign-in, the script's event
 
@@ -557,3 +559,7 @@ def test_the_ip_filter_finds_the_decisions_about_that_address_made_from_elsewher
         ("request rejected", "fay@example.com from ::1")]
     from_office = {r[3] for r in rows(ann.get("/security/audit?ip=127.0.0.1"))}
     assert {"login allowed", "request approved", "request rejected", "grant revoked"} <= from_office
+    # The CSV says why a row made from the office is about 127.0.0.5: its subject_ip column.
+    table = csv_rows(ann.get("/security/audit.csv?ip=127.0.0.5"))
+    assert [(r[2], r[4], r[10]) for r in table[1:]] == [("127.0.0.1", "grant_revoked", "127.0.0.5"),
+                                                        ("127.0.0.1", "request_approved", "127.0.0.5")]

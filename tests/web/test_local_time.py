@@ -152,8 +152,8 @@ def test_the_audit_csv_keeps_utc_and_adds_local_time_at_the_end(app, ann):
                               practice=Practice.get(Practice.name == RIVERSIDE))
     table = list(csv.reader(io.StringIO(ann.get("/security/audit.csv?action=entry_added").text)))
     assert table[0] == ["time_utc", "actor", "actor_ip", "practice", "action", "target", "detail", "count",
-                        "last_utc", "time_local"]
-    assert [(row[0], row[5], row[-1]) for row in table[1:]] == [
+                        "last_utc", "time_local", "subject_ip"]
+    assert [(row[0], row[5], row[9]) for row in table[1:]] == [
         ("2026-07-15T17:12:00Z", "July", "2026-07-15T11:12:00-06:00"),
         ("2026-01-15T18:12:00Z", "January", "2026-01-15T11:12:00-07:00")]
 

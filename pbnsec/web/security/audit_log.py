@@ -53,6 +53,7 @@ def audit_csv():
     refused = " ".join(filter(None, (f.error, *f.field_errors.values())))
     if refused:
         return Response(refused + "\n", status=400, mimetype="text/plain")
-    lines = csv_lines(all_events(f, administered_ids(), manages_every_practice()), time_zone=zone_of())
+    # An event of no practice in the zone the filter's days are in (the chosen practice's, else the one worked in).
+    lines = csv_lines(all_events(f, administered_ids(), manages_every_practice()), time_zone=f.time_zone)
     return Response(stream_with_context(lines), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="pbnsec-audit.csv"'})
