@@ -230,6 +230,17 @@ def test_the_quick_count_never_lets_through_what_the_whole_list_refuses(db, app,
         assert confirmed or allowlist.broad_union(network, practice, DEFAULT_BROADEST) is None
 
 
+def test_the_quick_count_says_no_for_small_lists_and_yes_when_they_could_add_up(db):
+    """The property test above checks only its "no": pinned here that it says both, so it stands in for the whole
+    list on the usual add and never when the entries could reach the limit."""
+    riverside, a_slash_8 = practice_named(RIVERSIDE), 2 ** 24
+    add(ann(), "192.0.2.0/24")
+    assert not allowlist.may_add_up(ip_network("198.51.100.0/24"), riverside, a_slash_8)
+    AllowlistEntry.create(**AllowlistEntry.stored(ip_network("10.0.0.0/8"), None, label="all"))
+    assert allowlist.may_add_up(ip_network("198.51.100.0/24"), riverside, a_slash_8)
+    assert not allowlist.may_add_up(ip_network("2001:db8::/48"), riverside, 2 ** 96)  # the other version's
+
+
 def test_a_duplicate_in_the_same_scope_is_refused(db):
     add(ann(), "::ffff:192.0.2.1")
     refused = try_add(ann(), "192.0.2.1/32")
