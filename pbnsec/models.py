@@ -17,6 +17,7 @@ from peewee import (
 )
 
 from pbnsec.config import default_time_zone
+from pbnsec.core.snippets import PROXY_FILES
 from pbnsec.db import database
 
 
@@ -394,7 +395,7 @@ class DeploymentSetting(BaseModel):
 # How a protected app's proxy wants "sign in first" said (ProtectedApp.proxy): nginx's auth_request turns only
 # 401/403 into its own answers (auth_request_set + error_page 401 picks up Location); Caddy and Traefik pass any
 # other answer of the gate, a 302 included, straight back to the browser.
-PROXIES = ("nginx", "caddy", "traefik")
+PROXIES = tuple(PROXY_FILES)
 
 
 class ProtectedApp(BaseModel):

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 from pbnsec.core.gate import Host
 
+# The proxies a protected app can stand behind: the name people know it by, and its snippet in deploy/gate/.
+PROXY_FILES = {"nginx": ("nginx", "nginx.conf"), "caddy": ("Caddy", "Caddyfile"),
+               "traefik": ("Traefik", "traefik.yml")}
+
 # Every placeholder a snippet may hold, and the marker shown when its value is not known.
 MISSING = {
     "app_host": "<the app's host>",

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from peewee import JOIN, IntegrityError, fn
 
 from pbnsec.core.gate import GateInputError, Host, parse_host
+from pbnsec.core.snippets import PROXY_FILES
 from pbnsec.core.text import (
     TYPED_WHITESPACE,
     has_control_characters,
@@ -50,7 +51,7 @@ from pbnsec.models import (
 )
 
 NAME_MAX = 100
-PROXY_NAMES = {"nginx": "nginx", "caddy": "Caddy", "traefik": "Traefik"}
+PROXY_NAMES = {proxy: name for proxy, (name, _) in PROXY_FILES.items()}
 DEFAULT_PORT_SET = frozenset({80, 443})  # where a host stored without a port answers
 
 

@@ -8,7 +8,7 @@ from flask import abort, current_app, g, render_template, request
 from flask_login import current_user
 
 from pbnsec.config import PROJECT_ROOT
-from pbnsec.core.snippets import gate_address_of, host_values, scheme_of, snippets_for, upstream_of
+from pbnsec.core.snippets import PROXY_FILES, gate_address_of, host_values, scheme_of, snippets_for, upstream_of
 from pbnsec.domain import protected_apps as domain
 from pbnsec.domain.allowlist import FieldError
 from pbnsec.domain.gate import gate_counts
@@ -21,7 +21,6 @@ PAGE = "security/apps.html"
 LIST = "security/_apps_list.html"
 FORM = "security/_app_form.html"
 EDIT_PAGE = "security/app.html"
-SNIPPET_FILES = {"nginx": "nginx.conf", "caddy": "Caddyfile", "traefik": "traefik.yml"}  # under deploy/gate/
 
 
 def gate_settings() -> GateSettings:
@@ -44,7 +43,7 @@ def gate_warnings() -> list[str]:
 def _snippet_templates() -> dict[str, str | None]:
     """The snippet files as they are now (small files, read per page: a changed file shows at once)."""
     found = {}
-    for proxy, name in SNIPPET_FILES.items():
+    for proxy, (_, name) in PROXY_FILES.items():
         try:
             found[proxy] = (PROJECT_ROOT / "deploy" / "gate" / name).read_text(encoding="utf-8")
         except OSError:
