@@ -192,3 +192,21 @@ def run_the_story(app, office, home):
     approve(office, "Olive Owner")
     home.get_by_role("link", name="Continue to Charts").click()
     at_the_app_as(home, "owner@example.com")
+
+    # An administrator resets Fay's password (shown on a console). Opening the app at the office she signs in, is
+    # asked for a password of her own, and goes on into the app: the password page's form may send the browser to
+    # the app (its CSP form-action names the app's origin, or Chromium would hold the redirect).
+    from pbnsec.models import User
+
+    with app.app_context():
+        User.update(must_change_password=True).where(User.email == "fay@example.com").execute()
+    office.goto(SECURITY + "/")
+    office.get_by_role("button", name="Sign out").click()  # Ann
+    office.goto(CHARTS)
+    sign_in_here(office, "fay@example.com")
+    expect(office).to_have_url(SECURITY + "/account/password")
+    office.get_by_label("Current password").fill(PASSWORD)
+    office.get_by_label("New password (12 characters or more)").fill("a new horse battery staple")
+    office.get_by_label("New password again").fill("a new horse battery staple")
+    office.get_by_role("button", name="Change password").click()
+    at_the_app_as(office, "fay@example.com")
